@@ -1,0 +1,169 @@
+"""Settings, from the environment and `.env` (pydantic-settings).
+
+A wrong or missing setting stops start-up with one line that names it; the
+CLI turns `ConfigError` into that line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+CommaList = Annotated[list[str], NoDecode]
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class ConfigError(Exception):
+    """One line naming the setting that stops start-up."""
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in re.split(r"[,\s]+", value) if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///escalation-bot.db"
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_api_base_url: str = "https://slack.com/api/"
+    slack_escalation_channel: str | None = None
+    slack_leads_channel: str | None = None
+    slack_senior_user_ids: CommaList = Field(default_factory=list)
+    slack_senior_usergroup: str | None = None
+    slack_lead_user_ids: CommaList = Field(default_factory=list)
+
+    teams_app_id: str | None = None
+    teams_app_password: SecretStr | None = None
+    teams_tenant_id: str | None = None
+    teams_senior_user_ids: CommaList = Field(default_factory=list)
+
+    report_weekday: str = "monday"
+    report_time: time = time(9, 0)
+    timezone: str = "UTC"
+    manual_baseline_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    reminder_minutes: int = Field(default=10, ge=1)
+    lead_alert_minutes: int = Field(default=30, ge=1)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # Delivery tuning; the defaults suit a real workspace.
+    outbox_lease_seconds: float = Field(default=30.0, gt=0)
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    slack_api_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("slack_senior_user_ids", "slack_lead_user_ids", "teams_senior_user_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("not a database URL (e.g. sqlite+aiosqlite:///escalation-bot.db)") from exc
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB")
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not re.match(r"https?://", value):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("report_weekday")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        v = value.strip().lower()
+        for day in _WEEKDAYS:
+            if day.startswith(v) and len(v) >= 3:
+                return day
+        raise ValueError("must be a weekday name, e.g. monday")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone, e.g. Europe/Berlin") from exc
+        return value
+
+    # ---- derived ----------------------------------------------------------
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_signing_secret is not None
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so the log filter can scrub them."""
+        out = []
+        for v in (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.slack_client_secret,
+            self.teams_app_password,
+        ):
+            if v is not None and v.get_secret_value():
+                out.append(v.get_secret_value())
+        return out
+
+    def require_for_serve(self) -> None:
+        if not self.slack_enabled and not self.teams_app_id:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET: missing; set it (and SLACK_BOT_TOKEN, SLACK_ESCALATION_CHANNEL) in .env"
+            )
+        if self.slack_enabled:
+            if self.slack_bot_token is None and not (self.slack_client_id and self.slack_client_secret):
+                raise ConfigError("SLACK_BOT_TOKEN: missing; set the app's Bot User OAuth Token (xoxb-…) in .env")
+            if not self.slack_escalation_channel:
+                raise ConfigError(
+                    "SLACK_ESCALATION_CHANNEL: missing; set the id of the channel cards go to (e.g. C0123456789)"
+                )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and .env; ConfigError with one line on any problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err.get("loc") else "setting"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {msg}") from None

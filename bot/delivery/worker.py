@@ -1,0 +1,172 @@
+"""The delivery worker: leases outbox rows and sends them through the platform's deliverer.
+
+Woken right after every commit that queued something, and otherwise polls,
+so rows written by other replicas (or left by a dead one whose lease ran
+out) still go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from bot.delivery.base import Defer, Deliverer, DeliveryResult, GiveUp, Retry, Sent
+from bot.logs import log_context
+from handoff.service import utcnow
+from storage import outbox
+from storage.db import Database, StorageUnavailable
+from storage.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 600.0
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before attempt n+1: 2, 4, 8 … capped at 10 minutes, with jitter so replicas spread out."""
+    return min(BACKOFF_CAP, BACKOFF_BASE ** max(1, attempts)) * random.uniform(0.8, 1.2)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        db: Database,
+        deliverer_for: Callable[[int], Awaitable[Deliverer]],
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 10,
+        poll_seconds: float = 1.0,
+        batch: int = 50,
+        concurrency: int = 16,
+    ):
+        self.db = db
+        self.deliverer_for = deliverer_for
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.on_result: Callable[[OutboxItem, DeliveryResult, float], None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("delivery worker %s started", self.owner)
+        while not self._stopping:
+            try:
+                busy = await self.run_once()
+            except StorageUnavailable as exc:
+                log.warning("delivery paused, database unavailable: %s", exc)
+                busy = 0
+                await asyncio.sleep(self.poll_seconds)
+            except Exception:
+                log.exception("delivery loop error")
+                busy = 0
+                await asyncio.sleep(self.poll_seconds)
+            if busy:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """Lease one batch and send it. Returns how many rows were leased."""
+        self._wake.clear()
+        now = utcnow()
+        async with self.db.write() as conn:
+            items = await outbox.lease(conn, owner=self.owner, now=now, lease_for=self.lease, limit=self.batch)
+        if not items:
+            return 0
+        # The lease hands out only the head of each (handoff, kind) lane, so these can all go at once.
+        await asyncio.gather(*(self._send(item) for item in items))
+        return len(items)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Send until nothing is due (for the demo and tests)."""
+        async with asyncio.timeout(timeout):
+            while await self.run_once():
+                pass
+
+    async def _send(self, item: OutboxItem) -> None:
+        async with self._limit:
+            await self._send_one(item)
+
+    async def _send_one(self, item: OutboxItem) -> None:
+        token = log_context.set({"outbox_id": item.id, "kind": item.kind, "workspace": item.workspace_id})
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            try:
+                deliverer = await self.deliverer_for(item.workspace_id)
+                result = await deliverer.deliver(item)
+            except StorageUnavailable as exc:
+                result = Retry(error=f"database unavailable: {exc}")
+            except Exception as exc:
+                log.exception("delivery of outbox row %s (%s) raised", item.id, item.kind)
+                result = Retry(error=f"{type(exc).__name__}: {exc}")
+            await self._record(item, result)
+            if self.on_result is not None:
+                self.on_result(item, result, loop.time() - started)
+        finally:
+            log_context.reset(token)
+
+    async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:
+        now = utcnow()
+        try:
+            async with self.db.write() as conn:
+                if isinstance(result, Sent):
+                    await outbox.complete(conn, item.id, self.owner, now)
+                    if result.rendered_version is not None and item.handoff_id is not None:
+                        await outbox.coalesce_card_updates(conn, item.handoff_id, result.rendered_version, now)
+                elif isinstance(result, Defer):
+                    await outbox.retry_later(
+                        conn,
+                        item.id,
+                        self.owner,
+                        at=now + timedelta(seconds=result.after),
+                        error=result.reason,
+                        count_attempt=False,
+                    )
+                elif isinstance(result, GiveUp) or item.attempts >= self.max_attempts:
+                    error = result.error if isinstance(result, GiveUp | Retry) else "gave up"
+                    await outbox.give_up(conn, item.id, self.owner, error)
+                    log.error(
+                        "outbox row %s (%s) is dead after %s attempt(s): %s",
+                        item.id,
+                        item.kind,
+                        item.attempts,
+                        error,
+                    )
+                else:
+                    assert isinstance(result, Retry)
+                    wait = result.after if result.after is not None else backoff(item.attempts)
+                    await outbox.retry_later(
+                        conn, item.id, self.owner, at=now + timedelta(seconds=wait), error=result.error
+                    )
+                    log.warning(
+                        "outbox row %s (%s) attempt %s failed: %s; next try in %.1fs",
+                        item.id,
+                        item.kind,
+                        item.attempts,
+                        result.error,
+                        wait,
+                    )
+        except StorageUnavailable as exc:
+            # The lease runs out and the row is tried again; a card might be sent twice, never lost.
+            log.warning("could not record delivery of outbox row %s: %s", item.id, exc)

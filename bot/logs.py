@@ -1,0 +1,87 @@
+"""Logging: text or one JSON object per line, with secrets scrubbed from every record."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+# Tokens Slack issues, whatever settings they came from.
+_TOKEN_RE = re.compile(r"\b(xox[abposre]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)")
+REDACTED = "[redacted]"
+
+# Set while handling one handoff, so every line about it says which.
+log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
+
+
+class RedactSecrets(logging.Filter):
+    def __init__(self, secrets: Iterable[str] = ()):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, REDACTED)
+        return _TOKEN_RE.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = self.scrub(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        record.msg, record.args = scrubbed, None
+        ctx = log_context.get()
+        if ctx:
+            for k, v in ctx.items():
+                if not hasattr(record, k):
+                    setattr(record, k, v)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    _SKIP = set(logging.LogRecord("x", 0, "x", 0, "x", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k, v in record.__dict__.items():
+            if k not in self._SKIP and not k.startswith("_"):
+                out[k] = v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        tags = [f"{k}={getattr(record, k)}" for k in ("workspace", "handoff") if hasattr(record, k)]
+        return f"{line} [{' '.join(tags)}]" if tags else line
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # aiohttp logs every request at INFO; keep that for DEBUG runs only.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)

@@ -1,0 +1,381 @@
+"""A fake Slack Web API on 127.0.0.1, for the demo, the tests and the benchmarks.
+
+It answers the methods the bot calls the way Slack does (same shapes, same
+error names), records every call, keeps the messages as a channel would show
+them, receives `response_url` replies, and fails on demand: a queue of
+scripted failures per method, or a random share of calls (chaos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Fail:
+    """One scripted failure: an HTTP status (with Retry-After for 429), a Slack error, or a stall."""
+
+    status: int = 200
+    error: str | None = None
+    retry_after: int | None = None
+    stall: float = 0.0
+
+
+@dataclass
+class ApiCall:
+    method: str
+    args: dict[str, Any]
+    status: int
+    ok: bool
+    at: float
+    token: str | None = None
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    thread_ts: str | None = None
+    to_user: str | None = None  # set for DMs: who the message went to
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass
+class Reply:
+    """A message sent to a click's or command's response_url (ephemeral unless said otherwise)."""
+
+    user: str
+    text: str
+    response_type: str | None
+    replace_original: bool | None
+    blocks: list[dict[str, Any]] | None
+    at: float
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class FakeSlack:
+    def __init__(
+        self,
+        *,
+        team_id: str = "T0FAKE",
+        team_domain: str = "acme-support",
+        bot_token: str | None = "xoxb-fake-token",
+        bot_user_id: str = "UBOT",
+        users: dict[str, str] | None = None,
+        channels: dict[str, str] | None = None,
+        usergroups: dict[str, list[str]] | None = None,
+    ):
+        self.team_id = team_id
+        self.team_domain = team_domain
+        self.bot_token = bot_token
+        self.bot_user_id = bot_user_id
+        self.users: dict[str, str] = dict(users or {})
+        self.channels: dict[str, str] = dict(channels or {})
+        self.usergroups: dict[str, list[str]] = dict(usergroups or {})
+        self.calls: list[ApiCall] = []
+        self.messages: list[Message] = []
+        self.replies: list[Reply] = []
+        self.views: list[dict[str, Any]] = []
+        self._failures: dict[str, list[Fail]] = {}
+        self._chaos: tuple[float, tuple[str, ...], list[Fail], random.Random] | None = None
+        self._ts = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port: int = 0
+        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.getPermalink": self._permalink,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "usergroups.users.list": self._usergroup_users,
+            "conversations.open": self._conversations_open,
+            "users.info": self._users_info,
+        }
+
+    # ---- lifecycle --------------------------------------------------------
+
+    async def start(self, port: int = 0) -> FakeSlack:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/respond/{user}/{key}", self._respond)
+        # A client that hangs up mid-request gets nothing done, as if the request never arrived.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def response_url(self, user: str) -> str:
+        return f"http://127.0.0.1:{self.port}/respond/{user}/{uuid.uuid4().hex}"
+
+    # ---- failure on demand ------------------------------------------------
+
+    def fail_next(self, method: str, *failures: Fail) -> None:
+        self._failures.setdefault(method, []).extend(failures)
+
+    def chaos(self, rate: float, methods: tuple[str, ...], failures: list[Fail], seed: int = 7) -> None:
+        """Fail `rate` of calls to `methods`, each time with one of `failures` at random."""
+        self._chaos = (rate, methods, failures, random.Random(seed))
+
+    def calm(self) -> None:
+        self._failures.clear()
+        self._chaos = None
+
+    def _next_failure(self, method: str) -> Fail | None:
+        queue = self._failures.get(method)
+        if queue:
+            return queue.pop(0)
+        if self._chaos is not None:
+            rate, methods, failures, rng = self._chaos
+            if method in methods and rng.random() < rate:
+                return rng.choice(failures)
+        return None
+
+    # ---- reading what happened ---------------------------------------------
+
+    def calls_to(self, method: str, *, ok: bool | None = True) -> list[ApiCall]:
+        return [c for c in self.calls if c.method == method and (ok is None or c.ok == ok)]
+
+    def channel_messages(self, channel: str, *, top_level: bool = True) -> list[Message]:
+        return [
+            m
+            for m in self.messages
+            if m.channel == channel and (not top_level or m.thread_ts is None) and not m.to_user
+        ]
+
+    def dms_to(self, user: str) -> list[Message]:
+        return [m for m in self.messages if m.to_user == user]
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        return [m for m in self.messages if m.channel == channel and m.thread_ts == ts]
+
+    def replies_to(self, user: str) -> list[Reply]:
+        return [r for r in self.replies if r.user == user]
+
+    def views_for(self, user: str) -> list[dict[str, Any]]:
+        return [v for v in self.views if v.get("_user") == user]
+
+    def find(self, channel: str, ts: str) -> Message | None:
+        for m in self.messages:
+            if m.channel == channel and m.ts == ts:
+                return m
+        return None
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until `predicate()` is truthy (re-checked after every call the fake answers)."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                while True:
+                    value = predicate()
+                    if value:
+                        return value
+                    await self._changed.wait()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ---- HTTP -------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.method == "POST":
+            if request.content_type == "application/json":
+                body = await request.json()
+                args.update(body if isinstance(body, dict) else {})
+            else:
+                form = await request.post()
+                args.update({k: _maybe_json(v) for k, v in form.items() if isinstance(v, str)})
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or args.pop("token", None)
+        now = time.monotonic()
+
+        failure = self._next_failure(method)
+        if failure is not None and failure.stall:
+            await asyncio.sleep(failure.stall)
+            failure = None if failure.status == 200 and not failure.error else failure
+        if failure is not None:
+            self.calls.append(ApiCall(method, args, failure.status, False, now, token))
+            await self._notify()
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+            if failure.status == 200:
+                return web.json_response({"ok": False, "error": failure.error or "fatal_error"})
+            error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
+            return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
+
+        if self.bot_token is not None and token != self.bot_token:
+            self.calls.append(ApiCall(method, args, 200, False, now, token))
+            await self._notify()
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = self.handlers.get(method)
+        if handler is None:
+            result: dict[str, Any] = {"ok": False, "error": "unknown_method"}
+        else:
+            result = handler(args)
+        self.calls.append(ApiCall(method, args, 200, bool(result.get("ok")), now, token))
+        await self._notify()
+        return web.json_response(result)
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.replies.append(
+            Reply(
+                user=request.match_info["user"],
+                text=body.get("text", ""),
+                response_type=body.get("response_type"),
+                replace_original=body.get("replace_original"),
+                blocks=body.get("blocks"),
+                at=time.monotonic(),
+            )
+        )
+        await self._notify()
+        return web.Response(text="ok")
+
+    # ---- methods ----------------------------------------------------------
+
+    def _new_ts(self) -> str:
+        return f"{1_700_000_000 + next(self._ts)}.{next(self._ts):06d}"
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": self.team_domain,
+            "team_id": self.team_id,
+            "user": "escalation-bot",
+            "user_id": self.bot_user_id,
+            "bot_id": "B" + self.bot_user_id,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        text = args.get("text") or ""
+        blocks = _maybe_json(args.get("blocks"))
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not text and not blocks:
+            return {"ok": False, "error": "no_text"}
+        if len(text) > 40_000:
+            return {"ok": False, "error": "msg_too_long"}
+        to_user = None
+        if channel[:1] in ("U", "W"):
+            to_user, channel = channel, "D" + channel
+        thread_ts = args.get("thread_ts")
+        if thread_ts and not self.find(channel, str(thread_ts)):
+            return {"ok": False, "error": "thread_not_found"}
+        msg = Message(
+            channel=channel,
+            ts=self._new_ts(),
+            text=text,
+            blocks=blocks,
+            thread_ts=str(thread_ts) if thread_ts else None,
+            to_user=to_user,
+            metadata=_maybe_json(args.get("metadata")),
+        )
+        self.messages.append(msg)
+        return {"ok": True, "channel": channel, "ts": msg.ts, "message": {"text": text, "ts": msg.ts}}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.find(str(args.get("channel")), str(args.get("ts")))
+        if msg is None:
+            return {"ok": False, "error": "message_not_found"}
+        msg.edits.append({"text": msg.text, "blocks": msg.blocks})
+        msg.text = args.get("text") or msg.text
+        msg.blocks = _maybe_json(args.get("blocks")) or msg.blocks
+        return {"ok": True, "channel": msg.channel, "ts": msg.ts, "text": msg.text}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.replies.append(
+            Reply(
+                user=str(args.get("user")),
+                text=args.get("text") or "",
+                response_type="ephemeral",
+                replace_original=None,
+                blocks=_maybe_json(args.get("blocks")),
+                at=time.monotonic(),
+            )
+        )
+        return {"ok": True, "message_ts": self._new_ts()}
+
+    def _permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("message_ts"))
+        if self.find(channel, ts) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger = str(args.get("trigger_id") or "")
+        if not trigger.startswith("trig."):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = dict(_maybe_json(args.get("view")) or {})
+        view["id"] = "V" + uuid.uuid4().hex[:10].upper()
+        view["_user"] = trigger.split(".")[1]
+        view["team_id"] = self.team_id
+        self.views.append(view)
+        return {"ok": True, "view": view}
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "view": _maybe_json(args.get("view"))}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = dict(_maybe_json(args.get("view")) or {})
+        view["_user"] = args.get("user_id")
+        view["_home"] = True
+        self.views.append(view)
+        return {"ok": True, "view": view}
+
+    def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = str(args.get("usergroup"))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": self.usergroups[group]}
+
+    def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        users = str(args.get("users") or "")
+        return {"ok": True, "channel": {"id": "D" + users.split(",")[0]}}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        uid = str(args.get("user"))
+        if uid not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": uid, "name": self.users[uid], "real_name": self.users[uid]}}

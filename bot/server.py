@@ -1,0 +1,163 @@
+"""The process: one aiohttp application serving Slack (and, later, Teams), health
+checks, and the delivery worker as a task beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.delivery.base import Deliverer
+from bot.delivery.worker import DeliveryWorker
+from bot.slack.app import build_slack_app
+from bot.slack.client import make_client
+from bot.slack.delivery import SlackDelivery
+from bot.slack.deps import SlackDeps
+from bot.slack.seniors import Seniors
+from handoff.service import HandoffService
+from storage import migrate
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    service: HandoffService
+    worker: DeliveryWorker
+    session: aiohttp.ClientSession
+    slack_app: AsyncApp | None = None
+    slack_client: AsyncWebClient | None = None
+    ready: bool = False
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    socket_handler: Any = None
+
+    async def close(self) -> None:
+        self.ready = False
+        self.worker.stop()
+        if self.socket_handler is not None:
+            await self.socket_handler.close_async()
+        # Let the worker finish the batch in hand (its rows are recorded, not left to lease expiry).
+        _done, pending = await asyncio.wait(self.tasks, timeout=5.0) if self.tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.session.close()
+        await self.db.dispose()
+
+
+async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_owner: str | None = None) -> Runtime:
+    db = Database(settings.database_url)
+    await migrate.upgrade(db)
+    service = HandoffService(db)
+    session = aiohttp.ClientSession()
+    deliverers: dict[str, Deliverer] = {}
+
+    async def deliverer_for(workspace_id: int) -> Deliverer:
+        ws = await service.workspace(workspace_id)
+        platform = ws.platform if ws is not None else "slack"
+        try:
+            return deliverers[platform]
+        except KeyError:
+            raise RuntimeError(f"no {platform} connection configured for workspace {workspace_id}") from None
+
+    worker = DeliveryWorker(
+        db,
+        deliverer_for,
+        owner=worker_owner,
+        lease_seconds=settings.outbox_lease_seconds,
+        max_attempts=settings.outbox_max_attempts,
+        poll_seconds=settings.outbox_poll_seconds,
+    )
+    service.set_on_commit(worker.wake)
+    rt = Runtime(settings=settings, db=db, service=service, worker=worker, session=session)
+
+    if settings.slack_enabled:
+        assert settings.slack_signing_secret is not None
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        client = make_client(
+            token=token,
+            base_url=settings.slack_api_base_url,
+            session=session,
+            timeout=settings.slack_api_timeout_seconds,
+        )
+        deps = SlackDeps(
+            service=service, seniors=Seniors(settings.slack_senior_user_ids, settings.slack_senior_usergroup)
+        )
+        rt.slack_client = client
+        rt.slack_app = build_slack_app(
+            signing_secret=settings.slack_signing_secret.get_secret_value(), client=client, deps=deps
+        )
+
+        async def client_for(_workspace_id: int) -> AsyncWebClient:
+            return client
+
+        async def channel_for(workspace_id: int) -> str | None:
+            ws = await service.workspace(workspace_id)
+            return (ws.escalation_channel if ws is not None else None) or settings.slack_escalation_channel
+
+        deliverers["slack"] = SlackDelivery(service, client_for=client_for, channel_for=channel_for)
+
+    if run_worker:
+        rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
+    if settings.slack_app_token is not None and rt.slack_app is not None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        rt.socket_handler = AsyncSocketModeHandler(rt.slack_app, settings.slack_app_token.get_secret_value())
+        await rt.socket_handler.connect_async()
+        log.info("Socket Mode connected")
+    rt.ready = True
+    return rt
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
+    app = web.Application()
+
+    async def lifecycle(app: web.Application) -> Any:
+        rt = await start_runtime(settings, **runtime_kwargs)
+        app[RUNTIME] = rt
+        yield
+        await rt.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        rt = request.app[RUNTIME]
+        if rt.slack_app is None:
+            return web.json_response({"error": "Slack is not configured"}, status=404)
+        started = time.perf_counter()
+        bolt_resp = await rt.slack_app.async_dispatch(await to_bolt_request(request))
+        response = await to_aiohttp_response(bolt_resp)
+        log.debug("slack request answered %s in %.1f ms", response.status, (time.perf_counter() - started) * 1000)
+        return response
+
+    async def healthz(request: web.Request) -> web.Response:
+        rt = request.app.get(RUNTIME)
+        if rt is None or not rt.ready:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        rt = request.app[RUNTIME]
+        if await rt.db.ping():
+            return web.json_response({"status": "ready", "database": "ok"})
+        return web.json_response({"status": "not ready", "database": "unreachable"}, status=503)
+
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,42 @@
+"""The Bolt app: signature checks on, our listeners registered, one error handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import messages
+from bot.slack.deps import SlackDeps
+from bot.slack.listeners import register_all
+from storage.db import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def build_slack_app(*, signing_secret: str, client: AsyncWebClient, deps: SlackDeps) -> AsyncApp:
+    app = AsyncApp(
+        signing_secret=signing_secret,
+        client=client,
+        request_verification_enabled=True,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("bot.slack.bolt"),
+    )
+    register_all(app, deps)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> BoltResponse | None:
+        # A person clicked or typed something and we failed: tell them, never leave them guessing.
+        log.error("unhandled error in a Slack listener: %s", error, exc_info=error)
+        text = messages.TRY_AGAIN if isinstance(error, StorageUnavailable) else messages.SOMETHING_WRONG
+        if body.get("response_url"):
+            try:
+                await respond(text=text, response_type="ephemeral", replace_original=False)
+            except Exception:  # the reply is best effort; the error is already logged
+                log.warning("could not tell the user about the error")
+        return None
+
+    return app

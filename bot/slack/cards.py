@@ -1,0 +1,113 @@
+"""The escalation card in Block Kit: a pure function of a handoff.
+
+Every piece of typed text goes through `text.fit` (escaped, cut with …); the
+only mentions on a card are of user ids Slack itself gave us.
+"""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.slack import text as t
+from bot.slack.ids import ActionId, CardAction
+from handoff.domain import Handoff, Severity, Status
+
+SEVERITY_EMOJI = {
+    Severity.P1: ":red_circle:",
+    Severity.P2: ":large_orange_circle:",
+    Severity.P3: ":large_yellow_circle:",
+    Severity.P4: ":white_circle:",
+}
+
+
+def _section(title: str, body: str | None, empty: str) -> SectionBlock:
+    head = f"*{title}*\n"
+    content = t.fit(body, t.SECTION_TEXT_MAX - len(head)) if body else f"_{empty}_"
+    return SectionBlock(text=MarkdownTextObject(text=head + content))
+
+
+def status_line(h: Handoff) -> str:
+    if h.status == Status.CLAIMED and h.claimed_at is not None:
+        after = t.after_phrase(h.created_at, h.claimed_at)
+        return f":raised_hand: Claimed by {t.user(h.claimed_by)} · {after} after escalation"
+    if h.status == Status.RESOLVED and h.resolved_at is not None:
+        after = t.after_phrase(h.created_at, h.resolved_at)
+        return f":white_check_mark: Resolved by {t.user(h.resolved_by)} · {after} after escalation"
+    if h.status == Status.CANCELLED:
+        return ":no_entry_sign: Cancelled"
+    return ":hourglass_flowing_sand: Open · waiting for a senior to claim it"
+
+
+def card_blocks(h: Handoff) -> list[Block]:
+    value = CardAction(h=h.id, v=h.version).dump()
+    requested = (
+        f" · asked for {t.user(h.requested_senior_id)}" if h.requested_senior_id and h.status == Status.OPEN else ""
+    )
+    epoch = int(h.created_at.timestamp())
+    opened = f"<!date^{epoch}^{{date_short_pretty}} at {{time}}|{h.created_at:%Y-%m-%d %H:%M} UTC>"
+    blocks: list[Block] = [
+        HeaderBlock(
+            text=PlainTextObject(text=f"{SEVERITY_EMOJI[h.severity]} {h.severity.label} · {h.ref}", emoji=True)
+        ),
+        SectionBlock(text=MarkdownTextObject(text="*" + t.fit(h.summary, t.SECTION_TEXT_MAX - 2) + "*")),
+        ContextBlock(
+            elements=[MarkdownTextObject(text=f"Escalated by {t.user(h.requester_id)} · {opened}{requested}")]
+        ),
+        _section("Problem", h.details, "No details given beyond the summary."),
+        _section("What was tried", h.tried, "Nothing listed."),
+        _section("Customer / environment", h.customer, "Not given."),
+        DividerBlock(),
+        ContextBlock(elements=[MarkdownTextObject(text=status_line(h))]),
+    ]
+    if h.status == Status.RESOLVED:
+        blocks.append(_section("Resolution", h.resolution, "No note."))
+    if h.status == Status.OPEN:
+        blocks.append(
+            ActionsBlock(
+                block_id="card_actions",
+                elements=[
+                    ButtonElement(
+                        text=PlainTextObject(text="Claim"),
+                        action_id=ActionId.CLAIM,
+                        value=value,
+                        style="primary",
+                    )
+                ],
+            )
+        )
+    elif h.status == Status.CLAIMED:
+        blocks.append(
+            ActionsBlock(
+                block_id="card_actions",
+                elements=[
+                    ButtonElement(
+                        text=PlainTextObject(text="Resolve"),
+                        action_id=ActionId.RESOLVE,
+                        value=value,
+                        style="primary",
+                    ),
+                    ButtonElement(text=PlainTextObject(text="Release"), action_id=ActionId.RELEASE, value=value),
+                ],
+            )
+        )
+    return blocks
+
+
+def card_fallback(h: Handoff) -> str:
+    """The notification text (and what screen readers and old clients show)."""
+    state = {Status.OPEN: "open", Status.CLAIMED: "claimed", Status.RESOLVED: "resolved"}.get(h.status, h.status)
+    return t.fit(f"{h.severity.value} {h.ref} ({state}): {h.summary}", 300)
+
+
+def card_payload(h: Handoff) -> dict[str, object]:
+    return {"blocks": [b.to_dict() for b in card_blocks(h)], "text": card_fallback(h)}

@@ -1,0 +1,150 @@
+"""Turns outbox rows into Slack Web API calls.
+
+A card is rendered from the handoff's current row at send time, so several
+updates in a row coalesce into one and an old render can never overwrite a
+newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
+from bot.slack import messages
+from bot.slack.cards import card_payload
+from handoff.domain import Handoff, Outbound
+from handoff.service import HandoffService, utcnow
+from storage.outbox import WAITING, OutboxItem
+
+log = logging.getLogger(__name__)
+
+WAITING_FOR_CARD = WAITING + "the card is not posted yet"
+
+# Errors a retry cannot fix: an operator has to (invite the bot, fix a setting), then re-send.
+PERMANENT = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "missing_scope",
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "msg_too_long",
+    "no_text",
+    "cannot_dm_bot",
+    "user_not_found",
+    "restricted_action",
+    "team_access_not_granted",
+}
+
+HINTS = {
+    "not_in_channel": "invite the bot to the channel (/invite @escalation-bot), then `escalation-bot outbox retry`",
+    "channel_not_found": "check SLACK_ESCALATION_CHANNEL is a channel id the bot can see",
+    "invalid_auth": "check SLACK_BOT_TOKEN",
+    "missing_scope": "reinstall the app from manifest.yml so it has every scope",
+}
+
+ClientFor = Callable[[int], Awaitable[AsyncWebClient]]
+ChannelFor = Callable[[int], Awaitable[str | None]]
+
+
+class SlackDelivery:
+    def __init__(self, service: HandoffService, *, client_for: ClientFor, channel_for: ChannelFor):
+        self.service = service
+        self.client_for = client_for
+        self.channel_for = channel_for
+
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        try:
+            return await self._deliver(item)
+        except SlackApiError as exc:
+            return self._from_api_error(exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Retry(error=f"{type(exc).__name__}: {exc}")
+
+    async def _deliver(self, item: OutboxItem) -> DeliveryResult:
+        if item.handoff_id is None:
+            return GiveUp(f"{item.kind} without a handoff")
+        h = await self.service.get(item.workspace_id, item.handoff_id)
+        if h is None:
+            return GiveUp(f"handoff {item.handoff_id} not found in workspace {item.workspace_id}")
+        client = await self.client_for(item.workspace_id)
+        kind = item.kind
+        if kind == Outbound.POST_CARD:
+            return await self._post_card(client, h)
+        if kind == Outbound.UPDATE_CARD:
+            return await self._update_card(client, h, item)
+        if kind == Outbound.NOTIFY_REQUESTER:
+            if item.payload.get("what") == "created" and not h.card_ref:
+                return self._wait_for_card(item)  # the confirmation carries the card's link
+            text = messages.requester_message(h, item.payload["what"], item.payload.get("actor", ""))
+            await client.chat_postMessage(channel=h.requester_id, text=text, unfurl_links=False)
+            return Sent()
+        if kind == Outbound.THREAD_NOTE:
+            if not h.card_ref or not h.card_channel:
+                return self._wait_for_card(item)
+            text = messages.thread_note(h, item.payload["what"], item.payload.get("actor", ""))
+            await client.chat_postMessage(channel=h.card_channel, thread_ts=h.card_ref, text=text)
+            return Sent()
+        return GiveUp(f"unknown outbox kind {kind!r}")
+
+    @staticmethod
+    def _wait_for_card(item: OutboxItem) -> Defer:
+        # Normally the lease holds these back until the card is up; this is for a card whose
+        # post failed for good. Wait longer the longer it has been, until someone re-sends it.
+        age = (utcnow() - item.created_at).total_seconds()
+        return Defer(min(300.0, max(2.0, age / 10)), WAITING_FOR_CARD)
+
+    async def _post_card(self, client: AsyncWebClient, h: Handoff) -> DeliveryResult:
+        if h.card_ref:
+            return Sent()  # already posted by an earlier attempt that recorded it
+        channel = await self.channel_for(h.workspace_id)
+        if not channel:
+            return GiveUp("no escalation channel configured (SLACK_ESCALATION_CHANNEL)")
+        resp = await client.chat_postMessage(channel=channel, **card_payload(h), unfurl_links=False)
+        posted_channel, ts = resp["channel"], resp["ts"]
+        url: str | None = None
+        try:
+            url = (await client.chat_getPermalink(channel=posted_channel, message_ts=ts)).get("permalink")
+        except SlackApiError as exc:  # the card is up; a missing link is not worth re-posting for
+            log.warning("chat.getPermalink failed for %s: %s", h.ref, exc.response.get("error"))
+        await self.service.card_posted(h.workspace_id, h.id, channel=posted_channel, ref=ts, url=url)
+        log.info("%s card posted to %s", h.ref, posted_channel, extra={"handoff": h.ref})
+        return Sent(rendered_version=h.version)
+
+    async def _update_card(self, client: AsyncWebClient, h: Handoff, item: OutboxItem) -> DeliveryResult:
+        if not h.card_ref or not h.card_channel:
+            return self._wait_for_card(item)
+        await client.chat_update(channel=h.card_channel, ts=h.card_ref, **card_payload(h))
+        return Sent(rendered_version=h.version)
+
+    @staticmethod
+    def _from_api_error(exc: SlackApiError) -> DeliveryResult:
+        resp: Any = exc.response
+        status = getattr(resp, "status_code", 0)
+        error = resp.get("error") if hasattr(resp, "get") else None
+        desc = f"HTTP {status} {error or ''}".strip()
+        if status == 429 or error == "ratelimited":
+            retry_after = None
+            headers = getattr(resp, "headers", {}) or {}
+            for k, v in headers.items():
+                if k.lower() == "retry-after":
+                    try:
+                        retry_after = float(v[0] if isinstance(v, list) else v)
+                    except (TypeError, ValueError):
+                        retry_after = None
+            return Retry(error=desc, after=retry_after)
+        if error in PERMANENT:
+            hint = HINTS.get(error)
+            return GiveUp(f"{desc}: {hint}" if hint else desc)
+        return Retry(error=desc)

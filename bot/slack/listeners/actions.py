@@ -1,0 +1,154 @@
+"""Card buttons. Each acks first, then makes one service call and replies to the
+clicker alone (ephemeral, through the click's response_url). Card changes go
+through the outbox, never from here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import messages
+from bot.slack.deps import SlackDeps
+from bot.slack.ids import ActionId, BadMetadata, CardAction
+from bot.slack.modals import resolve_modal
+from handoff.domain import (
+    AlreadyYours,
+    ChangeOutcome,
+    Closed,
+    Conflict,
+    Done,
+    Handoff,
+    NotAllowed,
+    NotFound,
+    NotHolder,
+    Status,
+    Won,
+)
+from storage.db import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+async def _tell(respond: AsyncRespond, text: str) -> None:
+    await respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def _change_reply(outcome: ChangeOutcome, done: str) -> str:
+    if isinstance(outcome, Done):
+        return done
+    if isinstance(outcome, NotHolder):
+        return messages.not_holder(outcome.handoff)
+    if isinstance(outcome, Closed):
+        return messages.closed(outcome.handoff)
+    return messages.NOT_FOUND
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    service = deps.service
+
+    @app.action(ActionId.CLAIM)
+    async def claim_clicked(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond,
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
+        await ack()
+        user = body["user"]["id"]
+        try:
+            value = CardAction.parse(action.get("value"))
+        except BadMetadata:
+            await _tell(respond, messages.BROKEN_BUTTON)
+            return
+        try:
+            ws = await deps.workspace(context)
+            may = await deps.seniors.may_claim(client, user)
+            outcome = await service.claim(ws, value.h, user, may_claim=may)
+        except StorageUnavailable:
+            await _tell(respond, messages.TRY_AGAIN)
+            return
+        if isinstance(outcome, Won):
+            log.info("%s claimed by %s", outcome.handoff.ref, user, extra={"handoff": outcome.handoff.ref})
+            reply = messages.you_won(outcome.handoff)
+        elif isinstance(outcome, Conflict):
+            reply = messages.conflict(outcome, service.clock())
+        elif isinstance(outcome, AlreadyYours):
+            reply = messages.ALREADY_YOURS
+        elif isinstance(outcome, NotAllowed):
+            reply = messages.OWN if outcome.reason == "own" else deps.seniors.refusal()
+        elif isinstance(outcome, Closed):
+            reply = messages.closed(outcome.handoff)
+        else:
+            assert isinstance(outcome, NotFound)
+            reply = messages.NOT_FOUND
+        await _tell(respond, reply)
+
+    @app.action(ActionId.RELEASE)
+    async def release_clicked(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        user = body["user"]["id"]
+        try:
+            value = CardAction.parse(action.get("value"))
+        except BadMetadata:
+            await _tell(respond, messages.BROKEN_BUTTON)
+            return
+        try:
+            ws = await deps.workspace(context)
+            outcome = await service.release(ws, value.h, user)
+        except StorageUnavailable:
+            await _tell(respond, messages.TRY_AGAIN)
+            return
+        reply = _change_reply(outcome, messages.released(outcome.handoff) if isinstance(outcome, Done) else "")
+        await _tell(respond, reply)
+
+    @app.action(ActionId.RESOLVE)
+    async def resolve_clicked(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond,
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
+        await ack()
+        user = body["user"]["id"]
+        try:
+            value = CardAction.parse(action.get("value"))
+        except BadMetadata:
+            await _tell(respond, messages.BROKEN_BUTTON)
+            return
+        try:
+            ws = await deps.workspace(context)
+            h: Handoff | None = await service.get(ws, value.h)
+        except StorageUnavailable:
+            await _tell(respond, messages.TRY_AGAIN)
+            return
+        # Only a courtesy check, so the holder-less don't fill in a form for nothing;
+        # the resolve itself is a compare-and-set when the form is submitted.
+        if h is None:
+            await _tell(respond, messages.NOT_FOUND)
+            return
+        if h.status in (Status.RESOLVED, Status.CANCELLED):
+            await _tell(respond, messages.closed(h))
+            return
+        if h.claimed_by != user:
+            await _tell(respond, messages.not_holder(h))
+            return
+        channel = (body.get("channel") or {}).get("id")
+        try:
+            await client.views_open(trigger_id=body["trigger_id"], view=resolve_modal(h, channel=channel))
+        except SlackApiError as exc:
+            log.warning("views.open for resolve failed: %s", exc.response.get("error"))
+            await _tell(respond, "I couldn't open the resolve form in time. Please click Resolve again.")

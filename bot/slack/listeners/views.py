@@ -1,0 +1,94 @@
+"""Form submissions. Validate and store inside the ack window, so a bad field or
+a database hiccup keeps the form open with a message instead of losing it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+
+from bot.slack import messages
+from bot.slack.deps import SlackDeps
+from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, ResolveMeta
+from bot.slack.ids import Field_ as F
+from bot.slack.modals import field_errors, read_escalate_form, read_note
+from handoff.domain import Closed, Done, NotFound, NotHolder
+from handoff.validation import FormErrors, validate_draft, validate_note
+from storage.db import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+SAVE_FAILED = "I couldn't save this just now (my database didn't answer). Nothing is lost: press the button again."
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    @app.view(CallbackId.ESCALATE)
+    async def escalate_submitted(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        user = body["user"]["id"]
+        fields: dict[str, Any] = read_escalate_form(view)
+        try:
+            fields["origin_channel"] = EscalateMeta.parse(view.get("private_metadata")).channel
+        except BadMetadata:
+            fields["origin_channel"] = None
+        try:
+            draft = validate_draft(fields, requester_id=user)
+        except FormErrors as exc:
+            await ack(response_action="errors", errors=field_errors(exc.errors))
+            return
+        try:
+            ws = await deps.workspace(context)
+            # The view id is the same on every re-submission of this form.
+            result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view['id']}")
+        except StorageUnavailable:
+            log.warning("escalation from %s not stored: database unavailable", user)
+            await ack(response_action="errors", errors={F.SUMMARY: SAVE_FAILED})
+            return
+        log.info(
+            "%s %s by %s",
+            result.handoff.ref,
+            "stored" if result.created else "re-submitted (no-op)",
+            user,
+            extra={"handoff": result.handoff.ref},
+        )
+        await ack()
+
+    @app.view(CallbackId.RESOLVE)
+    async def resolve_submitted(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        user = body["user"]["id"]
+        try:
+            meta = ResolveMeta.parse(view.get("private_metadata"))
+        except BadMetadata:
+            await ack(response_action="errors", errors={F.NOTE: "This form is out of date; open Resolve again."})
+            return
+        try:
+            note = validate_note(read_note(view))
+        except FormErrors as exc:
+            await ack(response_action="errors", errors=exc.errors)
+            return
+        try:
+            ws = await deps.workspace(context)
+            outcome = await deps.service.resolve(ws, meta.h, user, note)
+        except StorageUnavailable:
+            await ack(response_action="errors", errors={F.NOTE: SAVE_FAILED})
+            return
+        if isinstance(outcome, Done):
+            await ack()
+            return
+        if isinstance(outcome, NotHolder):
+            h = outcome.handoff
+            why = (
+                f"Someone else holds {h.ref} now, so you can't resolve it."
+                if h.claimed_by
+                else f"{h.ref} was released and is open again; claim it first."
+            )
+        elif isinstance(outcome, Closed):
+            why = f"{outcome.handoff.ref} is already resolved."
+        else:
+            assert isinstance(outcome, NotFound)
+            why = messages.NOT_FOUND
+        await ack(response_action="errors", errors={F.NOTE: why})

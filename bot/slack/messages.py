@@ -1,0 +1,116 @@
+"""What the bot says to people in Slack, as pure functions of the handoff."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.slack import text as t
+from handoff.domain import Conflict, Handoff
+
+HELP = "\n".join(
+    [
+        "*/escalate* — ask a senior for help with structured context.",
+        "• `/escalate` opens the form.",
+        "• `/escalate customer can't log in after SSO change` opens it with the summary filled in.",
+        "• `/escalate help` shows this.",
+        "The card goes to the escalation channel; you'll get a DM when a senior picks it up and when it's resolved.",
+    ]
+)
+
+
+def _open_card(h: Handoff) -> str:
+    return f" ({t.link(h.card_url, 'open the card')})" if h.card_url else ""
+
+
+def created_dm(h: Handoff) -> str:
+    where = f" in {t.channel(h.card_channel)}" if h.card_channel else ""
+    return (
+        f"Your escalation *{h.ref}* is posted{where}{_open_card(h)}: _{t.fit(h.summary, 300)}_\n"
+        "I'll tell you here as soon as a senior picks it up."
+    )
+
+
+def claimed_dm(h: Handoff, actor: str) -> str:
+    return f"{t.user(actor)} picked up {h.ref}. They'll follow up in the card's thread{_open_card(h)}."
+
+
+def released_dm(h: Handoff, actor: str) -> str:
+    return f"{t.user(actor)} released {h.ref}; it is open again and waiting for a senior{_open_card(h)}."
+
+
+def resolved_dm(h: Handoff, actor: str) -> str:
+    note = t.fit(h.resolution or "", 2500)
+    return f"{h.ref} was resolved by {t.user(actor)}{_open_card(h)}.\n*Resolution:*\n{note}"
+
+
+def requester_message(h: Handoff, what: str, actor: str) -> str:
+    if what == "created":
+        return created_dm(h)
+    if what == "claimed":
+        return claimed_dm(h, actor)
+    if what == "released":
+        return released_dm(h, actor)
+    if what == "resolved":
+        return resolved_dm(h, actor)
+    raise ValueError(f"no requester message for {what!r}")
+
+
+def thread_note(h: Handoff, what: str, actor: str) -> str:
+    if what == "claimed":
+        return f"{t.user(actor)} claimed {h.ref}."
+    if what == "released":
+        return f"{t.user(actor)} released {h.ref}; it is open again."
+    if what == "resolved":
+        return f"{t.user(actor)} resolved {h.ref}:\n{t.fit(h.resolution or '', 2500)}"
+    raise ValueError(f"no thread note for {what!r}")
+
+
+# ---- ephemeral replies to a click -----------------------------------------
+
+
+def you_won(h: Handoff) -> str:
+    return f"You claimed {h.ref}. Reply in the card's thread so {t.user(h.requester_id)} sees your first step."
+
+
+def conflict(c: Conflict, now: datetime) -> str:
+    return f"Already claimed by {t.user(c.winner)} {t.ago_phrase(c.claimed_at, now)}."
+
+
+ALREADY_YOURS = "You already have this one."
+OWN = "You can't claim your own escalation; a senior will pick it up."
+NOT_FOUND = "I can't find that escalation in this workspace."
+TRY_AGAIN = "I couldn't reach my database just now, so nothing changed. Please try again in a moment."
+BROKEN_BUTTON = "That button doesn't carry a valid escalation; nothing changed."
+SOMETHING_WRONG = "Something went wrong on my side and nothing changed. Please try again."
+
+
+def who_may_claim(senior_ids: list[str], usergroup: str | None) -> str:
+    who: list[str] = [t.user(u) for u in senior_ids]
+    if usergroup:
+        who.append(f"members of <!subteam^{usergroup}>")
+    listed = ", ".join(who[:-1]) + (" or " if len(who) > 1 else "") + who[-1] if who else "seniors"
+    return f"Only seniors can claim escalations here: {listed}."
+
+
+def closed(h: Handoff) -> str:
+    if h.resolved_by:
+        return f"{h.ref} is already resolved (by {t.user(h.resolved_by)})."
+    return f"{h.ref} is closed."
+
+
+def not_holder(h: Handoff) -> str:
+    if h.claimed_by:
+        return f"{t.user(h.claimed_by)} holds {h.ref} now, so only they can do that. Nothing changed."
+    return f"{h.ref} isn't claimed by you any more (it is open again). Nothing changed."
+
+
+def released(h: Handoff) -> str:
+    return f"You released {h.ref}; it is open for other seniors again."
+
+
+def resolved(h: Handoff) -> str:
+    return f"You resolved {h.ref}. {t.user(h.requester_id)} has been sent your note."
+
+
+def open_form_failed() -> str:
+    return "I couldn't open the escalation form (Slack said no in time). Please run `/escalate` again."

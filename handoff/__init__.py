@@ -1,0 +1,1 @@
+"""The platform-free escalation engine."""

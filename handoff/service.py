@@ -1,0 +1,329 @@
+"""The engine: escalate, claim, release, resolve, record what the platforms did.
+
+Each change is one write transaction holding the compare-and-set, its audit
+event and the outbox rows for the messages it causes. When that transaction
+commits, `on_commit` wakes the delivery worker so the messages go out at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from handoff.domain import (
+    AlreadyYours,
+    ChangeOutcome,
+    ClaimOutcome,
+    Closed,
+    Conflict,
+    Done,
+    Draft,
+    Escalated,
+    Handoff,
+    NotAllowed,
+    NotFound,
+    NotHolder,
+    Outbound,
+    Status,
+    Won,
+)
+from storage import handoffs as q
+from storage import outbox
+from storage.db import Database
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_OPEN_AGAIN: ClaimOutcome = NotFound()  # sentinel, compared by identity
+
+
+class DuplicateKey(Exception):
+    """Two submissions with one idempotency key raced; the other one stored it."""
+
+
+class HandoffService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_commit: Callable[[], None] | None = None,
+    ):
+        self.db = db
+        self.clock = clock
+        self._on_commit = on_commit
+        self._workspace_ids: dict[tuple[str, str], int] = {}
+
+    def set_on_commit(self, callback: Callable[[], None] | None) -> None:
+        self._on_commit = callback
+
+    def _committed(self) -> None:
+        if self._on_commit is not None:
+            self._on_commit()
+
+    # ---- workspaces -------------------------------------------------------
+
+    async def workspace_id(self, platform: str, external_id: str, name: str | None = None) -> int:
+        key = (platform, external_id)
+        cached = self._workspace_ids.get(key)
+        if cached is not None:
+            return cached
+        async with self.db.write() as conn:
+            ws = await q.ensure_workspace(conn, platform, external_id, self.clock(), name)
+        self._workspace_ids[key] = ws
+        return ws
+
+    async def workspace(self, workspace_id: int) -> Any:
+        async with self.db.read() as conn:
+            return await q.get_workspace(conn, workspace_id)
+
+    # ---- reading ----------------------------------------------------------
+
+    async def get(self, workspace_id: int, handoff_id: int) -> Handoff | None:
+        async with self.db.read() as conn:
+            row = await q.get(conn, workspace_id, handoff_id)
+        return Handoff.from_row(row) if row else None
+
+    async def events(self, workspace_id: int, handoff_id: int) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = await q.events(conn, workspace_id, handoff_id)
+        return [dict(r._mapping) for r in rows]
+
+    # ---- escalate ---------------------------------------------------------
+
+    async def escalate(self, workspace_id: int, requester_id: str, draft: Draft, *, key: str) -> Escalated:
+        """Store an escalation and queue its card. The same key twice stores it once."""
+        try:
+            return await self._escalate(workspace_id, requester_id, draft, key)
+        except DuplicateKey:
+            async with self.db.read() as conn:
+                row = await q.get_by_key(conn, workspace_id, key)
+            assert row is not None
+            return Escalated(Handoff.from_row(row), created=False)
+
+    async def _escalate(self, workspace_id: int, requester_id: str, draft: Draft, key: str) -> Escalated:
+        async with self.db.write() as conn:
+            existing = await q.get_by_key(conn, workspace_id, key)
+            if existing is not None:
+                return Escalated(Handoff.from_row(existing), created=False)
+            now = self.clock()
+            number = await q.allocate_number(conn, workspace_id)
+            new_id = await q.insert(
+                conn,
+                {
+                    "workspace_id": workspace_id,
+                    "number": number,
+                    "status": Status.OPEN.value,
+                    "severity": draft.severity.value,
+                    "category": draft.category,
+                    "summary": draft.summary,
+                    "details": draft.details,
+                    "tried": draft.tried,
+                    "customer": draft.customer,
+                    "links": draft.links,
+                    "transcript": draft.transcript,
+                    "requester_id": requester_id,
+                    "requested_senior_id": draft.requested_senior_id,
+                    "origin_channel": draft.origin_channel,
+                    "version": 1,
+                    "idempotency_key": key,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            if new_id is None:
+                raise DuplicateKey(key)  # rolls back the number too
+            await q.add_event(
+                conn,
+                workspace_id=workspace_id,
+                handoff_id=new_id,
+                kind="created",
+                actor=requester_id,
+                at=now,
+                data={"severity": draft.severity.value},
+            )
+            await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                handoff_id=new_id,
+                handoff_version=1,
+                kind=Outbound.POST_CARD,
+                dedupe_key=f"post_card:{new_id}",
+                now=now,
+            )
+            # Queued now so it is first in the requester's lane; it waits until the card is up.
+            await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                handoff_id=new_id,
+                handoff_version=1,
+                kind=Outbound.NOTIFY_REQUESTER,
+                dedupe_key=f"notify:{new_id}:created",
+                payload={"what": "created", "actor": requester_id},
+                now=now,
+            )
+            row = await q.get(conn, workspace_id, new_id)
+        self._committed()
+        assert row is not None
+        return Escalated(Handoff.from_row(row), created=True)
+
+    # ---- claim ------------------------------------------------------------
+
+    async def claim(self, workspace_id: int, handoff_id: int, user: str, *, may_claim: bool = True) -> ClaimOutcome:
+        """Exactly one caller per open escalation gets Won, on any number of replicas."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            outcome: ClaimOutcome = NotFound()
+            for _ in range(3):
+                row = await q.claim(conn, workspace_id, handoff_id, user, now) if may_claim else None
+                if row is not None:
+                    h = Handoff.from_row(row)
+                    await q.add_event(
+                        conn,
+                        workspace_id=workspace_id,
+                        handoff_id=handoff_id,
+                        kind="claimed",
+                        actor=user,
+                        at=now,
+                    )
+                    await self._queue_change(conn, h, "claimed", user, now)
+                    outcome = Won(h)
+                    break
+                current = await q.get(conn, workspace_id, handoff_id)
+                outcome = self._why_not(current, user, may_claim)
+                if outcome is not _OPEN_AGAIN:
+                    break
+            if isinstance(outcome, Conflict):
+                # Contested claims are a weekly figure: keep each losing click.
+                await q.add_event(
+                    conn,
+                    workspace_id=workspace_id,
+                    handoff_id=handoff_id,
+                    kind="claim_conflict",
+                    actor=user,
+                    at=now,
+                    data={"winner": outcome.winner},
+                )
+            elif outcome is _OPEN_AGAIN:
+                outcome = NotFound()
+        if isinstance(outcome, Won):
+            self._committed()
+        return outcome
+
+    @staticmethod
+    def _why_not(row: Any, user: str, may_claim: bool) -> ClaimOutcome:
+        if row is None:
+            return NotFound()
+        h = Handoff.from_row(row)
+        if h.status in (Status.RESOLVED, Status.CANCELLED):
+            return Closed(h)
+        if h.requester_id == user:
+            return NotAllowed("own", h)
+        if h.status == Status.CLAIMED and h.claimed_by == user:
+            return AlreadyYours(h)
+        if not may_claim:
+            return NotAllowed("not_senior", h)
+        if h.status == Status.CLAIMED:
+            assert h.claimed_by is not None and h.claimed_at is not None
+            return Conflict(h.claimed_by, h.claimed_at, h)
+        # Released again between our UPDATE and our read: try the claim again.
+        return _OPEN_AGAIN
+
+    # ---- release / resolve ------------------------------------------------
+
+    async def release(self, workspace_id: int, handoff_id: int, user: str) -> ChangeOutcome:
+        now = self.clock()
+        async with self.db.write() as conn:
+            row = await q.release(conn, workspace_id, handoff_id, user, now)
+            if row is None:
+                return self._not_changed(await q.get(conn, workspace_id, handoff_id))
+            h = Handoff.from_row(row)
+            await q.add_event(
+                conn, workspace_id=workspace_id, handoff_id=handoff_id, kind="released", actor=user, at=now
+            )
+            await self._queue_change(conn, h, "released", user, now)
+        self._committed()
+        return Done(h)
+
+    async def resolve(self, workspace_id: int, handoff_id: int, user: str, note: str) -> ChangeOutcome:
+        now = self.clock()
+        async with self.db.write() as conn:
+            first = await q.mark_first_action(conn, workspace_id, handoff_id, user, now)
+            row = await q.resolve(conn, workspace_id, handoff_id, user, note, now)
+            if row is None:
+                return self._not_changed(await q.get(conn, workspace_id, handoff_id))
+            h = Handoff.from_row(row)
+            if first:
+                await q.add_event(
+                    conn,
+                    workspace_id=workspace_id,
+                    handoff_id=handoff_id,
+                    kind="first_action",
+                    actor=user,
+                    at=now,
+                    data={"via": "resolve"},
+                )
+            await q.add_event(
+                conn, workspace_id=workspace_id, handoff_id=handoff_id, kind="resolved", actor=user, at=now
+            )
+            await self._queue_change(conn, h, "resolved", user, now)
+        self._committed()
+        return Done(h)
+
+    @staticmethod
+    def _not_changed(row: Any) -> ChangeOutcome:
+        if row is None:
+            return NotFound()
+        h = Handoff.from_row(row)
+        if h.status in (Status.RESOLVED, Status.CANCELLED):
+            return Closed(h)
+        return NotHolder(h)
+
+    async def _queue_change(self, conn: Any, h: Handoff, what: str, actor: str, now: datetime) -> None:
+        """The messages every change causes: the card re-rendered, the requester told, a thread note."""
+        common = {
+            "workspace_id": h.workspace_id,
+            "handoff_id": h.id,
+            "handoff_version": h.version,
+            "now": now,
+        }
+        await outbox.enqueue(conn, kind=Outbound.UPDATE_CARD, dedupe_key=f"update_card:{h.id}:{h.version}", **common)
+        await outbox.enqueue(
+            conn,
+            kind=Outbound.NOTIFY_REQUESTER,
+            dedupe_key=f"notify:{h.id}:{what}:{h.version}",
+            payload={"what": what, "actor": actor},
+            **common,
+        )
+        await outbox.enqueue(
+            conn,
+            kind=Outbound.THREAD_NOTE,
+            dedupe_key=f"note:{h.id}:{what}:{h.version}",
+            payload={"what": what, "actor": actor},
+            **common,
+        )
+
+    # ---- what the platforms report back ----------------------------------
+
+    async def card_posted(self, workspace_id: int, handoff_id: int, *, channel: str, ref: str, url: str | None) -> bool:
+        """Remember the card's place, once, and release the messages that were waiting for it."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url)
+            if first:
+                await q.add_event(
+                    conn,
+                    workspace_id=workspace_id,
+                    handoff_id=handoff_id,
+                    kind="posted",
+                    actor=None,
+                    at=now,
+                    data={"channel": channel, "ref": ref},
+                )
+                await outbox.wake_waiting(conn, handoff_id, now)
+        if first:
+            self._committed()
+        return first

@@ -1,0 +1,141 @@
+"""The database handle: one async engine, with the transaction kinds we use.
+
+SQLite is the embedded default (WAL, a busy timeout, foreign keys on);
+PostgreSQL is what several replicas share. Write transactions on SQLite start
+with `BEGIN IMMEDIATE`, so two writers queue on the busy timeout instead of
+one failing when it upgrades its read lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or did not answer in time."""
+
+
+_UNAVAILABLE = (OperationalError, PoolTimeout, ConnectionError, OSError, asyncio.TimeoutError)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # asyncpg raises its own connection errors, wrapped as DBAPIError (InterfaceError).
+    name = type(getattr(exc, "orig", exc)).__name__
+    return name in {
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "ConnectionFailureError",
+        "InterfaceError",
+        "AdminShutdownError",
+        "InternalClientError",
+        "TooManyConnectionsError",
+    }
+
+
+def normalise_url(url: str) -> str:
+    """Accept the plain driver names operators tend to type."""
+    u = make_url(url)
+    if u.drivername in ("sqlite", "sqlite+pysqlite"):
+        u = u.set(drivername="sqlite+aiosqlite")
+    elif u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        u = u.set(drivername="postgresql+asyncpg")
+    return u.render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 3.0, echo: bool = False):
+        self.url = normalise_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size
+            kwargs["pool_timeout"] = 30
+        else:
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size * 2
+            kwargs["pool_timeout"] = 10
+            kwargs["connect_args"] = {"timeout": connect_timeout, "command_timeout": 15}
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            self._install_sqlite_hooks()
+
+    def _install_sqlite_hooks(self) -> None:
+        sync_engine = self.engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below); stop the driver doing it implicitly.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction; committed when the block exits cleanly."""
+        try:
+            async with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    await conn.execution_options(sqlite_begin="IMMEDIATE")
+                async with conn.begin():
+                    yield conn
+        except BaseException as exc:
+            if _is_unavailable(exc):
+                raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                async with conn.begin():
+                    yield conn
+        except BaseException as exc:
+            if _is_unavailable(exc):
+                raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.read() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return True
+        except (StorageUnavailable, TimeoutError):
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

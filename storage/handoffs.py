@@ -1,0 +1,217 @@
+"""Queries on workspaces, handoffs and their audit events.
+
+Every state change is one conditional UPDATE on the state it expects (a
+compare-and-set). The caller learns from the number of rows it changed whether
+it won; nothing here reads a row and then writes based on what it read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.tables import handoff_events, handoffs, processed_events, workspaces
+
+
+def insert_ignore(conn: AsyncConnection, table: Any, conflict_cols: list[str]) -> Any:
+    """INSERT … ON CONFLICT (cols) DO NOTHING for the connection's dialect."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict_cols)
+
+
+# ---- workspaces -----------------------------------------------------------
+
+
+async def ensure_workspace(
+    conn: AsyncConnection, platform: str, external_id: str, now: datetime, name: str | None = None
+) -> int:
+    found = await conn.scalar(
+        select(workspaces.c.id).where(workspaces.c.platform == platform, workspaces.c.external_id == external_id)
+    )
+    if found is not None:
+        return int(found)
+    await conn.execute(
+        insert_ignore(conn, workspaces, ["platform", "external_id"]).values(
+            platform=platform, external_id=external_id, name=name, created_at=now
+        )
+    )
+    found = await conn.scalar(
+        select(workspaces.c.id).where(workspaces.c.platform == platform, workspaces.c.external_id == external_id)
+    )
+    assert found is not None
+    return int(found)
+
+
+async def get_workspace(conn: AsyncConnection, workspace_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(workspaces).where(workspaces.c.id == workspace_id))).first()
+
+
+async def allocate_number(conn: AsyncConnection, workspace_id: int) -> int:
+    """The workspace's next ESC number. The row lock serialises concurrent escalations per workspace."""
+    number = await conn.scalar(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id)
+        .values(next_number=workspaces.c.next_number + 1)
+        .returning(workspaces.c.next_number)
+    )
+    if number is None:
+        raise LookupError(f"workspace {workspace_id} does not exist")
+    return int(number)
+
+
+# ---- handoffs -------------------------------------------------------------
+
+
+async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[Any] | None:
+    return (
+        await conn.execute(select(handoffs).where(handoffs.c.id == handoff_id, handoffs.c.workspace_id == workspace_id))
+    ).first()
+
+
+async def get_by_key(conn: AsyncConnection, workspace_id: int, key: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(handoffs).where(handoffs.c.workspace_id == workspace_id, handoffs.c.idempotency_key == key)
+        )
+    ).first()
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
+    """Insert a handoff; None if its idempotency key is already taken in the workspace."""
+    stmt = insert_ignore(conn, handoffs, ["workspace_id", "idempotency_key"]).values(**values).returning(handoffs.c.id)
+    new_id = await conn.scalar(stmt)
+    return int(new_id) if new_id is not None else None
+
+
+def _scoped(workspace_id: int, handoff_id: int) -> Any:
+    return and_(handoffs.c.id == handoff_id, handoffs.c.workspace_id == workspace_id)
+
+
+async def claim(conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, now: datetime) -> Row[Any] | None:
+    """The one claim statement. A row back means this user won; None means they did not."""
+    stmt = (
+        update(handoffs)
+        .where(
+            _scoped(workspace_id, handoff_id),
+            handoffs.c.status == "open",
+            handoffs.c.requester_id != user,
+        )
+        .values(
+            status="claimed",
+            claimed_by=user,
+            claimed_at=now,
+            version=handoffs.c.version + 1,
+            updated_at=now,
+        )
+        .returning(*handoffs.c)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def release(
+    conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, now: datetime
+) -> Row[Any] | None:
+    stmt = (
+        update(handoffs)
+        .where(_scoped(workspace_id, handoff_id), handoffs.c.status == "claimed", handoffs.c.claimed_by == user)
+        .values(
+            status="open",
+            claimed_by=None,
+            claimed_at=None,
+            version=handoffs.c.version + 1,
+            updated_at=now,
+        )
+        .returning(*handoffs.c)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def resolve(
+    conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, note: str, now: datetime
+) -> Row[Any] | None:
+    stmt = (
+        update(handoffs)
+        .where(_scoped(workspace_id, handoff_id), handoffs.c.status == "claimed", handoffs.c.claimed_by == user)
+        .values(
+            status="resolved",
+            resolved_by=user,
+            resolution=note,
+            resolved_at=now,
+            version=handoffs.c.version + 1,
+            updated_at=now,
+        )
+        .returning(*handoffs.c)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def mark_first_action(
+    conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, now: datetime
+) -> bool:
+    """Set first_action_at if `user` holds the escalation and nobody set it yet. True if this call set it."""
+    result = await conn.execute(
+        update(handoffs)
+        .where(
+            _scoped(workspace_id, handoff_id),
+            handoffs.c.status == "claimed",
+            handoffs.c.claimed_by == user,
+            handoffs.c.first_action_at.is_(None),
+        )
+        .values(first_action_at=now)
+    )
+    return result.rowcount == 1
+
+
+async def set_card(
+    conn: AsyncConnection, workspace_id: int, handoff_id: int, channel: str, ref: str, url: str | None
+) -> bool:
+    """Record where the card was posted, once: a second post can never move it."""
+    result = await conn.execute(
+        update(handoffs)
+        .where(_scoped(workspace_id, handoff_id), handoffs.c.card_ref.is_(None))
+        .values(card_channel=channel, card_ref=ref, card_url=url)
+    )
+    return result.rowcount == 1
+
+
+async def add_event(
+    conn: AsyncConnection,
+    *,
+    workspace_id: int,
+    handoff_id: int,
+    kind: str,
+    actor: str | None,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        handoff_events.insert().values(
+            workspace_id=workspace_id, handoff_id=handoff_id, kind=kind, actor=actor, at=at, data=data
+        )
+    )
+
+
+async def events(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> list[Row[Any]]:
+    return list(
+        (
+            await conn.execute(
+                select(handoff_events)
+                .where(handoff_events.c.workspace_id == workspace_id, handoff_events.c.handoff_id == handoff_id)
+                .order_by(handoff_events.c.id)
+            )
+        ).all()
+    )
+
+
+async def mark_processed(conn: AsyncConnection, source: str, event_id: str, now: datetime) -> bool:
+    """True the first time an event id is seen, False on every re-delivery."""
+    result = await conn.execute(
+        insert_ignore(conn, processed_events, ["source", "event_id"]).values(
+            source=source, event_id=event_id, received_at=now
+        )
+    )
+    return result.rowcount == 1

@@ -1,0 +1,233 @@
+"""The outbox: messages owed to a chat platform, written in the same transaction
+as the state change that caused them, and sent later by the delivery worker.
+
+Rows are leased, not locked for the length of a send: a replica that dies
+mid-send leaves a lease that runs out, and another replica takes the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.handoffs import insert_ignore
+from storage.tables import outbox
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    workspace_id: int
+    handoff_id: int | None
+    handoff_version: int | None
+    kind: str
+    payload: dict[str, Any]
+    dedupe_key: str
+    attempts: int
+    created_at: datetime
+    last_error: str | None = None
+    status: str = "pending"
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutboxItem:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            workspace_id=m["workspace_id"],
+            handoff_id=m["handoff_id"],
+            handoff_version=m["handoff_version"],
+            kind=m["kind"],
+            payload=m["payload"] or {},
+            dedupe_key=m["dedupe_key"],
+            attempts=m["attempts"],
+            created_at=m["created_at"],
+            last_error=m["last_error"],
+            status=m["status"],
+            next_attempt_at=m["next_attempt_at"],
+            sent_at=m["sent_at"],
+        )
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    workspace_id: int,
+    kind: str,
+    dedupe_key: str,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+    handoff_id: int | None = None,
+    handoff_version: int | None = None,
+    not_before: datetime | None = None,
+) -> bool:
+    """Queue a message once per dedupe key. True if this call queued it."""
+    result = await conn.execute(
+        insert_ignore(conn, outbox, ["dedupe_key"]).values(
+            workspace_id=workspace_id,
+            handoff_id=handoff_id,
+            handoff_version=handoff_version,
+            kind=kind,
+            payload=payload or {},
+            dedupe_key=dedupe_key,
+            status="pending",
+            attempts=0,
+            next_attempt_at=not_before or now,
+            created_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+async def lease(
+    conn: AsyncConnection, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+) -> list[OutboxItem]:
+    """Take up to `limit` due rows for `owner`. Counts an attempt on each.
+
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets replicas lease side by side
+    without waiting on each other; on SQLite the write transaction is already
+    exclusive.
+    """
+    earlier = outbox.alias("earlier")
+    card = outbox.alias("card")
+    due = (
+        select(outbox.c.id)
+        .where(
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at <= now,
+            or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
+            # One lane per handoff and kind, first in first out: the requester hears
+            # "claimed" before "released" even when the first try of "claimed" failed.
+            ~exists().where(
+                earlier.c.handoff_id == outbox.c.handoff_id,
+                earlier.c.kind == outbox.c.kind,
+                earlier.c.status == "pending",
+                earlier.c.id < outbox.c.id,
+            ),
+            # Everything about a handoff waits for its card to be posted: updates need its
+            # place, and the requester's confirmation carries its link.
+            or_(
+                outbox.c.kind == "post_card",
+                outbox.c.handoff_id.is_(None),
+                ~exists().where(
+                    card.c.handoff_id == outbox.c.handoff_id,
+                    card.c.kind == "post_card",
+                    card.c.status == "pending",
+                ),
+            ),
+        )
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await conn.scalars(due)).all())
+    if not ids:
+        return []
+    rows = (
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids))
+            .values(lease_owner=owner, leased_until=now + lease_for, attempts=outbox.c.attempts + 1)
+            .returning(*outbox.c)
+        )
+    ).all()
+    return sorted((OutboxItem.from_row(r) for r in rows), key=lambda i: i.id)
+
+
+async def complete(conn: AsyncConnection, item_id: int, owner: str, now: datetime) -> bool:
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item_id, outbox.c.lease_owner == owner, outbox.c.status == "pending")
+        .values(status="sent", sent_at=now, leased_until=None, last_error=None)
+    )
+    return result.rowcount == 1
+
+
+async def retry_later(
+    conn: AsyncConnection,
+    item_id: int,
+    owner: str,
+    *,
+    at: datetime,
+    error: str | None,
+    count_attempt: bool = True,
+) -> bool:
+    values: dict[str, Any] = {"next_attempt_at": at, "leased_until": None, "last_error": error}
+    if not count_attempt:
+        values["attempts"] = outbox.c.attempts - 1
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item_id, outbox.c.lease_owner == owner, outbox.c.status == "pending")
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+async def give_up(conn: AsyncConnection, item_id: int, owner: str, error: str) -> bool:
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item_id, outbox.c.lease_owner == owner, outbox.c.status == "pending")
+        .values(status="dead", leased_until=None, last_error=error)
+    )
+    return result.rowcount == 1
+
+
+WAITING = "waiting: "
+
+
+async def wake_waiting(conn: AsyncConnection, handoff_id: int, now: datetime) -> int:
+    """Make rows that were waiting on this handoff (for its card to be posted) due now."""
+    result = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.handoff_id == handoff_id,
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at > now,
+            outbox.c.last_error.like(WAITING + "%"),
+        )
+        .values(next_attempt_at=now)
+    )
+    return result.rowcount or 0
+
+
+async def coalesce_card_updates(conn: AsyncConnection, handoff_id: int, version: int, now: datetime) -> int:
+    """Mark as sent the pending card updates that a render of `version` already covers."""
+    result = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.handoff_id == handoff_id,
+            outbox.c.kind == "update_card",
+            outbox.c.status == "pending",
+            outbox.c.handoff_version <= version,
+            or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
+        )
+        .values(status="sent", sent_at=now, last_error="coalesced into a newer render")
+    )
+    return result.rowcount or 0
+
+
+async def list_items(conn: AsyncConnection, *, status: str | None = None, limit: int = 100) -> list[OutboxItem]:
+    stmt = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(outbox.c.status == status)
+    return [OutboxItem.from_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def requeue(conn: AsyncConnection, ids: list[int], now: datetime) -> int:
+    """Send dead (or stuck) rows again from a fresh count of attempts."""
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status != "sent")
+        .values(status="pending", attempts=0, next_attempt_at=now, leased_until=None, lease_owner=None)
+    )
+    return result.rowcount or 0
+
+
+async def counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = (await conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))).all()
+    return {r[0]: int(r[1]) for r in rows}

@@ -1,0 +1,161 @@
+"""The schema, as SQLAlchemy Core tables.
+
+The tables are the source the Alembic migrations were written from; the
+database itself is only ever created and changed by those migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL.
+
+    PostgreSQL stores `timestamptz`; SQLite stores naive UTC text in a fixed
+    format, so comparisons in SQL stay correct there too.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw values from SQLite expressions
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("platform", String(16), nullable=False),  # "slack" | "teams"
+    Column("external_id", String(64), nullable=False),  # Slack team id, Teams tenant id
+    Column("name", String(200)),
+    Column("escalation_channel", String(255)),
+    Column("leads_channel", String(255)),
+    Column("settings", JSON),
+    Column("next_number", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("platform", "external_id"),
+)
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("severity", String(2), nullable=False),
+    Column("category", String(100)),
+    Column("summary", Text, nullable=False),
+    Column("details", Text, nullable=False, server_default=""),
+    Column("tried", Text, nullable=False, server_default=""),
+    Column("customer", Text, nullable=False, server_default=""),
+    Column("links", JSON),
+    Column("transcript", JSON),
+    Column("requester_id", String(64), nullable=False),
+    Column("requested_senior_id", String(64)),
+    Column("origin_channel", String(64)),
+    Column("claimed_by", String(64)),
+    Column("claimed_at", UTCDateTime),
+    Column("first_action_at", UTCDateTime),
+    Column("resolved_by", String(64)),
+    Column("resolution", Text),
+    Column("resolved_at", UTCDateTime),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("card_channel", String(255)),
+    Column("card_ref", String(255)),  # Slack message ts, or Teams activity id
+    Column("card_url", Text),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "number"),
+    UniqueConstraint("workspace_id", "idempotency_key"),
+    Index(None, "workspace_id", "status", "created_at"),
+)
+
+handoff_events = Table(
+    "handoff_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("handoff_id", Integer, ForeignKey("handoffs.id"), nullable=False),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(64)),
+    Column("at", UTCDateTime, nullable=False),
+    Column("data", JSON),
+    Index(None, "handoff_id"),
+    Index(None, "workspace_id", "at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("handoff_id", Integer, ForeignKey("handoffs.id")),
+    Column("handoff_version", Integer),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("leased_until", UTCDateTime),
+    Column("lease_owner", String(64)),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "handoff_id"),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("source", String(16), primary_key=True),  # "slack" | "teams"
+    Column("event_id", String(128), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,172 @@
+"""Shared fixtures: a fresh database per test (SQLite file, and PostgreSQL when
+TEST_DATABASE_URL is set), the fake Slack Web API, and the real bot server
+running in-process over HTTP."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from bot.config import Settings
+from bot.sandbox.fake_slack import FakeSlack
+from bot.sandbox.simulator import SlackSimulator
+from bot.server import RUNTIME, Runtime, make_web_app
+from storage import migrate
+from storage.db import Database
+
+TEAM = "T0ACME"
+ESC_CHANNEL = "C0ESCALATE"
+SECRET = "test-signing-secret-5d1f"
+TOKEN = "xoxb-test-token-1234"
+JUNIOR = "U0JUNIOR"
+SENIORS = [f"U0SENIOR{i:02d}" for i in range(60)]
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+def _backends() -> list[Any]:
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param(
+            "postgresql",
+            id="postgresql",
+            marks=pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set: PostgreSQL half skipped"),
+        ),
+    ]
+
+
+async def _fresh_pg_database() -> tuple[str, str]:
+    assert PG_URL is not None
+    base = make_url(PG_URL)
+    name = f"eb_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(
+        host=base.host,
+        port=base.port or 5432,
+        user=base.username,
+        password=base.password,
+        database=base.database,
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return base.set(database=name).render_as_string(hide_password=False), name
+
+
+async def _drop_pg_database(name: str) -> None:
+    assert PG_URL is not None
+    base = make_url(PG_URL)
+    admin = await asyncpg.connect(
+        host=base.host,
+        port=base.port or 5432,
+        user=base.username,
+        password=base.password,
+        database=base.database,
+    )
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=_backends())
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL of an empty database of each kind, made for this test alone."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        return
+    url, name = await _fresh_pg_database()
+    try:
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    await migrate.upgrade(database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = await FakeSlack(team_id=TEAM, bot_token=TOKEN).start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def bot_settings(db_url: str, fake: FakeSlack, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "database_url": db_url,
+        "slack_bot_token": TOKEN,
+        "slack_signing_secret": SECRET,
+        "slack_app_token": None,
+        "slack_client_id": None,
+        "slack_client_secret": None,
+        "slack_api_base_url": fake.base_url,
+        "slack_escalation_channel": ESC_CHANNEL,
+        "slack_senior_user_ids": SENIORS,
+        "slack_senior_usergroup": None,
+        "teams_app_id": None,
+        "outbox_poll_seconds": 0.2,
+        "outbox_lease_seconds": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Bot:
+    url: str
+    app: web.Application
+    fake: FakeSlack
+    slack: SlackSimulator
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app[RUNTIME]
+
+    async def workspace_id(self) -> int:
+        return await self.runtime.service.workspace_id("slack", TEAM)
+
+
+async def start_bot(settings: Settings, fake: FakeSlack) -> tuple[web.AppRunner, str, web.Application]:
+    app = make_web_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}", app
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, Any]:
+    """Override in a test module to change the bot's settings."""
+    return {}
+
+
+@pytest.fixture
+async def bot(db_url: str, fake_slack: FakeSlack, bot_overrides: dict[str, Any]) -> AsyncIterator[Bot]:
+    runner, url, app = await start_bot(bot_settings(db_url, fake_slack, **bot_overrides), fake_slack)
+    try:
+        async with SlackSimulator(url, SECRET, fake=fake_slack, team_id=TEAM) as sim:
+            yield Bot(url=url, app=app, fake=fake_slack, slack=sim)
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,60 @@
+"""Steps the tests share: what a junior and a senior do, through the real HTTP path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.sandbox.fake_slack import Message
+from tests.conftest import ESC_CHANNEL, JUNIOR, Bot
+
+FORM = {
+    "summary": "Customer can't log in after the SSO change",
+    "severity": "P2",
+    "customer": "Acme Corp, ticket 4821",
+    "tried": "Cleared sessions and re-sent the invite.",
+    "details": "SAML error InvalidNameIDPolicy",
+}
+
+
+async def open_form(bot: Bot, user: str = JUNIOR, text: str = "") -> dict[str, Any]:
+    before = len(bot.fake.views_for(user))
+    answer = await bot.slack.command(user, text)
+    assert answer.status == 200, answer.body
+    views = await bot.fake.wait_for(lambda: len(bot.fake.views_for(user)) > before and bot.fake.views_for(user))
+    return views[-1]
+
+
+async def escalate(bot: Bot, user: str = JUNIOR, **answers: Any) -> Message:
+    """Run /escalate, fill in the form, submit; return the card once it is in the channel."""
+    before = len(bot.fake.channel_messages(ESC_CHANNEL))
+    view = await open_form(bot, user)
+    answer = await bot.slack.submit(user, view, {**FORM, **answers})
+    assert answer.status == 200 and not answer.body, answer.body
+    cards = await bot.fake.wait_for(
+        lambda: len(bot.fake.channel_messages(ESC_CHANNEL)) > before and bot.fake.channel_messages(ESC_CHANNEL)
+    )
+    return cards[-1]
+
+
+def card_text(message: Message) -> str:
+    """Everything on a card a person could read, as one string."""
+    parts = [message.text]
+    for block in message.blocks or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(text.get("text", ""))
+        for el in block.get("elements", []):
+            if isinstance(el.get("text"), str):
+                parts.append(el["text"])
+            elif isinstance(el.get("text"), dict):
+                parts.append(el["text"].get("text", ""))
+    return "\n".join(parts)
+
+
+def buttons(message: Message) -> list[str]:
+    return [
+        el["action_id"]
+        for block in message.blocks or []
+        if block.get("type") == "actions"
+        for el in block.get("elements", [])
+    ]
