@@ -31,6 +31,8 @@ JUNIOR = "U0JUNIOR"
 SENIORS = [f"U0SENIOR{i:02d}" for i in range(60)]
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+if os.environ.get("REQUIRE_POSTGRES") and not PG_URL:
+    raise pytest.UsageError("REQUIRE_POSTGRES is set but TEST_DATABASE_URL is not: the PostgreSQL half would skip")
 
 
 def _backends() -> list[Any]:

@@ -74,6 +74,33 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
+def block_problems(blocks: Any) -> list[str]:
+    """The Block Kit limits Slack enforces with `invalid_blocks` (the ones our messages could hit)."""
+    problems: list[str] = []
+    if blocks is None:
+        return problems
+    if not isinstance(blocks, list) or len(blocks) > 50:
+        return ["blocks must be a list of at most 50"]
+    for b in blocks:
+        kind = b.get("type")
+        text = (b.get("text") or {}).get("text", "") if isinstance(b.get("text"), dict) else ""
+        if kind == "header" and len(text) > 150:
+            problems.append("header text over 150")
+        if kind == "section" and len(text) > 3000:
+            problems.append("section text over 3000")
+        for el in b.get("elements", []) or []:
+            if kind == "context" and len(el.get("text", "")) > 2000:
+                problems.append("context text over 2000")
+            if el.get("type") == "button" and len(el.get("value", "")) > 2000:
+                problems.append("button value over 2000")
+        el = b.get("element") or {}
+        if el.get("type") == "plain_text_input":
+            limit = min(3000, el.get("max_length") or 3000)
+            if len(el.get("initial_value") or "") > limit:
+                problems.append(f"initial_value of {b.get('block_id')} over {limit}")
+    return problems
+
+
 class FakeSlack:
     def __init__(
         self,
@@ -123,6 +150,10 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{user}/{key}", self._respond)
+        # For a fake running in another process: read what happened, script failures.
+        app.router.add_get("/_fake/state", self._state)
+        app.router.add_post("/_fake/chaos", self._set_chaos)
+        app.router.add_post("/_fake/calm", self._set_calm)
         # A client that hangs up mid-request gets nothing done, as if the request never arrived.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -266,6 +297,44 @@ class FakeSlack:
         await self._notify()
         return web.Response(text="ok")
 
+    async def _state(self, request: web.Request) -> web.Response:
+        def msg(m: Message) -> dict[str, Any]:
+            return {
+                "channel": m.channel,
+                "ts": m.ts,
+                "text": m.text,
+                "blocks": m.blocks,
+                "thread_ts": m.thread_ts,
+                "to_user": m.to_user,
+                "edits": len(m.edits),
+            }
+
+        counts: dict[str, dict[str, int]] = {}
+        for c in self.calls:
+            entry = counts.setdefault(c.method, {"ok": 0, "failed": 0})
+            entry["ok" if c.ok else "failed"] += 1
+        return web.json_response(
+            {
+                "messages": [msg(m) for m in self.messages],
+                "replies": [{"user": r.user, "text": r.text, "response_type": r.response_type} for r in self.replies],
+                "calls": counts,
+            }
+        )
+
+    async def _set_chaos(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.chaos(
+            float(body["rate"]),
+            tuple(body["methods"]),
+            [Fail(**f) for f in body["failures"]],
+            seed=int(body.get("seed", 7)),
+        )
+        return web.json_response({"ok": True})
+
+    async def _set_calm(self, request: web.Request) -> web.Response:
+        self.calm()
+        return web.json_response({"ok": True})
+
     # ---- methods ----------------------------------------------------------
 
     def _new_ts(self) -> str:
@@ -293,6 +362,8 @@ class FakeSlack:
             return {"ok": False, "error": "no_text"}
         if len(text) > 40_000:
             return {"ok": False, "error": "msg_too_long"}
+        if block_problems(blocks):
+            return {"ok": False, "error": "invalid_blocks", "errors": block_problems(blocks)}
         to_user = None
         if channel[:1] in ("U", "W"):
             to_user, channel = channel, "D" + channel
@@ -315,6 +386,8 @@ class FakeSlack:
         msg = self.find(str(args.get("channel")), str(args.get("ts")))
         if msg is None:
             return {"ok": False, "error": "message_not_found"}
+        if block_problems(_maybe_json(args.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks"}
         msg.edits.append({"text": msg.text, "blocks": msg.blocks})
         msg.text = args.get("text") or msg.text
         msg.blocks = _maybe_json(args.get("blocks")) or msg.blocks
@@ -348,6 +421,8 @@ class FakeSlack:
         if not trigger.startswith("trig."):
             return {"ok": False, "error": "invalid_trigger_id"}
         view = dict(_maybe_json(args.get("view")) or {})
+        if len((view.get("title") or {}).get("text", "")) > 24 or block_problems(view.get("blocks")):
+            return {"ok": False, "error": "invalid_arguments"}
         view["id"] = "V" + uuid.uuid4().hex[:10].upper()
         view["_user"] = trigger.split(".")[1]
         view["team_id"] = self.team_id
@@ -379,3 +454,30 @@ class FakeSlack:
         if uid not in self.users:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": {"id": uid, "name": self.users[uid], "real_name": self.users[uid]}}
+
+
+async def _serve_forever(port: int, token: str, team: str) -> None:
+    fake = await FakeSlack(team_id=team, bot_token=token).start(port)
+    print(f"fake Slack Web API on {fake.base_url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the fake Slack Web API on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default="xoxb-fake-token")
+    parser.add_argument("--team", default="T0FAKE")
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve_forever(args.port, args.token, args.team))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -57,8 +57,11 @@ class SlackSimulator:
         fake: FakeSlack | None = None,
         team_id: str = "T0FAKE",
         session: aiohttp.ClientSession | None = None,
+        response_base: str | None = None,
     ):
         self.url = bot_url.rstrip("/") + "/slack/events"
+        # Where response_url points when the fake Slack runs in another process.
+        self.response_base = response_base
         self.secret = signing_secret
         self.fake = fake
         self.team_id = team_id
@@ -77,6 +80,8 @@ class SlackSimulator:
     def _response_url(self, user: str) -> str:
         if self.fake is not None:
             return self.fake.response_url(user)
+        if self.response_base is not None:
+            return f"{self.response_base}/respond/{user}/{uuid.uuid4().hex}"
         return f"http://127.0.0.1:9/respond/{user}/{uuid.uuid4().hex}"
 
     @staticmethod

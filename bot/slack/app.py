@@ -18,13 +18,21 @@ log = logging.getLogger(__name__)
 
 
 def build_slack_app(*, signing_secret: str, client: AsyncWebClient, deps: SlackDeps) -> AsyncApp:
-    app = AsyncApp(
-        signing_secret=signing_secret,
-        client=client,
-        request_verification_enabled=True,
-        raise_error_for_unhandled_request=False,
-        logger=logging.getLogger("bot.slack.bolt"),
-    )
+    bolt_log = logging.getLogger("bot.slack.bolt")
+    # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which
+    # carries that token) wins; quiet it for construction only.
+    level = bolt_log.level
+    bolt_log.setLevel(logging.ERROR)
+    try:
+        app = AsyncApp(
+            signing_secret=signing_secret,
+            client=client,
+            request_verification_enabled=True,
+            raise_error_for_unhandled_request=False,
+            logger=bolt_log,
+        )
+    finally:
+        bolt_log.setLevel(level)
     register_all(app, deps)
 
     @app.error

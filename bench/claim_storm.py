@@ -1,0 +1,188 @@
+"""Claim storm: many seniors press Claim on one card at the same moment.
+
+Starts `escalation-bot serve` as a subprocess on SQLite against a fake Slack Web
+API (its own subprocess), and a bare Bolt app whose Claim handler only acks (the
+floor). For each card, 200 concurrent signed Claim clicks go to the bot and the
+same 200 to the floor (alternating which goes first). Prints winners per card
+(must be exactly 1 every time) and the p50 / p99 ack latency of both, with the
+ratio. Only ratios from one run mean anything: loopback storms this size overflow
+listen queues and share two cores with everything else.
+
+    python bench/claim_storm.py [--cards 20] [--clicks 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    CHANNEL,
+    SECRET,
+    SLACK_LIMIT,
+    TEAM,
+    TOKEN,
+    Child,
+    fake_state,
+    ms,
+    start_fake_slack,
+    storm,
+    summary,
+)
+from bot.sandbox.process import ServeProcess, free_port
+from bot.sandbox.simulator import SlackSimulator
+from bot.slack.modals import escalate_modal
+
+JUNIOR = "U0JUNIOR"
+FORM = {"summary": "Checkout fails", "severity": "P2", "tried": "Retried", "details": "", "customer": ""}
+
+
+async def post_card(sim: SlackSimulator, session: aiohttp.ClientSession, fake: Child, n: int) -> dict:
+    view = escalate_modal().to_dict()
+    view["id"] = f"VBENCH{n:04d}"
+    answer = await sim.submit(JUNIOR, view, FORM)
+    assert answer.status == 200 and not answer.body, answer.body
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = await fake_state(session, fake)
+        for m in state["messages"]:
+            if m["channel"] == CHANNEL and not m["thread_ts"] and f"ESC-{n} " in m["text"]:
+                return m
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"card ESC-{n} never posted")
+
+
+def claim_value(message: dict) -> str:
+    for block in message["blocks"]:
+        if block["type"] == "actions":
+            for el in block["elements"]:
+                if el["action_id"] == "claim":
+                    return el["value"]
+    raise LookupError("no claim button")
+
+
+async def run(cards: int, clicks: int) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="claim-storm-"))
+    fake = start_fake_slack(tmp)
+    floor_port = free_port()
+    await fake.wait("/_fake/state")
+    floor = Child(
+        [
+            "bench/bare_bolt.py",
+            "--port",
+            str(floor_port),
+            "--secret",
+            SECRET,
+            "--token",
+            TOKEN,
+            "--api",
+            fake.url + "/api/",
+        ],
+        floor_port,
+        tmp / "bare_bolt.log",
+    )
+    bot = ServeProcess(
+        {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_BASE_URL": fake.url + "/api/",
+            "SLACK_ESCALATION_CHANNEL": CHANNEL,
+            "LOG_LEVEL": "WARNING",
+        },
+        cwd=tmp,
+        log_path=tmp / "serve.log",
+    ).start()
+    try:
+        await asyncio.gather(bot.wait_ready(), floor.wait("/healthz"))
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+            sim = SlackSimulator(bot.url, SECRET, team_id=TEAM, session=session, response_base=fake.url)
+            floor_url = floor.url + "/slack/events"
+            bot_lat: list[float] = []
+            floor_lat: list[float] = []
+            rows = []
+            replies_seen = 0
+            for n in range(0, cards + 1):  # card 0 warms both servers up and is not counted
+                msg = await post_card(sim, session, fake, n + 1)
+                value = claim_value(msg)
+
+                class _M:  # the simulator wants a message-like object
+                    channel, ts, text, blocks = msg["channel"], msg["ts"], msg["text"], msg["blocks"]
+
+                bodies = [sim.click_body(f"USENIOR{i:03d}", _M, "claim", value=value).encode() for i in range(clicks)]
+                ctype = {"Content-Type": "application/x-www-form-urlencoded"}
+                order = ["bot", "floor"] if n % 2 == 0 else ["floor", "bot"]
+                result: dict[str, tuple[list[float], list[int]]] = {}
+                for target in order:
+                    signed = [(b, {**ctype, **sim.sign(b.decode())}) for b in bodies]
+                    url = sim.url if target == "bot" else floor_url
+                    result[target] = await storm(session, url, signed)
+                    await asyncio.sleep(0.3)  # let the bot's after-ack work finish before the next storm
+                # Every clicker hears back; count the winners among this card's replies.
+                deadline = time.monotonic() + 60
+                while True:
+                    state = await fake_state(session, fake)
+                    new = state["replies"][replies_seen:]
+                    if len(new) >= clicks or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                replies_seen += len(new)
+                winners = sum(r["text"].startswith("You claimed") for r in new)
+                told = sum(r["text"].startswith("Already claimed by") for r in new)
+                statuses = set(result["bot"][1]) | set(result["floor"][1])
+                if n == 0:
+                    continue
+                bot_lat += result["bot"][0]
+                floor_lat += result["floor"][0]
+                b50, b99, _ = summary(result["bot"][0])
+                f50, f99, _ = summary(result["floor"][0])
+                rows.append((n, winners, told, len(new), b50, b99, f50, f99, statuses))
+    finally:
+        bot.stop()
+        floor.stop()
+        fake.stop()
+
+    print(f"claim storm: {cards} cards x {clicks} concurrent signed Claim clicks; escalation-bot serve on SQLite")
+    print(
+        f"{'card':>4} {'winners':>7} {'told':>5} {'replies':>7} {'bot p50':>11} {'bot p99':>11} "
+        f"{'floor p50':>11} {'floor p99':>11}  HTTP"
+    )
+    for n, w, told, rep, b50, b99, f50, f99, st in rows:
+        print(f"{n:>4} {w:>7} {told:>5} {rep:>7} {ms(b50)} {ms(b99)} {ms(f50)} {ms(f99)}  {sorted(st)}")
+    b50, b99, bmax = summary(bot_lat)
+    f50, f99, fmax = summary(floor_lat)
+    exact = sum(1 for r in rows if r[1] == 1)
+    over = sum(1 for v in bot_lat if v > SLACK_LIMIT)
+    print()
+    print(
+        f"winners per card: exactly 1 on {exact}/{len(rows)} cards; losers told who won: "
+        f"{sum(r[2] for r in rows)}/{len(rows) * (clicks - 1)}"
+    )
+    print(f"{'ack latency':<24} {'p50':>11} {'p99':>11} {'max':>11}")
+    print(f"{'escalation-bot':<24} {ms(b50)} {ms(b99)} {ms(bmax)}")
+    print(f"{'bare Bolt (floor)':<24} {ms(f50)} {ms(f99)} {ms(fmax)}")
+    print(f"{'ratio bot / floor':<24} {b50 / f50:10.2f}x {b99 / f99:10.2f}x {bmax / fmax:10.2f}x")
+    print(f"acks over Slack's 3 s limit: {over} of {len(bot_lat)}")
+    ok = exact == len(rows) and over == 0 and b50 <= 1.5 * f50 and b99 <= 1.5 * f99
+    print(
+        f"target (1 winner every card; p50 and p99 within 1.5x of the floor; no ack over 3 s): "
+        f"{'MET' if ok else 'NOT MET'}"
+    )
+    return 0 if exact == len(rows) else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cards", type=int, default=20)
+    parser.add_argument("--clicks", type=int, default=200)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.cards, args.clicks)))

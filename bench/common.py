@@ -1,0 +1,109 @@
+"""Pieces the benchmarks share: child processes, signed storms, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+
+from bot.sandbox.process import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-signing-secret"
+TOKEN = "xoxb-bench-token"
+TEAM = "T0BENCH"
+CHANNEL = "C0ESCALATE"
+SLACK_LIMIT = 3.0
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+class Child:
+    """A helper process (fake Slack, bare Bolt) on a port of its own."""
+
+    def __init__(self, args: list[str], port: int, log: Path):
+        self.port = port
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, *args], stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait(self, path: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.proc.args} exited with {self.proc.returncode}")
+                try:
+                    async with s.get(self.url + path) as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.proc.args} not ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+def start_fake_slack(log_dir: Path) -> Child:
+    port = free_port()
+    return Child(
+        ["-m", "bot.sandbox.fake_slack", "--port", str(port), "--token", TOKEN, "--team", TEAM],
+        port,
+        log_dir / "fake_slack.log",
+    )
+
+
+async def fake_state(session: aiohttp.ClientSession, fake: Child) -> dict:
+    async with session.get(fake.url + "/_fake/state") as r:
+        return await r.json()
+
+
+async def storm(
+    session: aiohttp.ClientSession, url: str, requests: list[tuple[bytes, dict[str, str]]]
+) -> tuple[list[float], list[int]]:
+    """Send all requests at once; return each one's time to a complete answer, and the statuses."""
+
+    async def one(body: bytes, headers: dict[str, str]) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            return time.perf_counter() - t0, resp.status
+
+    results = await asyncio.gather(*(one(b, h) for b, h in requests))
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def summary(values: list[float]) -> tuple[float, float, float]:
+    return percentile(values, 50), percentile(values, 99), max(values) if values else float("nan")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,90 @@
+"""Start-up settings and the command line, run as an operator would run them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "DATABASE_URL", "LOG_"))}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "SLACK_SIGNING_SECRET"),
+        ({"SLACK_SIGNING_SECRET": "s3cret-value"}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_SIGNING_SECRET": "s3cret-value", "SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_ESCALATION_CHANNEL"),
+        ({"SLACK_BOT_TOKEN": "not-a-token-value"}, "SLACK_BOT_TOKEN"),
+        ({"REMINDER_MINUTES": "soon"}, "REMINDER_MINUTES"),
+        ({"TIMEZONE": "Mars/Olympus_Mons"}, "TIMEZONE"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"REPORT_TIME": "nine"}, "REPORT_TIME"),
+    ],
+)
+def test_bad_or_missing_setting_stops_serve_with_one_line_and_status_2(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    result = run(["serve", "--port", "0"], tmp_path, env)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith(f"escalation-bot: {named}:"), line
+    for value in env.values():  # a setting's value (maybe a secret) is never echoed
+        if len(value) > 6:
+            assert value not in line
+
+
+def test_env_example_loads_and_only_the_missing_values_are_named(tmp_path: Path) -> None:
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = run(["serve"], tmp_path)
+    assert result.returncode == 2
+    assert one_line(result).startswith("escalation-bot: SLACK_SIGNING_SECRET:")
+
+
+def test_db_upgrade_creates_the_schema_on_sqlite_by_default(tmp_path: Path) -> None:
+    result = run(["db", "upgrade"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "database at revision" in result.stdout
+    assert (tmp_path / "escalation-bot.db").exists()
+    again = run(["db", "current"], tmp_path)
+    assert again.returncode == 0 and again.stdout == result.stdout
+
+
+def test_db_upgrade_on_an_unreachable_database_says_so(tmp_path: Path) -> None:
+    result = run(["db", "upgrade"], tmp_path, {"DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:9/none"})
+    assert result.returncode == 1
+    assert one_line(result).startswith("escalation-bot: DATABASE_URL: cannot reach the database")
+
+
+def test_demo_runs_the_whole_flow_offline(tmp_path: Path) -> None:
+    result = run(["demo"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "ESC-1" in out
+    assert out.count("Already claimed by @") == 2  # three seniors, one winner, two told who won
+    assert "You already have this one." in out
+    assert "Resolved by @" in out and "picked up ESC-1" in out
+    assert "claim_conflict" in out
+    assert result.stderr == ""
+    assert list(tmp_path.iterdir()) == []  # nothing left behind

@@ -1,0 +1,125 @@
+"""Invariant 2: nothing lost. Slack failing, or the process dying, delays a card; it never
+loses or doubles one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.sandbox.fake_slack import Fail, FakeSlack
+from bot.sandbox.process import ServeProcess
+from bot.sandbox.simulator import SlackSimulator
+from storage.db import Database
+from storage.tables import outbox
+from tests.conftest import ESC_CHANNEL, JUNIOR, SECRET, TEAM, TOKEN, Bot
+from tests.helpers import FORM, escalate, open_form
+
+
+async def outbox_row(bot: Bot, key: str, until, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        async with bot.runtime.db.read() as conn:
+            row = (await conn.execute(select(outbox).where(outbox.c.dedupe_key == key))).one()
+        if until(row) or time.monotonic() > deadline:
+            return row
+        await asyncio.sleep(0.05)
+
+
+async def test_429_then_500_the_card_still_arrives_exactly_once(bot: Bot) -> None:
+    bot.fake.fail_next("chat.postMessage", Fail(status=429, retry_after=1), Fail(status=500))
+    started = time.monotonic()
+    card = await escalate(bot)
+    await bot.runtime.worker.drain()
+    await bot.fake.wait_for(lambda: bot.fake.dms_to(JUNIOR))
+    assert len(bot.fake.channel_messages(ESC_CHANNEL)) == 1
+    assert len(bot.fake.dms_to(JUNIOR)) == 1
+    failed = bot.fake.calls_to("chat.postMessage", ok=False)
+    assert [c.status for c in failed] == [429, 500]
+    # Retry-After: 1 was honoured before the next try.
+    posted = next(c for c in bot.fake.calls_to("chat.postMessage") if c.args.get("channel") == ESC_CHANNEL)
+    assert posted.at - failed[0].at >= 1.0
+    assert card.ts and time.monotonic() - started < 10
+
+
+async def test_outbox_retries_after_the_client_gives_up_honouring_retry_after(bot: Bot) -> None:
+    # More failures than the client's own retries: the outbox row waits Retry-After and tries again.
+    bot.fake.fail_next("chat.postMessage", *[Fail(status=429, retry_after=1)] * 3)
+    view = await open_form(bot)
+    assert (await bot.slack.submit(JUNIOR, view, FORM)).status == 200
+    cards = await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=20)
+    row = await outbox_row(bot, "post_card:1", until=lambda r: r.status != "pending")
+    assert len(cards) == 1
+    assert row.status == "sent" and row.attempts == 2
+
+
+async def test_a_permanent_error_makes_a_dead_row_logged_with_its_reason(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot.fake.fail_next("chat.postMessage", Fail(error="not_in_channel"))
+    view = await open_form(bot)
+    with caplog.at_level(logging.ERROR, logger="bot.delivery.worker"):
+        assert (await bot.slack.submit(JUNIOR, view, FORM)).status == 200
+        row = await outbox_row(bot, "post_card:1", until=lambda r: r.status != "pending")
+    assert row.status == "dead" and "not_in_channel" in row.last_error
+    assert "invite the bot" in row.last_error
+    assert any("not_in_channel" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert bot.fake.channel_messages(ESC_CHANNEL) == []
+
+
+async def test_killed_after_storing_before_posting_posts_once_after_restart(
+    db_url: str, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    env = {
+        "DATABASE_URL": db_url,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_BASE_URL": fake_slack.base_url,
+        "SLACK_ESCALATION_CHANNEL": ESC_CHANNEL,
+        "OUTBOX_LEASE_SECONDS": "2",
+        "OUTBOX_POLL_SECONDS": "0.2",
+    }
+    # Slack hangs on the card: the bot has stored the escalation and is mid-send when it dies.
+    fake_slack.fail_next("chat.postMessage", Fail(stall=60))
+    first = ServeProcess(env, cwd=tmp_path, log_path=tmp_path / "first.log").start()
+    try:
+        await first.wait_ready()
+        async with SlackSimulator(first.url, SECRET, fake=fake_slack, team_id=TEAM) as slack:
+            await slack.command(JUNIOR, "")
+            view = (await fake_slack.wait_for(lambda: fake_slack.views_for(JUNIOR)))[-1]
+            answer = await slack.submit(JUNIOR, view, FORM)
+            assert answer.status == 200 and not answer.body
+        db = Database(db_url)
+        try:
+
+            async def leased() -> bool:
+                async with db.read() as conn:
+                    row = (await conn.execute(select(outbox).where(outbox.c.kind == "post_card"))).first()
+                return row is not None and row.leased_until is not None
+
+            deadline = time.monotonic() + 10
+            while not await leased():
+                assert time.monotonic() < deadline, "the worker never picked the card up"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the request is now hanging at Slack
+        finally:
+            await db.dispose()
+        first.kill()
+    finally:
+        first.stop()
+    assert fake_slack.channel_messages(ESC_CHANNEL) == []
+
+    second = ServeProcess(env, cwd=tmp_path, log_path=tmp_path / "second.log").start()
+    try:
+        await second.wait_ready()
+        await fake_slack.wait_for(lambda: fake_slack.dms_to(JUNIOR), timeout=20)
+        await asyncio.sleep(1.0)  # anything doubled would have arrived by now
+    finally:
+        second.stop()
+    cards = fake_slack.channel_messages(ESC_CHANNEL)
+    assert len(cards) == 1 and "ESC-1" in cards[0].text
+    assert len(fake_slack.dms_to(JUNIOR)) == 1

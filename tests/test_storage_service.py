@@ -1,0 +1,202 @@
+"""The engine and the storage underneath it, on SQLite and PostgreSQL, without any chat platform."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+
+from handoff.domain import (
+    AlreadyYours,
+    Closed,
+    Conflict,
+    Done,
+    Draft,
+    NotAllowed,
+    NotFound,
+    NotHolder,
+    Severity,
+    Won,
+)
+from handoff.service import HandoffService, utcnow
+from storage import migrate, outbox
+from storage.db import Database
+from storage.tables import metadata
+from storage.tables import outbox as outbox_table
+
+DRAFT = Draft(summary="Checkout fails", severity=Severity.P2, tried="Retried the payment")
+
+
+async def new_service(db: Database) -> tuple[HandoffService, int]:
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0ONE")
+    return service, ws
+
+
+async def test_migrations_build_exactly_the_declared_schema(db: Database) -> None:
+    assert await migrate.current_revision(db) == migrate.head_revision()
+    async with db.read() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+    assert diff == []
+    await migrate.upgrade(db)  # a second upgrade is a no-op
+
+
+async def test_escalate_is_idempotent_on_its_key_even_concurrently(db: Database) -> None:
+    service, ws = await new_service(db)
+    results = await asyncio.gather(*(service.escalate(ws, "U1", DRAFT, key="view-1") for _ in range(10)))
+    assert len({r.handoff.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    async with db.read() as conn:
+        rows = (await conn.execute(select(outbox_table.c.dedupe_key))).scalars().all()
+    assert sorted(rows) == ["notify:1:created", "post_card:1"]
+
+
+async def test_numbers_are_unique_and_dense_per_workspace(db: Database) -> None:
+    service, ws = await new_service(db)
+    other = await service.workspace_id("slack", "T0TWO")
+    results = await asyncio.gather(*(service.escalate(ws, "U1", DRAFT, key=f"k{i}") for i in range(20)))
+    assert sorted(r.handoff.number for r in results) == list(range(1, 21))
+    theirs = await service.escalate(other, "U1", DRAFT, key="k0")
+    assert theirs.handoff.number == 1 and theirs.created
+
+
+async def test_claim_outcomes(db: Database) -> None:
+    service, ws = await new_service(db)
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
+    assert isinstance(await service.claim(ws, h.id, "UREQ"), NotAllowed)
+    assert isinstance(await service.claim(ws, h.id, "UOUT", may_claim=False), NotAllowed)
+    won = await service.claim(ws, h.id, "UANA")
+    assert isinstance(won, Won) and won.handoff.version == 2
+    assert isinstance(await service.claim(ws, h.id, "UANA"), AlreadyYours)
+    lost = await service.claim(ws, h.id, "UBEN")
+    assert isinstance(lost, Conflict) and lost.winner == "UANA" and lost.claimed_at == won.handoff.claimed_at
+    assert isinstance(await service.claim(ws, 9999, "UBEN"), NotFound)
+    assert isinstance(await service.resolve(ws, h.id, "UANA", "done"), Done)
+    assert isinstance(await service.claim(ws, h.id, "UBEN"), Closed)
+
+
+async def test_claims_from_separate_connection_pools_have_one_winner(db: Database) -> None:
+    # Three engines on one database stand in for three processes: no shared memory, no lock but the row.
+    service, ws = await new_service(db)
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="race")).handoff
+    others = [Database(db.url) for _ in range(3)]
+    try:
+        services = [HandoffService(d) for d in others]
+        outcomes = await asyncio.gather(*(services[i % 3].claim(ws, h.id, f"USENIOR{i}") for i in range(30)))
+    finally:
+        for d in others:
+            await d.dispose()
+    winners = [o for o in outcomes if isinstance(o, Won)]
+    assert len(winners) == 1
+    conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(conflicts) == 29 and {c.winner for c in conflicts} == {winners[0].handoff.claimed_by}
+
+
+async def test_release_and_resolve_are_compare_and_set(db: Database) -> None:
+    service, ws = await new_service(db)
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
+    assert isinstance(await service.release(ws, h.id, "UANA"), NotHolder)  # nobody holds it
+    await service.claim(ws, h.id, "UANA")
+    assert isinstance(await service.release(ws, h.id, "UBEN"), NotHolder)
+    assert isinstance(await service.resolve(ws, h.id, "UBEN", "x"), NotHolder)
+    assert isinstance(await service.release(ws, h.id, "UANA"), Done)
+    await service.claim(ws, h.id, "UBEN")
+    # Ana's stale clicks from when she held it change nothing.
+    stale_release = await service.release(ws, h.id, "UANA")
+    assert isinstance(stale_release, NotHolder) and stale_release.handoff.claimed_by == "UBEN"
+    assert isinstance(await service.resolve(ws, h.id, "UANA", "x"), NotHolder)
+    done = await service.resolve(ws, h.id, "UBEN", "fixed")
+    assert isinstance(done, Done) and done.handoff.resolution == "fixed"
+    assert isinstance(await service.release(ws, h.id, "UBEN"), Closed)
+    assert isinstance(await service.resolve(ws, h.id, "UBEN", "again"), Closed)
+    current = await service.get(ws, h.id)
+    assert current is not None and current.resolution == "fixed" and current.status == "resolved"
+
+
+async def test_resolve_sets_first_action_once(db: Database) -> None:
+    service, ws = await new_service(db)
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
+    await service.claim(ws, h.id, "UANA")
+    done = await service.resolve(ws, h.id, "UANA", "fixed")
+    assert isinstance(done, Done) and done.handoff.first_action_at == done.handoff.resolved_at
+    kinds = [e["kind"] for e in await service.events(ws, h.id)]
+    assert kinds.count("first_action") == 1
+
+
+async def test_tenant_walls_in_the_service(db: Database) -> None:
+    service, ws = await new_service(db)
+    other = await service.workspace_id("slack", "T0EVIL")
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
+    assert await service.get(other, h.id) is None
+    assert isinstance(await service.claim(other, h.id, "UMALLORY"), NotFound)
+    await service.claim(ws, h.id, "UANA")
+    assert isinstance(await service.release(other, h.id, "UANA"), NotFound)
+    assert isinstance(await service.resolve(other, h.id, "UANA", "x"), NotFound)
+    current = await service.get(ws, h.id)
+    assert current is not None and current.claimed_by == "UANA" and current.status == "claimed"
+
+
+async def test_each_change_writes_its_event_and_outbox_rows_together(db: Database) -> None:
+    service, ws = await new_service(db)
+    woken: list[int] = []
+    service.set_on_commit(lambda: woken.append(1))
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
+    await service.claim(ws, h.id, "UANA")
+    await service.claim(ws, h.id, "UBEN")  # a conflict: an event, but nothing to send
+    async with db.read() as conn:
+        keys = (await conn.execute(select(outbox_table.c.dedupe_key).order_by(outbox_table.c.id))).scalars().all()
+    assert keys == ["post_card:1", "notify:1:created", "update_card:1:2", "notify:1:claimed:2", "note:1:claimed:2"]
+    assert len(woken) == 2
+    kinds = [e["kind"] for e in await service.events(ws, h.id)]
+    assert kinds == ["created", "claimed", "claim_conflict"]
+
+
+async def test_outbox_lease_is_exclusive_expires_and_keeps_lanes_in_order(db: Database) -> None:
+    service, ws = await new_service(db)
+    h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
+    now = utcnow()
+    lease = timedelta(seconds=30)
+    async with db.write() as conn:
+        first = await outbox.lease(conn, owner="A", now=now, lease_for=lease, limit=10)
+    # The card first: nothing else about the handoff goes before it is posted.
+    assert [i.kind for i in first] == ["post_card"]
+    async with db.write() as conn:
+        assert await outbox.lease(conn, owner="B", now=now, lease_for=lease, limit=10) == []
+    # A dies; after its lease runs out, B takes the row, and A can no longer complete it.
+    later = now + timedelta(seconds=31)
+    async with db.write() as conn:
+        taken = await outbox.lease(conn, owner="B", now=later, lease_for=lease, limit=10)
+    assert [i.id for i in taken] == [first[0].id] and taken[0].attempts == 2
+    async with db.write() as conn:
+        assert not await outbox.complete(conn, first[0].id, "A", later)
+        assert await outbox.complete(conn, first[0].id, "B", later)
+    await service.card_posted(ws, h.id, channel="C1", ref="1.1", url=None)
+    await service.claim(ws, h.id, "UANA")
+    await service.release(ws, h.id, "UANA")
+    async with db.write() as conn:
+        batch = await outbox.lease(conn, owner="B", now=later, lease_for=lease, limit=10)
+    # One row per (handoff, kind) lane: the requester's "created" goes before "claimed" and "released".
+    assert sorted(i.dedupe_key for i in batch) == ["note:1:claimed:2", "notify:1:created", "update_card:1:2"]
+
+
+async def test_parallel_leases_never_share_a_row(db: Database) -> None:
+    service, ws = await new_service(db)
+    for i in range(40):
+        await service.escalate(ws, "UREQ", DRAFT, key=f"k{i}")
+    engines = [Database(db.url) for _ in range(4)]
+    try:
+
+        async def take(d: Database, owner: str) -> list[int]:
+            async with d.write() as conn:
+                items = await outbox.lease(conn, owner=owner, now=utcnow(), lease_for=timedelta(seconds=30), limit=15)
+            return [i.id for i in items]
+
+        batches = await asyncio.gather(*(take(d, f"w{n}") for n, d in enumerate(engines)))
+    finally:
+        for d in engines:
+            await d.dispose()
+    ids = [i for b in batches for i in b]
+    assert len(ids) == len(set(ids)) == 40  # every post_card once; "created" notes wait for their cards
