@@ -150,7 +150,9 @@ async def _story(app: web.Application, fake: FakeSlack, slack: SlackSimulator, d
     views = await fake.wait_for(lambda: len(fake.views_for(winner)) > before_views and fake.views_for(winner))
     note = "The IdP was sending a transient NameID; set NameID format to emailAddress in Acme's SAML app. Login works."
     answer = await slack.submit(winner, views[-1], {"note": note})
-    await fake.wait_for(lambda: len(fake.dms_to(MAYA)) >= 3 and len(card.edits) >= 2)
+    await fake.wait_for(
+        lambda: len(fake.dms_to(MAYA)) >= 3 and len(card.edits) >= 2 and len(fake.thread(card.channel, card.ts)) >= 2
+    )
     show("#escalations: the card, resolved", card)
     show("maya's DM", fake.dms_to(MAYA)[-1])
     thread = fake.thread(card.channel, card.ts)

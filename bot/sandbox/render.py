@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 from typing import Any
 
 _EMOJI = {
@@ -73,11 +74,16 @@ def blocks_to_text(blocks: list[dict[str, Any]] | None, fallback: str, names: di
     return "\n".join(lines)
 
 
+def _cells(text: str) -> int:
+    """Terminal columns: wide characters (most emoji) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
 def boxed(title: str, body: str, width: int = 80) -> str:
     inner = width - 4
     top = f"┌─ {title} " + "─" * max(0, inner - len(title) - 1) + "┐"
     rows = []
     for line in body.split("\n"):
-        for piece in textwrap.wrap(line, inner) or [""]:
-            rows.append(f"│ {piece.ljust(inner)} │")
+        for piece in textwrap.wrap(line, inner - 1) or [""]:
+            rows.append(f"│ {piece}{' ' * max(0, inner - _cells(piece))} │")
     return "\n".join([top, *rows, "└" + "─" * (width - 2) + "┘"])
