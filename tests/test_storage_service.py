@@ -200,3 +200,25 @@ async def test_parallel_leases_never_share_a_row(db: Database) -> None:
             await d.dispose()
     ids = [i for b in batches for i in b]
     assert len(ids) == len(set(ids)) == 40  # every post_card once; "created" notes wait for their cards
+
+
+async def test_sqlite_runs_in_wal_with_a_busy_timeout_and_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")  # the plain URL operators type is accepted too
+    try:
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 5000
+        try:
+            async with db.write() as conn:
+                await outbox.enqueue(conn, workspace_id=999, kind="post_card", dedupe_key="x", now=utcnow())
+        except IntegrityError:
+            pass
+        else:
+            raise AssertionError("a row for a missing workspace was accepted")
+    finally:
+        await db.dispose()

@@ -108,6 +108,7 @@ class FakeSlack:
         team_id: str = "T0FAKE",
         team_domain: str = "acme-support",
         bot_token: str | None = "xoxb-fake-token",
+        app_token: str = "xapp-fake-token",
         bot_user_id: str = "UBOT",
         users: dict[str, str] | None = None,
         channels: dict[str, str] | None = None,
@@ -116,6 +117,9 @@ class FakeSlack:
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_token = bot_token
+        self.app_token = app_token
+        self.sockets: list[web.WebSocketResponse] = []
+        self.socket_acks: dict[str, dict[str, Any]] = {}
         self.bot_user_id = bot_user_id
         self.users: dict[str, str] = dict(users or {})
         self.channels: dict[str, str] = dict(channels or {})
@@ -150,6 +154,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{user}/{key}", self._respond)
+        app.router.add_get("/socket-mode", self._socket)
         # For a fake running in another process: read what happened, script failures.
         app.router.add_get("/_fake/state", self._state)
         app.router.add_post("/_fake/chaos", self._set_chaos)
@@ -269,6 +274,13 @@ class FakeSlack:
             error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
             return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
 
+        if method == "apps.connections.open":
+            ok = token == self.app_token
+            self.calls.append(ApiCall(method, args, 200, ok, now, token))
+            await self._notify()
+            if not ok:
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket-mode"})
         if self.bot_token is not None and token != self.bot_token:
             self.calls.append(ApiCall(method, args, 200, False, now, token))
             await self._notify()
@@ -296,6 +308,33 @@ class FakeSlack:
         )
         await self._notify()
         return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, then deliver envelopes and collect their acks."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake"}})
+        self.sockets.append(ws)
+        await self._notify()
+        try:
+            async for msg in ws:
+                if msg.type.name != "TEXT":
+                    continue
+                data = json.loads(msg.data)
+                if "envelope_id" in data:
+                    self.socket_acks[data["envelope_id"]] = data.get("payload") or {}
+                    await self._notify()
+        finally:
+            self.sockets.remove(ws)
+        return ws
+
+    async def socket_send(self, kind: str, payload: dict[str, Any]) -> str:
+        """Deliver an envelope (kind: slash_commands, interactive, events_api) to a connected app."""
+        envelope_id = uuid.uuid4().hex
+        await self.sockets[0].send_json(
+            {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": True}
+        )
+        return envelope_id
 
     async def _state(self, request: web.Request) -> web.Response:
         def msg(m: Message) -> dict[str, Any]:
