@@ -19,6 +19,13 @@ REDACTED = "[redacted]"
 log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
 
 
+def bind_log(**fields: Any) -> None:
+    """Add fields (handoff, workspace, …) to every log line from here on in this task."""
+    current = dict(log_context.get() or {})
+    current.update({k: v for k, v in fields.items() if v is not None})
+    log_context.set(current)
+
+
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()):
         super().__init__()

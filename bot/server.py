@@ -6,26 +6,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.delivery.base import Deliverer
+from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
+from bot.metrics import Metrics
 from bot.slack.app import build_slack_app
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackDelivery
 from bot.slack.deps import SlackDeps
 from bot.slack.seniors import Seniors
-from handoff.service import HandoffService
+from handoff.service import HandoffService, utcnow
 from storage import migrate
 from storage.db import Database
+from storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ class Runtime:
     service: HandoffService
     worker: DeliveryWorker
     session: aiohttp.ClientSession
+    metrics: Metrics
     slack_app: AsyncApp | None = None
     slack_client: AsyncWebClient | None = None
     ready: bool = False
@@ -81,7 +86,9 @@ async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_o
         poll_seconds=settings.outbox_poll_seconds,
     )
     service.set_on_commit(worker.wake)
-    rt = Runtime(settings=settings, db=db, service=service, worker=worker, session=session)
+    metrics = Metrics()
+    worker.on_result = _delivery_observer(metrics)
+    rt = Runtime(settings=settings, db=db, service=service, worker=worker, session=session, metrics=metrics)
 
     if settings.slack_enabled:
         assert settings.slack_signing_secret is not None
@@ -121,6 +128,24 @@ async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_o
     return rt
 
 
+def _delivery_observer(metrics: Metrics) -> Callable[[OutboxItem, DeliveryResult, float], None]:
+    def observe(item: OutboxItem, result: DeliveryResult, seconds: float) -> None:
+        label = type(result).__name__.lower()
+        metrics.delivery.labels(item.kind, label).observe(seconds)
+        if isinstance(result, Sent):
+            metrics.delivery_lag.labels(item.kind).observe((utcnow() - item.created_at).total_seconds())
+
+    return observe
+
+
+def _request_kind(body: bytes) -> str:
+    if body.startswith(b"payload="):
+        return "interactive"
+    if body.startswith(b"{"):
+        return "event"
+    return "command"
+
+
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
@@ -140,9 +165,12 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         if rt.slack_app is None:
             return web.json_response({"error": "Slack is not configured"}, status=404)
         started = time.perf_counter()
-        bolt_resp = await rt.slack_app.async_dispatch(await to_bolt_request(request))
+        bolt_req = await to_bolt_request(request)
+        bolt_resp = await rt.slack_app.async_dispatch(bolt_req)
         response = await to_aiohttp_response(bolt_resp)
-        log.debug("slack request answered %s in %.1f ms", response.status, (time.perf_counter() - started) * 1000)
+        elapsed = time.perf_counter() - started
+        rt.metrics.ack.labels("slack", _request_kind(bolt_req.raw_body.encode()[:9])).observe(elapsed)
+        log.debug("slack request answered %s in %.1f ms", response.status, elapsed * 1000)
         return response
 
     async def healthz(request: web.Request) -> web.Response:
@@ -157,7 +185,13 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
             return web.json_response({"status": "ready", "database": "ok"})
         return web.json_response({"status": "not ready", "database": "unreachable"}, status=503)
 
+    async def metrics(request: web.Request) -> web.Response:
+        rt = request.app[RUNTIME]
+        body = await rt.metrics.render(rt.db)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -306,6 +306,43 @@ class HandoffService:
             **common,
         )
 
+    # ---- first action ------------------------------------------------------
+
+    async def first_reply(
+        self, workspace_id: int, *, channel: str, thread_ref: str, user: str, event_id: str | None, source: str
+    ) -> str:
+        """A reply in a card's thread. If it is the claimer's first, it is the escalation's first action.
+
+        Returns what happened: "recorded", "duplicate" (this event was handled before),
+        "not_a_card", or "ignored" (not the claimer, or not their first).
+        The de-duplication and the change are one transaction, so a retried event counts once
+        and a failed one is not lost.
+        """
+        now = self.clock()
+        async with self.db.write() as conn:
+            if event_id is not None and not await q.mark_processed(conn, source, event_id, now):
+                return "duplicate"
+            row = await q.get_by_card(conn, workspace_id, channel, thread_ref)
+            if row is None:
+                return "not_a_card"
+            h = Handoff.from_row(row)
+            if not await q.mark_first_action(conn, workspace_id, h.id, user, now):
+                return "ignored"
+            await q.add_event(
+                conn,
+                workspace_id=workspace_id,
+                handoff_id=h.id,
+                kind="first_action",
+                actor=user,
+                at=now,
+                data={"via": "thread_reply"},
+            )
+        return "recorded"
+
+    async def seen_event(self, source: str, event_id: str) -> bool:
+        async with self.db.read() as conn:
+            return await q.is_processed(conn, source, event_id)
+
     # ---- what the platforms report back ----------------------------------
 
     async def card_posted(self, workspace_id: int, handoff_id: int, *, channel: str, ref: str, url: str | None) -> bool:

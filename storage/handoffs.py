@@ -80,6 +80,16 @@ async def get_by_key(conn: AsyncConnection, workspace_id: int, key: str) -> Row[
     ).first()
 
 
+async def get_by_card(conn: AsyncConnection, workspace_id: int, channel: str, ref: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(handoffs).where(
+                handoffs.c.workspace_id == workspace_id, handoffs.c.card_channel == channel, handoffs.c.card_ref == ref
+            )
+        )
+    ).first()
+
+
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
     """Insert a handoff; None if its idempotency key is already taken in the workspace."""
     stmt = insert_ignore(conn, handoffs, ["workspace_id", "idempotency_key"]).values(**values).returning(handoffs.c.id)
@@ -205,6 +215,15 @@ async def events(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> l
             )
         ).all()
     )
+
+
+async def is_processed(conn: AsyncConnection, source: str, event_id: str) -> bool:
+    found = await conn.scalar(
+        select(processed_events.c.event_id).where(
+            processed_events.c.source == source, processed_events.c.event_id == event_id
+        )
+    )
+    return found is not None
 
 
 async def mark_processed(conn: AsyncConnection, source: str, event_id: str, now: datetime) -> bool:

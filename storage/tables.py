@@ -114,6 +114,8 @@ handoffs = Table(
     UniqueConstraint("workspace_id", "number"),
     UniqueConstraint("workspace_id", "idempotency_key"),
     Index(None, "workspace_id", "status", "created_at"),
+    # Thread replies and card events arrive with the card's channel and ts.
+    Index(None, "workspace_id", "card_channel", "card_ref"),
 )
 
 handoff_events = Table(

@@ -114,7 +114,12 @@ class DeliveryWorker:
         try:
             try:
                 deliverer = await self.deliverer_for(item.workspace_id)
-                result = await deliverer.deliver(item)
+                # Finish well inside the lease, or another replica could take the row while we still
+                # hold it; an abandoned attempt is checked for having gone through before a re-send.
+                async with asyncio.timeout(self.lease.total_seconds() * 0.7):
+                    result = await deliverer.deliver(item)
+            except TimeoutError:
+                result = Retry(error="no answer within the lease; outcome unknown, will check before re-sending")
             except StorageUnavailable as exc:
                 result = Retry(error=f"database unavailable: {exc}")
             except Exception as exc:

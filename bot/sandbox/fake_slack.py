@@ -146,6 +146,8 @@ class FakeSlack:
             "usergroups.users.list": self._usergroup_users,
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
         }
 
     # ---- lifecycle --------------------------------------------------------
@@ -477,6 +479,39 @@ class FakeSlack:
         view["_home"] = True
         self.views.append(view)
         return {"ok": True, "view": view}
+
+    def _listing(self, messages: list[Message], args: dict[str, Any]) -> dict[str, Any]:
+        oldest = float(args.get("oldest") or 0)
+        with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = sorted((m for m in messages if float(m.ts) > oldest), key=lambda m: float(m.ts), reverse=True)
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = found[start : start + limit]
+        out = []
+        for m in page:
+            entry: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text}
+            if m.thread_ts:
+                entry["thread_ts"] = m.thread_ts
+            if with_meta and m.metadata:
+                entry["metadata"] = m.metadata
+            out.append(entry)
+        more = start + limit < len(found)
+        return {
+            "ok": True,
+            "messages": out,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel"))
+        return self._listing([m for m in self.messages if m.channel == channel and not m.thread_ts], args)
+
+    def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        if self.find(channel, ts) is None:
+            return {"ok": False, "error": "thread_not_found"}
+        return self._listing([m for m in self.messages if m.channel == channel and m.thread_ts == ts], args)
 
     def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
         group = str(args.get("usergroup"))

@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
+from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload
 from handoff.domain import Handoff, Outbound
@@ -25,6 +26,13 @@ from storage.outbox import WAITING, OutboxItem
 log = logging.getLogger(__name__)
 
 WAITING_FOR_CARD = WAITING + "the card is not posted yet"
+# Every message we post carries its outbox key, so a retry can tell whether it already went out.
+METADATA_TYPE = "escalation_bot_message"
+
+
+def _metadata(item: OutboxItem) -> dict[str, Any]:
+    return {"event_type": METADATA_TYPE, "event_payload": {"key": item.dedupe_key}}
+
 
 # Errors a retry cannot fix: an operator has to (invite the bot, fix a setting), then re-send.
 PERMANENT = {
@@ -78,23 +86,37 @@ class SlackDelivery:
         h = await self.service.get(item.workspace_id, item.handoff_id)
         if h is None:
             return GiveUp(f"handoff {item.handoff_id} not found in workspace {item.workspace_id}")
+        bind_log(handoff=h.ref)
         client = await self.client_for(item.workspace_id)
         kind = item.kind
         if kind == Outbound.POST_CARD:
-            return await self._post_card(client, h)
+            return await self._post_card(client, h, item)
         if kind == Outbound.UPDATE_CARD:
-            return await self._update_card(client, h, item)
+            if not h.card_ref or not h.card_channel:
+                return self._wait_for_card(item)
+            await client.chat_update(channel=h.card_channel, ts=h.card_ref, **card_payload(h))
+            return Sent(rendered_version=h.version)
         if kind == Outbound.NOTIFY_REQUESTER:
             if item.payload.get("what") == "created" and not h.card_ref:
                 return self._wait_for_card(item)  # the confirmation carries the card's link
             text = messages.requester_message(h, item.payload["what"], item.payload.get("actor", ""))
-            await client.chat_postMessage(channel=h.requester_id, text=text, unfurl_links=False)
+            if item.attempts > 1:
+                dm = (await client.conversations_open(users=h.requester_id))["channel"]["id"]
+                if await self._find_sent(client, item, channel=dm):
+                    return Sent()
+            await client.chat_postMessage(
+                channel=h.requester_id, text=text, unfurl_links=False, metadata=_metadata(item)
+            )
             return Sent()
         if kind == Outbound.THREAD_NOTE:
             if not h.card_ref or not h.card_channel:
                 return self._wait_for_card(item)
+            if item.attempts > 1 and await self._find_sent(client, item, channel=h.card_channel, thread_ts=h.card_ref):
+                return Sent()
             text = messages.thread_note(h, item.payload["what"], item.payload.get("actor", ""))
-            await client.chat_postMessage(channel=h.card_channel, thread_ts=h.card_ref, text=text)
+            await client.chat_postMessage(
+                channel=h.card_channel, thread_ts=h.card_ref, text=text, metadata=_metadata(item)
+            )
             return Sent()
         return GiveUp(f"unknown outbox kind {kind!r}")
 
@@ -105,27 +127,63 @@ class SlackDelivery:
         age = (utcnow() - item.created_at).total_seconds()
         return Defer(min(300.0, max(2.0, age / 10)), WAITING_FOR_CARD)
 
-    async def _post_card(self, client: AsyncWebClient, h: Handoff) -> DeliveryResult:
+    async def _find_sent(
+        self, client: AsyncWebClient, item: OutboxItem, *, channel: str, thread_ts: str | None = None
+    ) -> str | None:
+        """After an attempt whose outcome we never learned (the process died, or timed out
+        mid-call), look for the message itself, by the key it carries in its metadata."""
+        oldest = f"{item.created_at.timestamp() - 60:.6f}"
+        cursor: str | None = None
+        try:
+            for _page in range(5):
+                if thread_ts:
+                    resp = await client.conversations_replies(
+                        channel=channel,
+                        ts=thread_ts,
+                        oldest=oldest,
+                        include_all_metadata=True,
+                        limit=200,
+                        cursor=cursor,
+                    )
+                else:
+                    resp = await client.conversations_history(
+                        channel=channel, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor
+                    )
+                for m in resp.get("messages") or []:
+                    md = m.get("metadata") or {}
+                    if md.get("event_type") == METADATA_TYPE and (md.get("event_payload") or {}).get("key") == (
+                        item.dedupe_key
+                    ):
+                        log.info("%s was already delivered by an earlier attempt", item.dedupe_key)
+                        return str(m["ts"])
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            # Without history access we cannot tell; sending again risks a double, never a loss.
+            log.warning("could not check whether %s was sent: %s", item.dedupe_key, exc.response.get("error"))
+        return None
+
+    async def _post_card(self, client: AsyncWebClient, h: Handoff, item: OutboxItem) -> DeliveryResult:
         if h.card_ref:
             return Sent()  # already posted by an earlier attempt that recorded it
         channel = await self.channel_for(h.workspace_id)
         if not channel:
             return GiveUp("no escalation channel configured (SLACK_ESCALATION_CHANNEL)")
-        resp = await client.chat_postMessage(channel=channel, **card_payload(h), unfurl_links=False)
-        posted_channel, ts = resp["channel"], resp["ts"]
+        ts = await self._find_sent(client, item, channel=channel) if item.attempts > 1 else None
+        posted_channel = channel
+        if ts is None:
+            resp = await client.chat_postMessage(
+                channel=channel, **card_payload(h), unfurl_links=False, metadata=_metadata(item)
+            )
+            posted_channel, ts = resp["channel"], resp["ts"]
         url: str | None = None
         try:
             url = (await client.chat_getPermalink(channel=posted_channel, message_ts=ts)).get("permalink")
         except SlackApiError as exc:  # the card is up; a missing link is not worth re-posting for
             log.warning("chat.getPermalink failed for %s: %s", h.ref, exc.response.get("error"))
         await self.service.card_posted(h.workspace_id, h.id, channel=posted_channel, ref=ts, url=url)
-        log.info("%s card posted to %s", h.ref, posted_channel, extra={"handoff": h.ref})
-        return Sent(rendered_version=h.version)
-
-    async def _update_card(self, client: AsyncWebClient, h: Handoff, item: OutboxItem) -> DeliveryResult:
-        if not h.card_ref or not h.card_channel:
-            return self._wait_for_card(item)
-        await client.chat_update(channel=h.card_channel, ts=h.card_ref, **card_payload(h))
+        log.info("%s card posted to %s", h.ref, posted_channel)
         return Sent(rendered_version=h.version)
 
     @staticmethod

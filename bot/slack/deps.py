@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.metrics import Metrics
 from bot.slack.seniors import Seniors
 from handoff.service import HandoffService
 
@@ -13,6 +14,7 @@ from handoff.service import HandoffService
 class SlackDeps:
     service: HandoffService
     seniors: Seniors
+    metrics: Metrics | None = None
 
     async def workspace(self, context: Any) -> int:
         """The workspace the signed request came from; ids in payloads never choose it."""
@@ -20,3 +22,9 @@ class SlackDeps:
         if not team_id:
             raise LookupError("request carries no team id")
         return await self.service.workspace_id("slack", team_id)
+
+    def count(self, name: str, *labels: str) -> None:
+        """Count something in the metrics, when there are metrics."""
+        if self.metrics is not None:
+            metric = getattr(self.metrics, name)
+            (metric.labels(*labels) if labels else metric).inc()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.deps import SlackDeps
-from bot.slack.listeners import actions, commands, views
+from bot.slack.listeners import actions, commands, events, views
 
 
 def register_all(app: AsyncApp, deps: SlackDeps) -> None:
     commands.register(app, deps)
     views.register(app, deps)
     actions.register(app, deps)
+    events.register(app, deps)

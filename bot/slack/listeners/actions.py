@@ -11,6 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import ActionId, BadMetadata, CardAction
@@ -71,22 +72,26 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             may = await deps.seniors.may_claim(client, user)
             outcome = await service.claim(ws, value.h, user, may_claim=may)
         except StorageUnavailable:
+            deps.count("storage_unavailable")
             await _tell(respond, messages.TRY_AGAIN)
             return
+        if not isinstance(outcome, NotFound):
+            bind_log(workspace=context.get("team_id"), handoff=outcome.handoff.ref)
         if isinstance(outcome, Won):
-            log.info("%s claimed by %s", outcome.handoff.ref, user, extra={"handoff": outcome.handoff.ref})
-            reply = messages.you_won(outcome.handoff)
+            log.info("%s claimed by %s", outcome.handoff.ref, user)
+            reply, label = messages.you_won(outcome.handoff), "won"
         elif isinstance(outcome, Conflict):
-            reply = messages.conflict(outcome, service.clock())
+            reply, label = messages.conflict(outcome, service.clock()), "conflict"
         elif isinstance(outcome, AlreadyYours):
-            reply = messages.ALREADY_YOURS
+            reply, label = messages.ALREADY_YOURS, "already_yours"
         elif isinstance(outcome, NotAllowed):
-            reply = messages.OWN if outcome.reason == "own" else deps.seniors.refusal()
+            reply, label = (messages.OWN if outcome.reason == "own" else deps.seniors.refusal()), "refused"
         elif isinstance(outcome, Closed):
-            reply = messages.closed(outcome.handoff)
+            reply, label = messages.closed(outcome.handoff), "closed"
         else:
             assert isinstance(outcome, NotFound)
-            reply = messages.NOT_FOUND
+            reply, label = messages.NOT_FOUND, "not_found"
+        deps.count("claims", "slack", label)
         await _tell(respond, reply)
 
     @app.action(ActionId.RELEASE)
@@ -108,6 +113,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             ws = await deps.workspace(context)
             outcome = await service.release(ws, value.h, user)
         except StorageUnavailable:
+            deps.count("storage_unavailable")
             await _tell(respond, messages.TRY_AGAIN)
             return
         reply = _change_reply(outcome, messages.released(outcome.handoff) if isinstance(outcome, Done) else "")
@@ -133,6 +139,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             ws = await deps.workspace(context)
             h: Handoff | None = await service.get(ws, value.h)
         except StorageUnavailable:
+            deps.count("storage_unavailable")
             await _tell(respond, messages.TRY_AGAIN)
             return
         # Only a courtesy check, so the holder-less don't fill in a form for nothing;

@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
+from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, ResolveMeta
@@ -43,9 +44,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             # The view id is the same on every re-submission of this form.
             result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view['id']}")
         except StorageUnavailable:
+            deps.count("storage_unavailable")
             log.warning("escalation from %s not stored: database unavailable", user)
             await ack(response_action="errors", errors={F.SUMMARY: SAVE_FAILED})
             return
+        bind_log(workspace=context.get("team_id"), handoff=result.handoff.ref)
+        if result.created:
+            deps.count("escalations", "slack")
         log.info(
             "%s %s by %s",
             result.handoff.ref,
@@ -74,6 +79,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             ws = await deps.workspace(context)
             outcome = await deps.service.resolve(ws, meta.h, user, note)
         except StorageUnavailable:
+            deps.count("storage_unavailable")
             await ack(response_action="errors", errors={F.NOTE: SAVE_FAILED})
             return
         if isinstance(outcome, Done):

@@ -1,0 +1,63 @@
+"""Prometheus metrics for `GET /metrics`: one registry per process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from storage import outbox
+from storage.db import Database, StorageUnavailable
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.escalations = Counter(
+            "escalations_created", "Escalations stored (re-submissions not counted)", ["platform"], registry=r
+        )
+        self.claims = Counter(
+            "claims",
+            "Claim clicks by outcome: won, conflict (someone else had it), already_yours, refused, closed, not_found",
+            ["platform", "outcome"],
+            registry=r,
+        )
+        self.outbox = Gauge("outbox_messages", "Outbox rows by status (read at scrape time)", ["status"], registry=r)
+        self.delivery = Histogram(
+            "delivery_seconds",
+            "Time to send one outbox row to the platform, by kind and result",
+            ["kind", "result"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.delivery_lag = Histogram(
+            "delivery_lag_seconds",
+            "From the change being committed to its message being accepted by the platform",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ack = Histogram(
+            "ack_seconds",
+            "Time to answer a platform request (Slack wants it within 3 s)",
+            ["platform", "request"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.duplicate_events = Counter(
+            "duplicate_events", "Platform event re-deliveries recognised and skipped", ["platform"], registry=r
+        )
+        self.storage_unavailable = Counter(
+            "storage_unavailable", "Requests answered 'try again' because the database did not answer", registry=r
+        )
+
+    async def render(self, db: Database) -> bytes:
+        try:
+            async with db.read() as conn:
+                counts = await outbox.counts(conn)
+            for status in ("pending", "sent", "dead"):
+                self.outbox.labels(status).set(counts.get(status, 0))
+        except StorageUnavailable:
+            pass  # the gauges keep their last value; /readyz says the database is down
+        return generate_latest(self.registry)

@@ -1,0 +1,63 @@
+"""Events API: thread replies under a card (the claimer's first one is the first action).
+
+Slack re-delivers an event it thinks we missed (same event_id, X-Slack-Retry-Num).
+A retry that was already handled, on any replica, is answered and skipped here; the
+handling itself records the event id in the same transaction as its effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.logs import bind_log
+from bot.slack.deps import SlackDeps
+from storage.db import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    @app.middleware
+    async def skip_handled_retries(req: AsyncBoltRequest, body: dict[str, Any], next: Any) -> BoltResponse | None:
+        if body.get("type") == "event_callback" and req.headers.get("x-slack-retry-num") and body.get("event_id"):
+            try:
+                seen = await deps.service.seen_event("slack", body["event_id"])
+            except StorageUnavailable:
+                seen = False  # let the handler decide; it de-duplicates in its own transaction
+            if seen:
+                if deps.metrics is not None:
+                    deps.metrics.duplicate_events.labels("slack").inc()
+                return BoltResponse(status=200, body="")
+        return await next()
+
+    @app.event("message")
+    async def thread_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        # Only a person's new reply in a thread: not bots (our own notes included), edits or deletions.
+        if event.get("subtype") or event.get("bot_id") or not event.get("user"):
+            return
+        thread_ts, ts = event.get("thread_ts"), event.get("ts")
+        if not thread_ts or thread_ts == ts:
+            return
+        try:
+            ws = await deps.workspace(context)
+            outcome = await deps.service.first_reply(
+                ws,
+                channel=event["channel"],
+                thread_ref=thread_ts,
+                user=event["user"],
+                event_id=body.get("event_id"),
+                source="slack",
+            )
+        except StorageUnavailable as exc:
+            log.error("thread reply %s not recorded, database unavailable: %s", body.get("event_id"), exc)
+            return
+        if outcome == "duplicate" and deps.metrics is not None:
+            deps.metrics.duplicate_events.labels("slack").inc()
+        if outcome == "recorded":
+            bind_log(workspace=context.get("team_id"))
+            log.info("first action by %s in thread %s", event["user"], thread_ts)
