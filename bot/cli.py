@@ -70,6 +70,50 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from handoff.service import utcnow
+    from storage import outbox
+    from storage.db import Database, StorageUnavailable
+
+    settings = _settings()
+    setup_logging("WARNING", settings.log_format, settings.secrets())
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            if args.action == "retry":
+                async with db.write() as conn:
+                    n = await outbox.requeue(conn, args.ids, utcnow())
+                print(f"queued {n} of {len(args.ids)} message(s) to be sent again")
+                return 0 if n == len(args.ids) else 1
+            async with db.read() as conn:
+                rows = await outbox.list_items(conn, status="dead" if args.dead else args.status, limit=args.limit)
+            if not rows:
+                print("no dead messages" if args.dead else "the outbox is empty")
+                return 0
+            header = f"{'id':>6}  {'status':<7} {'kind':<16} {'escalation':<18} {'tries':>5}  {'next try (UTC)':<19}"
+            print(header + "  last error")
+            for item, team, number in rows:
+                esc = f"{team}/ESC-{number}" if number is not None else (team or "")
+                nxt = (
+                    item.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S")
+                    if item.status == "pending" and item.next_attempt_at
+                    else ""
+                )
+                print(
+                    f"{item.id:>6}  {item.status:<7} {item.kind:<16} {esc:<18} {item.attempts:>5}  {nxt:<19}  "
+                    f"{(item.last_error or '')[:120]}"
+                )
+            return 0
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except StorageUnavailable as exc:
+        return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -91,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "current"], help="upgrade to the latest schema, or show the revision")
     db.set_defaults(func=cmd_db)
+
+    ob = sub.add_parser("outbox", help="messages owed to Slack/Teams: list them, re-send dead ones")
+    ob_sub = ob.add_subparsers(dest="action", required=True)
+    ob_list = ob_sub.add_parser("list", help="newest first")
+    ob_list.add_argument("--dead", action="store_true", help="only messages that gave up")
+    ob_list.add_argument("--status", choices=["pending", "sent", "dead"], help="only this status")
+    ob_list.add_argument("--limit", type=int, default=50)
+    ob_retry = ob_sub.add_parser("retry", help="send these again (after fixing what made them fail)")
+    ob_retry.add_argument("ids", nargs="+", type=int, metavar="ID")
+    ob.set_defaults(func=cmd_outbox)
 
     demo = sub.add_parser("demo", help="the whole flow offline against a fake Slack workspace, in seconds")
     demo.add_argument("--verbose", action="store_true", help="also show the bot's log")

@@ -100,7 +100,9 @@ async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_o
             timeout=settings.slack_api_timeout_seconds,
         )
         deps = SlackDeps(
-            service=service, seniors=Seniors(settings.slack_senior_user_ids, settings.slack_senior_usergroup)
+            service=service,
+            seniors=Seniors(settings.slack_senior_user_ids, settings.slack_senior_usergroup),
+            metrics=metrics,
         )
         rt.slack_client = client
         rt.slack_app = build_slack_app(

@@ -15,7 +15,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.handoffs import insert_ignore
-from storage.tables import outbox
+from storage.tables import handoffs, outbox, workspaces
 
 
 @dataclass(frozen=True)
@@ -211,11 +211,21 @@ async def coalesce_card_updates(conn: AsyncConnection, handoff_id: int, version:
     return result.rowcount or 0
 
 
-async def list_items(conn: AsyncConnection, *, status: str | None = None, limit: int = 100) -> list[OutboxItem]:
-    stmt = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
+async def list_items(
+    conn: AsyncConnection, *, status: str | None = None, limit: int = 100
+) -> list[tuple[OutboxItem, str | None, int | None]]:
+    """Newest first, each with its workspace's external id and its handoff's number."""
+    stmt = (
+        select(outbox, workspaces.c.external_id, handoffs.c.number)
+        .join(workspaces, workspaces.c.id == outbox.c.workspace_id)
+        .outerjoin(handoffs, handoffs.c.id == outbox.c.handoff_id)
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+    )
     if status:
         stmt = stmt.where(outbox.c.status == status)
-    return [OutboxItem.from_row(r) for r in (await conn.execute(stmt)).all()]
+    rows = (await conn.execute(stmt)).all()
+    return [(OutboxItem.from_row(r), r.external_id, r.number) for r in rows]
 
 
 async def requeue(conn: AsyncConnection, ids: list[int], now: datetime) -> int:
