@@ -56,17 +56,26 @@ async def test_metrics_count_escalations_claims_and_the_outbox(bot: Bot) -> None
     await click(bot, BEN, card, "claim")
     await click(bot, "U0OUTSIDER", card, "claim")
     await wait_card(bot, card, "Claimed by")
-    async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
-        assert r.status == 200
-        text = await r.text()
-    assert 'escalations_created_total{platform="slack"} 1.0' in text
-    assert 'claims_total{outcome="won",platform="slack"} 1.0' in text
-    assert 'claims_total{outcome="conflict",platform="slack"} 1.0' in text
-    assert 'claims_total{outcome="refused",platform="slack"} 1.0' in text
-    assert 'outbox_messages{status="dead"} 0.0' in text
-    assert 'ack_seconds_count{platform="slack",request="interactive"}' in text
-    assert 'delivery_seconds_count{kind="post_card",result="sent"} 1.0' in text
-    assert "delivery_lag_seconds_bucket" in text
+    expected = [
+        'escalations_created_total{platform="slack"} 1.0',
+        'claims_total{outcome="won",platform="slack"} 1.0',
+        'claims_total{outcome="conflict",platform="slack"} 1.0',
+        'claims_total{outcome="refused",platform="slack"} 1.0',
+        'outbox_messages{status="dead"} 0.0',
+        'ack_seconds_count{platform="slack",request="interactive"}',
+        'delivery_seconds_count{kind="post_card",result="sent"} 1.0',
+        "delivery_lag_seconds_bucket",
+    ]
+    text = ""
+    for _ in range(50):  # delivery figures are recorded just after the send they measure
+        async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+        if all(e in text for e in expected):
+            break
+        await asyncio.sleep(0.1)
+    for e in expected:
+        assert e in text
 
 
 def reply_event(card, user: str, text: str = "On it", **extra) -> dict:  # type: ignore[no-untyped-def]
