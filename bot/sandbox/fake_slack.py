@@ -9,7 +9,6 @@ scripted failures per method, or a random share of calls (chaos).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import random
 import time
@@ -130,7 +129,7 @@ class FakeSlack:
         self.views: list[dict[str, Any]] = []
         self._failures: dict[str, list[Fail]] = {}
         self._chaos: tuple[float, tuple[str, ...], list[Fail], random.Random] | None = None
-        self._ts = itertools.count(1)
+        self._last_ts = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port: int = 0
@@ -379,7 +378,10 @@ class FakeSlack:
     # ---- methods ----------------------------------------------------------
 
     def _new_ts(self) -> str:
-        return f"{1_700_000_000 + next(self._ts)}.{next(self._ts):06d}"
+        # Like Slack's: the time of posting, unique within the workspace.
+        micros = max(int(time.time() * 1_000_000), self._last_ts + 1)
+        self._last_ts = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ newer one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 WAITING_FOR_CARD = WAITING + "the card is not posted yet"
 # Every message we post carries its outbox key, so a retry can tell whether it already went out.
 METADATA_TYPE = "escalation_bot_message"
+
+
+NO_HISTORY_ACCESS = {"missing_scope", "not_in_channel", "channel_not_found", "not_allowed_token_type"}
 
 
 def _metadata(item: OutboxItem) -> dict[str, Any]:
@@ -131,7 +135,11 @@ class SlackDelivery:
         self, client: AsyncWebClient, item: OutboxItem, *, channel: str, thread_ts: str | None = None
     ) -> str | None:
         """After an attempt whose outcome we never learned (the process died, or timed out
-        mid-call), look for the message itself, by the key it carries in its metadata."""
+        mid-call), look for the message itself, by the key it carries in its metadata.
+
+        If the lookup itself fails for a passing reason, the error propagates and the row is
+        retried later: sending blind then could post it twice.
+        """
         oldest = f"{item.created_at.timestamp() - 60:.6f}"
         cursor: str | None = None
         try:
@@ -160,7 +168,9 @@ class SlackDelivery:
                 if not cursor:
                     break
         except SlackApiError as exc:
-            # Without history access we cannot tell; sending again risks a double, never a loss.
+            if exc.response.get("error") not in NO_HISTORY_ACCESS:
+                raise
+            # Without history access we can never tell; sending again risks a double, never a loss.
             log.warning("could not check whether %s was sent: %s", item.dedupe_key, exc.response.get("error"))
         return None
 
@@ -177,14 +187,19 @@ class SlackDelivery:
                 channel=channel, **card_payload(h), unfurl_links=False, metadata=_metadata(item)
             )
             posted_channel, ts = resp["channel"], resp["ts"]
+        # The card is up: recording where must not be cut short by the worker's deadline.
+        await asyncio.shield(self._record_card(client, h, posted_channel, ts))
+        return Sent(rendered_version=h.version)
+
+    async def _record_card(self, client: AsyncWebClient, h: Handoff, channel: str, ts: str) -> None:
         url: str | None = None
         try:
-            url = (await client.chat_getPermalink(channel=posted_channel, message_ts=ts)).get("permalink")
-        except SlackApiError as exc:  # the card is up; a missing link is not worth re-posting for
-            log.warning("chat.getPermalink failed for %s: %s", h.ref, exc.response.get("error"))
-        await self.service.card_posted(h.workspace_id, h.id, channel=posted_channel, ref=ts, url=url)
-        log.info("%s card posted to %s", h.ref, posted_channel)
-        return Sent(rendered_version=h.version)
+            url = (await client.chat_getPermalink(channel=channel, message_ts=ts)).get("permalink")
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            # A missing link is not worth re-posting for; the DM names the channel anyway.
+            log.warning("no permalink for %s: %s", h.ref, exc)
+        await self.service.card_posted(h.workspace_id, h.id, channel=channel, ref=ts, url=url)
+        log.info("%s card posted to %s", h.ref, channel)
 
     @staticmethod
     def _from_api_error(exc: SlackApiError) -> DeliveryResult:

@@ -3,6 +3,7 @@ a database hiccup keeps the form open with a message instead of losing it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,7 +21,10 @@ from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-SAVE_FAILED = "I couldn't save this just now (my database didn't answer). Nothing is lost: press the button again."
+SAVE_FAILED = (
+    "I couldn't save this just now (my database didn't answer in time). Nothing is lost: press the button again."
+)
+SAVE_BUDGET_SECONDS = 2.2
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -40,10 +44,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_action="errors", errors=field_errors(exc.errors))
             return
         try:
-            ws = await deps.workspace(context)
-            # The view id is the same on every re-submission of this form.
-            result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view['id']}")
-        except StorageUnavailable:
+            # Slack gives up on us after 3 s; answer inside that, stored or not. The view id is the
+            # same on every re-submission, so pressing again never stores it twice.
+            async with asyncio.timeout(SAVE_BUDGET_SECONDS):
+                ws = await deps.workspace(context)
+                result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view['id']}")
+        except (StorageUnavailable, TimeoutError):
             deps.count("storage_unavailable")
             log.warning("escalation from %s not stored: database unavailable", user)
             await ack(response_action="errors", errors={F.SUMMARY: SAVE_FAILED})
@@ -76,9 +82,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_action="errors", errors=exc.errors)
             return
         try:
-            ws = await deps.workspace(context)
-            outcome = await deps.service.resolve(ws, meta.h, user, note)
-        except StorageUnavailable:
+            async with asyncio.timeout(SAVE_BUDGET_SECONDS):
+                ws = await deps.workspace(context)
+                outcome = await deps.service.resolve(ws, meta.h, user, note)
+        except (StorageUnavailable, TimeoutError):
             deps.count("storage_unavailable")
             await ack(response_action="errors", errors={F.NOTE: SAVE_FAILED})
             return
