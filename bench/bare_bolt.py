@@ -12,12 +12,18 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 
-def build(secret: str, token: str, api: str) -> web.Application:
+def build(secret: str, token: str, api: str, channel: str) -> web.Application:
     bolt = AsyncApp(signing_secret=secret, client=AsyncWebClient(token=token, base_url=api))
 
     @bolt.action("claim")
     async def claim(ack: AsyncAck) -> None:
         await ack()
+
+    @bolt.view("escalate")
+    async def submitted(ack: AsyncAck, body: dict, client: AsyncWebClient) -> None:
+        # Ack, then post a fixed message (carrying the view id so the bench can time it).
+        await ack()
+        await client.chat_postMessage(channel=channel, text=f"received {body['view']['id']}")
 
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
@@ -37,8 +43,14 @@ if __name__ == "__main__":
     parser.add_argument("--secret", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--api", required=True)
+    parser.add_argument("--channel", default="C0ESCALATE")
     a = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     web.run_app(
-        build(a.secret, a.token, a.api), host="127.0.0.1", port=a.port, print=None, access_log=None, backlog=1024
+        build(a.secret, a.token, a.api, a.channel),
+        host="127.0.0.1",
+        port=a.port,
+        print=None,
+        access_log=None,
+        backlog=1024,
     )

@@ -69,9 +69,13 @@ async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_o
     session = aiohttp.ClientSession()
     deliverers: dict[str, Deliverer] = {}
 
+    platforms: dict[int, str] = {}
+
     async def deliverer_for(workspace_id: int) -> Deliverer:
-        ws = await service.workspace(workspace_id)
-        platform = ws.platform if ws is not None else "slack"
+        platform = platforms.get(workspace_id)
+        if platform is None:  # a workspace never changes platform: look it up once
+            ws = await service.workspace(workspace_id)
+            platform = platforms[workspace_id] = ws.platform if ws is not None else "slack"
         try:
             return deliverers[platform]
         except KeyError:

@@ -105,13 +105,20 @@ class HandoffService:
             return Escalated(Handoff.from_row(row), created=False)
 
     async def _escalate(self, workspace_id: int, requester_id: str, draft: Draft, key: str) -> Escalated:
-        async with self.db.write() as conn:
-            existing = await q.get_by_key(conn, workspace_id, key)
+        number: int | None = None
+        if self.db.is_postgres:
+            # Replicas would queue on the workspace's counter row for as long as a transaction
+            # holds it; take the number in a statement of its own instead. A number is only
+            # skipped if storing then fails, or two submissions of one form race past this check.
+            async with self.db.read() as conn:
+                existing = await q.get_by_key(conn, workspace_id, key)
             if existing is not None:
                 return Escalated(Handoff.from_row(existing), created=False)
+            async with self.db.autocommit() as conn:
+                number = await q.take_number(conn, workspace_id)
+        async with self.db.write() as conn:
             now = self.clock()
-            number = await q.allocate_number(conn, workspace_id)
-            new_id = await q.insert(
+            row = await q.insert(
                 conn,
                 {
                     "workspace_id": workspace_id,
@@ -134,8 +141,9 @@ class HandoffService:
                     "updated_at": now,
                 },
             )
-            if new_id is None:
-                raise DuplicateKey(key)  # rolls back the number too
+            if row is None:
+                raise DuplicateKey(key)  # a re-submission: nothing new
+            new_id = row._mapping["id"]
             await q.add_event(
                 conn,
                 workspace_id=workspace_id,
@@ -145,30 +153,28 @@ class HandoffService:
                 at=now,
                 data={"severity": draft.severity.value},
             )
-            await outbox.enqueue(
+            common = {"workspace_id": workspace_id, "handoff_id": new_id, "handoff_version": 1}
+            await outbox.enqueue_many(
                 conn,
-                workspace_id=workspace_id,
-                handoff_id=new_id,
-                handoff_version=1,
-                kind=Outbound.POST_CARD,
-                dedupe_key=f"post_card:{new_id}",
-                now=now,
+                [
+                    {**common, "kind": Outbound.POST_CARD, "dedupe_key": f"post_card:{new_id}"},
+                    # Queued now so it is first in the requester's lane; it waits until the card is up.
+                    {
+                        **common,
+                        "kind": Outbound.NOTIFY_REQUESTER,
+                        "dedupe_key": f"notify:{new_id}:created",
+                        "payload": {"what": "created", "actor": requester_id},
+                    },
+                ],
+                now,
             )
-            # Queued now so it is first in the requester's lane; it waits until the card is up.
-            await outbox.enqueue(
-                conn,
-                workspace_id=workspace_id,
-                handoff_id=new_id,
-                handoff_version=1,
-                kind=Outbound.NOTIFY_REQUESTER,
-                dedupe_key=f"notify:{new_id}:created",
-                payload={"what": "created", "actor": requester_id},
-                now=now,
-            )
-            row = await q.get(conn, workspace_id, new_id)
+            if number is None:
+                # SQLite: one writer at a time anyway, so the number is taken last, inside, and dense.
+                number = await q.take_number(conn, workspace_id)
+                row = await q.set_number(conn, workspace_id, new_id, number)
+            h = Handoff.from_row(row)
         self._committed()
-        assert row is not None
-        return Escalated(Handoff.from_row(row), created=True)
+        return Escalated(h, created=True)
 
     # ---- claim ------------------------------------------------------------
 
@@ -284,26 +290,26 @@ class HandoffService:
 
     async def _queue_change(self, conn: Any, h: Handoff, what: str, actor: str, now: datetime) -> None:
         """The messages every change causes: the card re-rendered, the requester told, a thread note."""
-        common = {
-            "workspace_id": h.workspace_id,
-            "handoff_id": h.id,
-            "handoff_version": h.version,
-            "now": now,
-        }
-        await outbox.enqueue(conn, kind=Outbound.UPDATE_CARD, dedupe_key=f"update_card:{h.id}:{h.version}", **common)
-        await outbox.enqueue(
+        common = {"workspace_id": h.workspace_id, "handoff_id": h.id, "handoff_version": h.version}
+        said = {"what": what, "actor": actor}
+        await outbox.enqueue_many(
             conn,
-            kind=Outbound.NOTIFY_REQUESTER,
-            dedupe_key=f"notify:{h.id}:{what}:{h.version}",
-            payload={"what": what, "actor": actor},
-            **common,
-        )
-        await outbox.enqueue(
-            conn,
-            kind=Outbound.THREAD_NOTE,
-            dedupe_key=f"note:{h.id}:{what}:{h.version}",
-            payload={"what": what, "actor": actor},
-            **common,
+            [
+                {**common, "kind": Outbound.UPDATE_CARD, "dedupe_key": f"update_card:{h.id}:{h.version}"},
+                {
+                    **common,
+                    "kind": Outbound.NOTIFY_REQUESTER,
+                    "dedupe_key": f"notify:{h.id}:{what}:{h.version}",
+                    "payload": said,
+                },
+                {
+                    **common,
+                    "kind": Outbound.THREAD_NOTE,
+                    "dedupe_key": f"note:{h.id}:{what}:{h.version}",
+                    "payload": said,
+                },
+            ],
+            now,
         )
 
     # ---- first action ------------------------------------------------------

@@ -50,8 +50,8 @@ async def get_workspace(conn: AsyncConnection, workspace_id: int) -> Row[Any] | 
     return (await conn.execute(select(workspaces).where(workspaces.c.id == workspace_id))).first()
 
 
-async def allocate_number(conn: AsyncConnection, workspace_id: int) -> int:
-    """The workspace's next ESC number. The row lock serialises concurrent escalations per workspace."""
+async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
+    """The workspace's next ESC number (the counter row is locked until the transaction ends)."""
     number = await conn.scalar(
         update(workspaces)
         .where(workspaces.c.id == workspace_id)
@@ -61,6 +61,19 @@ async def allocate_number(conn: AsyncConnection, workspace_id: int) -> int:
     if number is None:
         raise LookupError(f"workspace {workspace_id} does not exist")
     return int(number)
+
+
+async def set_number(conn: AsyncConnection, workspace_id: int, handoff_id: int, number: int) -> Row[Any]:
+    row = (
+        await conn.execute(
+            update(handoffs)
+            .where(handoffs.c.id == handoff_id, handoffs.c.workspace_id == workspace_id)
+            .values(number=number)
+            .returning(*handoffs.c)
+        )
+    ).first()
+    assert row is not None
+    return row
 
 
 # ---- handoffs -------------------------------------------------------------
@@ -90,11 +103,10 @@ async def get_by_card(conn: AsyncConnection, workspace_id: int, channel: str, re
     ).first()
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
-    """Insert a handoff; None if its idempotency key is already taken in the workspace."""
-    stmt = insert_ignore(conn, handoffs, ["workspace_id", "idempotency_key"]).values(**values).returning(handoffs.c.id)
-    new_id = await conn.scalar(stmt)
-    return int(new_id) if new_id is not None else None
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
+    """Insert a handoff and return it; None if its idempotency key is already taken in the workspace."""
+    stmt = insert_ignore(conn, handoffs, ["workspace_id", "idempotency_key"]).values(**values).returning(*handoffs.c)
+    return (await conn.execute(stmt)).first()
 
 
 def _scoped(workspace_id: int, handoff_id: int) -> Any:

@@ -84,6 +84,27 @@ async def enqueue(
     return result.rowcount == 1
 
 
+async def enqueue_many(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> int:
+    """Queue several messages in one statement (each once per dedupe key)."""
+    values = [
+        {
+            "workspace_id": r["workspace_id"],
+            "handoff_id": r.get("handoff_id"),
+            "handoff_version": r.get("handoff_version"),
+            "kind": r["kind"],
+            "payload": r.get("payload") or {},
+            "dedupe_key": r["dedupe_key"],
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for r in rows
+    ]
+    result = await conn.execute(insert_ignore(conn, outbox, ["dedupe_key"]).values(values))
+    return result.rowcount or 0
+
+
 async def lease(
     conn: AsyncConnection, *, owner: str, now: datetime, lease_for: timedelta, limit: int
 ) -> list[OutboxItem]:

@@ -85,7 +85,9 @@ handoffs = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
-    Column("number", Integer, nullable=False),
+    # Set as the last step of the transaction that stores the escalation (see allocate_number),
+    # so it is never NULL once committed.
+    Column("number", Integer),
     Column("status", String(16), nullable=False),
     Column("severity", String(2), nullable=False),
     Column("category", String(100)),

@@ -153,9 +153,11 @@ async def wait_delivered(fake: FakeSlack, n: int, timeout: float) -> None:
 
 
 def assert_each_once(fake: FakeSlack, n: int) -> None:
-    numbers = Counter(int(re.search(r"ESC-(\d+)", m.text).group(1)) for m in cards(fake))  # type: ignore[union-attr]
-    assert sorted(numbers) == list(range(1, n + 1)), "every escalation has a card"
-    assert {k: v for k, v in numbers.items() if v > 1} == {}, "no card posted twice"
+    problems = Counter(int(re.search(r"Problem (\d+)", m.text).group(1)) for m in cards(fake))  # type: ignore[union-attr]
+    assert sorted(problems) == list(range(n)), "every escalation has a card"
+    assert {k: v for k, v in problems.items() if v > 1} == {}, "no card posted twice"
+    numbers = Counter(re.search(r"ESC-\d+", m.text).group(0) for m in cards(fake))  # type: ignore[union-attr]
+    assert len(numbers) == n, "every escalation has a number of its own"
     told = Counter(m.to_user for m in fake.messages if m.to_user)
     assert len(told) == n and set(told.values()) == {1}, "every requester told exactly once"
 

@@ -52,7 +52,7 @@ class DeliveryWorker:
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
         self.batch = batch
-        self._limit = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._stopping = False
         self.on_result: Callable[[OutboxItem, DeliveryResult, float], None] | None = None
@@ -65,36 +65,52 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        """Keep up to `concurrency` sends in flight, topping up as each one finishes, so one
+        slow call (a stalled Slack request) never holds up the rest."""
         log.info("delivery worker %s started", self.owner)
-        while not self._stopping:
-            try:
-                busy = await self.run_once()
-            except StorageUnavailable as exc:
-                log.warning("delivery paused, database unavailable: %s", exc)
-                busy = 0
-                await asyncio.sleep(self.poll_seconds)
-            except Exception:
-                log.exception("delivery loop error")
-                busy = 0
-                await asyncio.sleep(self.poll_seconds)
-            if busy:
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._wake.set()  # room for more, and the next message in its lane may be due
+
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                room = self.concurrency - len(in_flight)
+                leased: list[OutboxItem] = []
+                if room > 0:
+                    try:
+                        leased = await self._lease(min(room, self.batch))
+                    except StorageUnavailable as exc:
+                        log.warning("delivery paused, database unavailable: %s", exc)
+                    except Exception:
+                        log.exception("delivery loop error")
+                for item in leased:
+                    task = asyncio.create_task(self._send_one(item))
+                    in_flight.add(task)
+                    task.add_done_callback(finished)
+                if leased and len(leased) == room:
+                    await asyncio.sleep(0)  # full: let the sends start, then look again
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            # Let what is in hand finish and be recorded; cancelled only if the process insists.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _lease(self, limit: int) -> list[OutboxItem]:
+        async with self.db.write() as conn:
+            return await outbox.lease(conn, owner=self.owner, now=utcnow(), lease_for=self.lease, limit=limit)
 
     async def run_once(self) -> int:
-        """Lease one batch and send it. Returns how many rows were leased."""
-        self._wake.clear()
-        now = utcnow()
-        async with self.db.write() as conn:
-            items = await outbox.lease(conn, owner=self.owner, now=now, lease_for=self.lease, limit=self.batch)
-        if not items:
-            return 0
+        """Lease one batch and send it all. Returns how many rows were leased."""
+        items = await self._lease(self.batch)
         # The lease hands out only the head of each (handoff, kind) lane, so these can all go at once.
-        await asyncio.gather(*(self._send(item) for item in items))
+        await asyncio.gather(*(self._send_one(item) for item in items))
         return len(items)
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -102,10 +118,6 @@ class DeliveryWorker:
         async with asyncio.timeout(timeout):
             while await self.run_once():
                 pass
-
-    async def _send(self, item: OutboxItem) -> None:
-        async with self._limit:
-            await self._send_one(item)
 
     async def _send_one(self, item: OutboxItem) -> None:
         token = log_context.set({"outbox_id": item.id, "kind": item.kind, "workspace": item.workspace_id})

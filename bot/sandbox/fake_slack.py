@@ -50,6 +50,7 @@ class Message:
     to_user: str | None = None  # set for DMs: who the message went to
     edits: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (system-wide monotonic clock)
 
 
 @dataclass
@@ -347,15 +348,17 @@ class FakeSlack:
                 "thread_ts": m.thread_ts,
                 "to_user": m.to_user,
                 "edits": len(m.edits),
+                "at": m.at,
             }
 
         counts: dict[str, dict[str, int]] = {}
         for c in self.calls:
             entry = counts.setdefault(c.method, {"ok": 0, "failed": 0})
             entry["ok" if c.ok else "failed"] += 1
+        since = int(request.query.get("since", 0))
         return web.json_response(
             {
-                "messages": [msg(m) for m in self.messages],
+                "messages": [msg(m) for m in self.messages[since:]],
                 "replies": [{"user": r.user, "text": r.text, "response_type": r.response_type} for r in self.replies],
                 "calls": counts,
             }

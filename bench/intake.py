@@ -1,0 +1,241 @@
+"""Intake: end-to-end escalations per second, signed modal submissions in, cards out.
+
+For each setup it runs two loads against real `escalation-bot serve` processes and a fake
+Slack Web API (its own process), and reports from the fake's arrival times:
+
+  * throughput: N submissions kept 64 in flight, until every card has arrived;
+  * latency at a steady rate (default 50/s for 10 s): p50 / p99 from submission to card.
+
+Setups: SQLite with one process; PostgreSQL with one replica and with three (submissions
+spread round-robin, as a load balancer would); and the baseline, a bare Bolt app that acks
+and posts a fixed message. Ratios are against the one-replica PostgreSQL run and the
+baseline, measured in the same run.
+
+    python bench/intake.py [--n 600] [--rate 50] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CHANNEL, SECRET, TEAM, TOKEN, Child, percentile, start_fake_slack
+from bot.sandbox.process import ServeProcess, free_port
+from bot.sandbox.simulator import SlackSimulator
+from bot.slack.modals import escalate_modal
+
+PG = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+FORM = {"severity": "P3", "tried": "Restarted it", "details": "", "customer": ""}
+
+
+async def fresh_pg() -> tuple[str, str]:
+    base = make_url(PG)
+    name = f"eb_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(host=base.host, port=base.port or 5432, user=base.username, database=base.database)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return base.set(database=name).render_as_string(hide_password=False), name
+
+
+async def drop_pg(name: str) -> None:
+    base = make_url(PG)
+    conn = await asyncpg.connect(host=base.host, port=base.port or 5432, user=base.username, database=base.database)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+class Load:
+    """Submits escalations to a set of URLs and times each until its message reaches the fake."""
+
+    def __init__(self, urls: list[str], fake: Child, session: aiohttp.ClientSession, tag: str):
+        self.sims = [SlackSimulator(u, SECRET, team_id=TEAM, session=session, response_base=fake.url) for u in urls]
+        self.fake, self.session, self.tag = fake, session, tag
+        self.sent: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self._cursor = 0
+        self.retries = 0
+
+    async def submit(self, n: int) -> None:
+        vid = f"V{self.tag}{n:06d}"
+        view = escalate_modal().to_dict()
+        view["id"] = vid
+        self.sent[vid] = time.monotonic()
+        for attempt in range(50):
+            sim = self.sims[(n + attempt) % len(self.sims)]
+            answer = await sim.submit(f"U{n:06d}", view, {**FORM, "summary": f"Problem {vid}"})
+            if answer.status == 200 and "press the button again" not in answer.body:
+                return
+            self.retries += 1
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{vid} never accepted")
+
+    async def collect(self) -> None:
+        async with self.session.get(self.fake.url + f"/_fake/state?since={self._cursor}") as r:
+            state = await r.json()
+        self._cursor += len(state["messages"])
+        for m in state["messages"]:
+            if m["channel"] != CHANNEL or m["thread_ts"]:
+                continue
+            for word in m["text"].replace(")", " ").split():
+                if word.startswith("V" + self.tag) and word not in self.seen:
+                    self.seen[word] = m["at"]
+
+    async def wait_all(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < len(self.sent):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.sent) - len(self.seen)} cards never arrived")
+            await self.collect()
+            await asyncio.sleep(0.05)
+
+    def latencies(self) -> list[float]:
+        return [self.seen[v] - t for v, t in self.sent.items() if v in self.seen]
+
+
+async def throughput(urls: list[str], fake: Child, session: aiohttp.ClientSession, n: int, tag: str) -> float:
+    load = Load(urls, fake, session, tag)
+    limit = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        async with limit:
+            await load.submit(i)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await load.wait_all()
+    last = max(load.seen.values())
+    return n / (last - t0)
+
+
+async def steady(
+    urls: list[str], fake: Child, session: aiohttp.ClientSession, rate: float, seconds: float, tag: str
+) -> tuple[float, float, float, int]:
+    load = Load(urls, fake, session, tag)
+    tasks = []
+    t0 = time.monotonic()
+    total = int(rate * seconds)
+    for i in range(total):
+        await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+        tasks.append(asyncio.create_task(load.submit(i)))
+    await asyncio.gather(*tasks)
+    await load.wait_all()
+    lat = load.latencies()
+    return percentile(lat, 50), percentile(lat, 99), max(lat), load.retries
+
+
+async def run(n: int, rate: float, seconds: float) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="intake-"))
+    results: dict[str, tuple[float, float, float, float, int]] = {}
+    setups = [
+        ("bare Bolt (baseline)", "bare", 1),
+        ("SQLite, 1 process", "sqlite", 1),
+        ("PostgreSQL, 1 replica", "pg", 1),
+        ("PostgreSQL, 3 replicas", "pg", 3),
+    ]
+    for label, kind, replicas in setups:
+        fake = start_fake_slack(tmp)
+        await fake.wait("/_fake/state")
+        procs: list = []
+        pg_name = None
+        try:
+            if kind == "bare":
+                port = free_port()
+                child = Child(
+                    [
+                        "bench/bare_bolt.py",
+                        "--port",
+                        str(port),
+                        "--secret",
+                        SECRET,
+                        "--token",
+                        TOKEN,
+                        "--api",
+                        fake.url + "/api/",
+                        "--channel",
+                        CHANNEL,
+                    ],
+                    port,
+                    tmp / "bare.log",
+                )
+                procs.append(child)
+                await child.wait("/healthz")
+                urls = [child.url]
+            else:
+                if kind == "sqlite":
+                    url = f"sqlite+aiosqlite:///{tmp / f'intake-{uuid.uuid4().hex[:6]}.db'}"
+                else:
+                    url, pg_name = await fresh_pg()
+                env = {
+                    "DATABASE_URL": url,
+                    "SLACK_BOT_TOKEN": TOKEN,
+                    "SLACK_SIGNING_SECRET": SECRET,
+                    "SLACK_API_BASE_URL": fake.url + "/api/",
+                    "SLACK_ESCALATION_CHANNEL": CHANNEL,
+                    "LOG_LEVEL": "WARNING",
+                }
+                # One replica migrates first so the others start on a ready schema.
+                first = ServeProcess(env, cwd=tmp, log_path=tmp / f"{kind}-0.log").start()
+                procs.append(first)
+                await first.wait_ready()
+                more = [
+                    ServeProcess(env, cwd=tmp, log_path=tmp / f"{kind}-{i}.log").start() for i in range(1, replicas)
+                ]
+                procs += more
+                await asyncio.gather(*(p.wait_ready() for p in more))
+                urls = [p.url for p in procs]
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
+                await throughput(urls, fake, s, 50, "W")  # warm-up
+                tput = await throughput(urls, fake, s, n, "T")
+                p50, p99, worst, retries = await steady(urls, fake, s, rate, seconds, "S")
+            results[label] = (tput, p50, p99, worst, retries)
+            print(f"  measured {label}: {tput:.0f}/s", file=sys.stderr, flush=True)
+        finally:
+            for p in procs:
+                p.stop()
+            fake.stop()
+            if pg_name:
+                await drop_pg(pg_name)
+
+    base = results["bare Bolt (baseline)"][0]
+    one = results["PostgreSQL, 1 replica"][0]
+    print(f"intake: {n} escalations for throughput (64 in flight); {rate:.0f}/s for {seconds:.0f} s for latency")
+    print(
+        f"{'setup':<26} {'esc/s':>7} {'vs base':>8} {'vs 1 PG':>8} {'p50 sub->card':>14} {'p99':>9} "
+        f"{'max':>9} {'re-sub':>6}"
+    )
+    for label, (tput, p50, p99, worst, retries) in results.items():
+        print(
+            f"{label:<26} {tput:7.0f} {tput / base:7.2f}x {tput / one:7.2f}x {p50 * 1000:11.0f} ms "
+            f"{p99 * 1000:6.0f} ms {worst * 1000:6.0f} ms {retries:6d}"
+        )
+    three = results["PostgreSQL, 3 replicas"]
+    print(
+        f"target: 3 replicas >= 2x one replica's throughput: {three[0] / one:.2f}x "
+        f"{'MET' if three[0] >= 2 * one else 'NOT MET'}; p99 submission->card < 1 s at {rate:.0f}/s on 3 replicas: "
+        f"{three[2] * 1000:.0f} ms {'MET' if three[2] < 1 else 'NOT MET'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=600)
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--seconds", type=float, default=10)
+    a = parser.parse_args()
+    sys.exit(asyncio.run(run(a.n, a.rate, a.seconds)))
