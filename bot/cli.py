@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
@@ -114,6 +116,95 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from handoff.report import as_text, build_report
+    from handoff.schedule import parse_iso_week, week_start_of
+    from storage import migrate
+    from storage.db import Database, StorageUnavailable
+    from storage.tables import workspaces
+
+    settings = _settings()
+    setup_logging("WARNING", settings.log_format, settings.secrets())
+    if args.week:
+        try:
+            week = parse_iso_week(args.week)
+        except ValueError as exc:
+            return _fail(f"--week: {exc}")
+    else:
+        week = week_start_of(datetime.now(ZoneInfo(settings.timezone)).date()) - timedelta(days=7)
+
+    async def run() -> int:
+        from sqlalchemy import or_, select
+
+        db = Database(settings.database_url)
+        try:
+            await migrate.upgrade(db)
+            stmt = select(workspaces.c.id, workspaces.c.external_id).order_by(workspaces.c.id)
+            if args.workspace:
+                cond = workspaces.c.external_id == args.workspace
+                if args.workspace.isdigit():
+                    cond = or_(cond, workspaces.c.id == int(args.workspace))
+                stmt = stmt.where(cond)
+            async with db.read() as conn:
+                targets = (await conn.execute(stmt)).all()
+            if not targets:
+                print("no such workspace" if args.workspace else "no workspaces yet: nothing has been escalated")
+                return 1 if args.workspace else 0
+            reports = [
+                (
+                    ext,
+                    await build_report(
+                        db, ws, week, timezone=settings.timezone, baseline_minutes=settings.manual_baseline_minutes
+                    ),
+                )
+                for ws, ext in targets
+            ]
+        finally:
+            await db.dispose()
+        if args.format == "json":
+            print(json.dumps([{"workspace": ext, **r.to_json()} for ext, r in reports], indent=2, default=str))
+        else:
+            print("\n\n".join(f"[{ext}]\n{as_text(r)}" for ext, r in reports))
+        if args.chart:
+            from bot.charts import weekly_chart
+
+            for ext, r in reports:
+                path = (
+                    Path(args.chart)
+                    if len(reports) == 1
+                    else Path(args.chart).with_stem(f"{Path(args.chart).stem}-{ext}")
+                )
+                path.write_bytes(weekly_chart(r))
+                print(f"chart written to {path}", file=sys.stderr)
+        if args.post:
+            return await post([ws for ws, _ in targets])
+        return 0
+
+    async def post(workspace_ids: list[int]) -> int:
+        from bot.server import start_runtime
+
+        if not settings.slack_enabled or not settings.slack_bot_token:
+            return _fail("--post needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and SLACK_LEADS_CHANNEL")
+        rt = await start_runtime(settings, run_worker=False, run_scheduler=False, connect_socket=False)
+        try:
+            for ws in workspace_ids:
+                await rt.service.queue_report_now(ws, week)
+            await rt.worker.drain(timeout=120)
+        finally:
+            await rt.close()
+        print("posted", file=sys.stderr)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except StorageUnavailable as exc:
+        return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -145,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     ob_retry = ob_sub.add_parser("retry", help="send these again (after fixing what made them fail)")
     ob_retry.add_argument("ids", nargs="+", type=int, metavar="ID")
     ob.set_defaults(func=cmd_outbox)
+
+    rep = sub.add_parser("report", help="the leads' weekly report for any past week")
+    rep.add_argument("--week", help="ISO week, e.g. 2026-W47 (default: last week)")
+    rep.add_argument("--workspace", help="Slack team id / Teams tenant id, or the internal id (default: all)")
+    rep.add_argument("--format", choices=["text", "json"], default="text")
+    rep.add_argument("--chart", metavar="FILE.png", help="also write the chart")
+    rep.add_argument("--post", action="store_true", help="post it to the leads channel now")
+    rep.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="the whole flow offline against a fake Slack workspace, in seconds")
     demo.add_argument("--verbose", action="store_true", help="also show the bot's log")

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=10, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     slack_api_timeout_seconds: float = Field(default=10.0, gt=0)
+    scheduler_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator("slack_senior_user_ids", "slack_lead_user_ids", "teams_senior_user_ids", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import aiohttp
@@ -21,11 +22,13 @@ from bot.config import Settings
 from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
 from bot.metrics import Metrics
+from bot.scheduler import Scheduler
 from bot.slack.app import build_slack_app
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackDelivery
 from bot.slack.deps import SlackDeps
 from bot.slack.seniors import Seniors
+from handoff.report import WeeklyReport, build_report
 from handoff.service import HandoffService, utcnow
 from storage import migrate
 from storage.db import Database
@@ -47,10 +50,13 @@ class Runtime:
     ready: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     socket_handler: Any = None
+    scheduler: Scheduler | None = None
 
     async def close(self) -> None:
         self.ready = False
         self.worker.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.socket_handler is not None:
             await self.socket_handler.close_async()
         # Let the worker finish the batch in hand (its rows are recorded, not left to lease expiry).
@@ -62,7 +68,14 @@ class Runtime:
         await self.db.dispose()
 
 
-async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_owner: str | None = None) -> Runtime:
+async def start_runtime(
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    run_scheduler: bool = True,
+    connect_socket: bool = True,
+    worker_owner: str | None = None,
+) -> Runtime:
     db = Database(settings.database_url)
     await migrate.upgrade(db)
     service = HandoffService(db)
@@ -94,6 +107,11 @@ async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_o
     worker.on_result = _delivery_observer(metrics)
     rt = Runtime(settings=settings, db=db, service=service, worker=worker, session=session, metrics=metrics)
 
+    async def report_for(workspace_id: int, week: date) -> WeeklyReport:
+        return await build_report(
+            db, workspace_id, week, timezone=settings.timezone, baseline_minutes=settings.manual_baseline_minutes
+        )
+
     if settings.slack_enabled:
         assert settings.slack_signing_secret is not None
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
@@ -120,11 +138,26 @@ async def start_runtime(settings: Settings, *, run_worker: bool = True, worker_o
             ws = await service.workspace(workspace_id)
             return (ws.escalation_channel if ws is not None else None) or settings.slack_escalation_channel
 
-        deliverers["slack"] = SlackDelivery(service, client_for=client_for, channel_for=channel_for)
+        async def leads_channel_for(workspace_id: int) -> str | None:
+            ws = await service.workspace(workspace_id)
+            return (ws.leads_channel if ws is not None else None) or settings.slack_leads_channel
+
+        deliverers["slack"] = SlackDelivery(
+            service,
+            client_for=client_for,
+            channel_for=channel_for,
+            leads_channel_for=leads_channel_for,
+            lead_ids=settings.slack_lead_user_ids,
+            seniors=deps.seniors,
+            report_for=report_for,
+        )
 
     if run_worker:
         rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
-    if settings.slack_app_token is not None and rt.slack_app is not None:
+    if run_scheduler:
+        rt.scheduler = Scheduler(service, settings, every_seconds=settings.scheduler_seconds)
+        rt.tasks.append(asyncio.create_task(rt.scheduler.run(), name="scheduler"))
+    if connect_socket and settings.slack_app_token is not None and rt.slack_app is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         rt.socket_handler = AsyncSocketModeHandler(rt.slack_app, settings.slack_app_token.get_secret_value())

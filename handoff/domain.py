@@ -45,6 +45,9 @@ class Outbound(enum.StrEnum):
     UPDATE_CARD = "update_card"
     NOTIFY_REQUESTER = "notify_requester"
     THREAD_NOTE = "thread_note"
+    REMIND_SENIORS = "remind_seniors"
+    ALERT_LEADS = "alert_leads"
+    WEEKLY_REPORT = "weekly_report"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ commits, `on_commit` wakes the delivery worker so the messages go out at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from handoff.domain import (
     AlreadyYours,
@@ -25,9 +26,11 @@ from handoff.domain import (
     NotFound,
     NotHolder,
     Outbound,
+    Severity,
     Status,
     Won,
 )
+from handoff.schedule import last_due, reminder_after, week_bounds
 from storage import handoffs as q
 from storage import outbox
 from storage.db import Database
@@ -348,6 +351,94 @@ class HandoffService:
     async def seen_event(self, source: str, event_id: str) -> bool:
         async with self.db.read() as conn:
             return await q.is_processed(conn, source, event_id)
+
+    # ---- reminders and the weekly report -----------------------------------
+
+    async def queue_reminders(self, *, reminder_minutes: int, lead_alert_minutes: int) -> int:
+        """Chase open escalations nobody has claimed: the seniors after `reminder_minutes`, the
+        leads after `lead_alert_minutes` (a third of each for P1). Each happens once per
+        escalation however many replicas run this at the same moment. Returns how many were queued."""
+        now = self.clock()
+        queued = 0
+        for kind, event, minutes in (
+            (Outbound.REMIND_SENIORS, "reminded", reminder_minutes),
+            (Outbound.ALERT_LEADS, "lead_alerted", lead_alert_minutes),
+        ):
+            earliest = now - reminder_after(Severity.P1, minutes)
+            async with self.db.read() as conn:
+                candidates = await q.open_without_event(conn, before=earliest, kind=event)
+            for row in candidates:
+                h = Handoff.from_row(row)
+                if h.created_at > now - reminder_after(h.severity, minutes):
+                    continue
+                async with self.db.write() as conn:
+                    fresh = await outbox.enqueue(
+                        conn,
+                        workspace_id=h.workspace_id,
+                        handoff_id=h.id,
+                        handoff_version=h.version,
+                        kind=kind,
+                        dedupe_key=f"{event}:{h.id}",
+                        payload={"minutes": minutes if h.severity != Severity.P1 else round(minutes / 3, 1)},
+                        now=now,
+                    )
+                    if fresh:
+                        await q.add_event(
+                            conn,
+                            workspace_id=h.workspace_id,
+                            handoff_id=h.id,
+                            kind=event,
+                            actor=None,
+                            at=now,
+                            data={"after_minutes": (now - h.created_at).total_seconds() / 60},
+                        )
+                queued += int(fresh)
+        if queued:
+            self._committed()
+        return queued
+
+    async def queue_weekly_reports(self, *, weekday: str, at: time, timezone: str) -> list[tuple[int, date]]:
+        """Queue each workspace's report for the week that ended before the latest scheduled
+        moment, once per workspace and week, even from several replicas, and late if the bot
+        was down when it was due."""
+        now = self.clock()
+        tz = ZoneInfo(timezone)
+        _slot, week = last_due(now, weekday, at, tz)
+        _start, week_end = week_bounds(week, tz)
+        queued: list[tuple[int, date]] = []
+        async with self.db.read() as conn:
+            workspace_ids = await q.workspaces_created_before(conn, week_end)
+        for ws in workspace_ids:
+            async with self.db.write() as conn:
+                if not await q.claim_weekly_report(conn, ws, week, now):
+                    continue
+                await outbox.enqueue(
+                    conn,
+                    workspace_id=ws,
+                    kind=Outbound.WEEKLY_REPORT,
+                    dedupe_key=f"weekly_report:{ws}:{week.isoformat()}",
+                    payload={"week": week.isoformat()},
+                    now=now,
+                )
+            queued.append((ws, week))
+        if queued:
+            self._committed()
+        return queued
+
+    async def queue_report_now(self, workspace_id: int, week: date) -> bool:
+        """`escalation-bot report --post`: post a week's report now, whether or not it went out before."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            fresh = await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                kind=Outbound.WEEKLY_REPORT,
+                dedupe_key=f"weekly_report:{workspace_id}:{week.isoformat()}:manual:{now.isoformat()}",
+                payload={"week": week.isoformat()},
+                now=now,
+            )
+        self._committed()
+        return fresh
 
     # ---- what the platforms report back ----------------------------------
 

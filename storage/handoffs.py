@@ -7,14 +7,14 @@ it won; nothing here reads a row and then writes based on what it read.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, select, update
+from sqlalchemy import Row, and_, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.tables import handoff_events, handoffs, processed_events, workspaces
+from storage.tables import handoff_events, handoffs, processed_events, weekly_reports, workspaces
 
 
 def insert_ignore(conn: AsyncConnection, table: Any, conflict_cols: list[str]) -> Any:
@@ -236,6 +236,37 @@ async def is_processed(conn: AsyncConnection, source: str, event_id: str) -> boo
         )
     )
     return found is not None
+
+
+async def open_without_event(conn: AsyncConnection, *, before: datetime, kind: str) -> list[Row[Any]]:
+    """Open escalations created before `before` that have no `kind` event yet (oldest first)."""
+    e = handoff_events.alias("e")
+    stmt = (
+        select(handoffs)
+        .where(
+            handoffs.c.status == "open",
+            handoffs.c.created_at <= before,
+            ~exists().where(e.c.handoff_id == handoffs.c.id, e.c.kind == kind),
+        )
+        .order_by(handoffs.c.created_at)
+        .limit(500)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def workspaces_created_before(conn: AsyncConnection, moment: datetime) -> list[int]:
+    rows = await conn.execute(select(workspaces.c.id).where(workspaces.c.created_at < moment).order_by(workspaces.c.id))
+    return [int(r[0]) for r in rows.all()]
+
+
+async def claim_weekly_report(conn: AsyncConnection, workspace_id: int, week_start: date, now: datetime) -> bool:
+    """True for exactly one caller per workspace and week: that caller queues the post."""
+    result = await conn.execute(
+        insert_ignore(conn, weekly_reports, ["workspace_id", "week_start"]).values(
+            workspace_id=workspace_id, week_start=week_start, queued_at=now
+        )
+    )
+    return result.rowcount == 1
 
 
 async def mark_processed(conn: AsyncConnection, source: str, event_id: str, now: datetime) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -118,6 +119,10 @@ handoffs = Table(
     Index(None, "workspace_id", "status", "created_at"),
     # Thread replies and card events arrive with the card's channel and ts.
     Index(None, "workspace_id", "card_channel", "card_ref"),
+    # The weekly report: one workspace's escalations opened in a week.
+    Index(None, "workspace_id", "created_at"),
+    # Reminders: open escalations across workspaces, oldest first.
+    Index(None, "status", "created_at"),
 )
 
 handoff_events = Table(
@@ -130,8 +135,8 @@ handoff_events = Table(
     Column("actor", String(64)),
     Column("at", UTCDateTime, nullable=False),
     Column("data", JSON),
-    Index(None, "handoff_id"),
-    Index(None, "workspace_id", "at"),
+    Index(None, "handoff_id", "kind"),
+    Index(None, "workspace_id", "kind", "at"),
 )
 
 outbox = Table(
@@ -154,6 +159,14 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
     Index(None, "status", "next_attempt_at"),
     Index(None, "handoff_id"),
+)
+
+weekly_reports = Table(
+    "weekly_reports",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("week_start", Date, primary_key=True),  # the Monday, in the configured time zone
+    Column("queued_at", UTCDateTime, nullable=False),
 )
 
 processed_events = Table(

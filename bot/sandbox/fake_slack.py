@@ -119,6 +119,8 @@ class FakeSlack:
         self.bot_token = bot_token
         self.app_token = app_token
         self.sockets: list[web.WebSocketResponse] = []
+        self.uploads: dict[str, dict[str, Any]] = {}  # file id -> {filename, length, data, ...}
+        self.files: list[dict[str, Any]] = []  # files shared into channels
         self.socket_acks: dict[str, dict[str, Any]] = {}
         self.bot_user_id = bot_user_id
         self.users: dict[str, str] = dict(users or {})
@@ -147,6 +149,8 @@ class FakeSlack:
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
             "conversations.history": self._history,
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
             "conversations.replies": self._replies,
         }
 
@@ -157,6 +161,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{user}/{key}", self._respond)
         app.router.add_get("/socket-mode", self._socket)
+        app.router.add_post("/upload/{file_id}", self._upload)
         # For a fake running in another process: read what happened, script failures.
         app.router.add_get("/_fake/state", self._state)
         app.router.add_post("/_fake/chaos", self._set_chaos)
@@ -310,6 +315,40 @@ class FakeSlack:
         )
         await self._notify()
         return web.Response(text="ok")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        if file_id not in self.uploads:
+            return web.Response(status=404, text="unknown upload")
+        self.uploads[file_id]["data"] = await request.read()
+        return web.Response(text=f"OK - {len(self.uploads[file_id]['data'])}")
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("filename") or not str(args.get("length") or "").isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = "F" + uuid.uuid4().hex[:10].upper()
+        self.uploads[file_id] = {"filename": args["filename"], "length": int(args["length"]), "data": None}
+        return {"ok": True, "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = _maybe_json(args.get("files")) or []
+        shared = []
+        for f in files:
+            up = self.uploads.get(f.get("id"))
+            if up is None or up["data"] is None or len(up["data"]) != up["length"]:
+                return {"ok": False, "error": "file_upload_incomplete"}
+            entry = {
+                "id": f["id"],
+                "title": f.get("title"),
+                "filename": up["filename"],
+                "data": up["data"],
+                "channel": args.get("channel_id"),
+                "thread_ts": args.get("thread_ts"),
+                "initial_comment": args.get("initial_comment"),
+            }
+            self.files.append(entry)
+            shared.append({"id": f["id"], "title": f.get("title"), "name": up["filename"]})
+        return {"ok": True, "files": shared}
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         """Socket Mode: say hello, then deliver envelopes and collect their acks."""

@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.charts import weekly_chart
 from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload
-from handoff.domain import Handoff, Outbound
+from bot.slack.report_blocks import report_blocks, report_fallback
+from bot.slack.seniors import Seniors
+from handoff.domain import Handoff, Outbound, Status
+from handoff.report import WeeklyReport
 from handoff.service import HandoffService, utcnow
 from storage.outbox import WAITING, OutboxItem
 
@@ -70,11 +75,28 @@ ClientFor = Callable[[int], Awaitable[AsyncWebClient]]
 ChannelFor = Callable[[int], Awaitable[str | None]]
 
 
+ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
+
+
 class SlackDelivery:
-    def __init__(self, service: HandoffService, *, client_for: ClientFor, channel_for: ChannelFor):
+    def __init__(
+        self,
+        service: HandoffService,
+        *,
+        client_for: ClientFor,
+        channel_for: ChannelFor,
+        leads_channel_for: ChannelFor | None = None,
+        lead_ids: list[str] | None = None,
+        seniors: Seniors | None = None,
+        report_for: ReportFor | None = None,
+    ):
         self.service = service
         self.client_for = client_for
         self.channel_for = channel_for
+        self.leads_channel_for = leads_channel_for
+        self.lead_ids = lead_ids or []
+        self.seniors = seniors
+        self.report_for = report_for
 
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
         try:
@@ -85,6 +107,8 @@ class SlackDelivery:
             return Retry(error=f"{type(exc).__name__}: {exc}")
 
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
+        if item.kind == Outbound.WEEKLY_REPORT:
+            return await self._weekly_report(await self.client_for(item.workspace_id), item)
         if item.handoff_id is None:
             return GiveUp(f"{item.kind} without a handoff")
         h = await self.service.get(item.workspace_id, item.handoff_id)
@@ -122,7 +146,68 @@ class SlackDelivery:
                 channel=h.card_channel, thread_ts=h.card_ref, text=text, metadata=_metadata(item)
             )
             return Sent()
+        if kind == Outbound.REMIND_SENIORS:
+            if h.status != Status.OPEN:
+                return Sent()  # claimed (or closed) since it was queued: nobody needs chasing
+            if not h.card_ref or not h.card_channel:
+                return self._wait_for_card(item)
+            if item.attempts > 1 and await self._find_sent(client, item, channel=h.card_channel, thread_ts=h.card_ref):
+                return Sent()
+            ping = messages.senior_ping(
+                self.seniors.user_ids if self.seniors else [], self.seniors.usergroup if self.seniors else None
+            )
+            await client.chat_postMessage(
+                channel=h.card_channel,
+                thread_ts=h.card_ref,
+                text=messages.reminder(h, ping, utcnow()),
+                metadata=_metadata(item),
+            )
+            return Sent()
+        if kind == Outbound.ALERT_LEADS:
+            if h.status != Status.OPEN:
+                return Sent()
+            text = messages.lead_alert(h, utcnow())
+            if self.lead_ids:
+                for lead in self.lead_ids:  # a DM each; on a retry, skip the leads already told
+                    if item.attempts > 1:
+                        dm = (await client.conversations_open(users=lead))["channel"]["id"]
+                        if await self._find_sent(client, item, channel=dm):
+                            continue
+                    await client.chat_postMessage(channel=lead, text=text, metadata=_metadata(item))
+                return Sent()
+            channel = await self.leads_channel_for(h.workspace_id) if self.leads_channel_for else None
+            if not channel:
+                log.warning("%s: no SLACK_LEAD_USER_IDS or SLACK_LEADS_CHANNEL, so no lead was told", h.ref)
+                return Sent()
+            if item.attempts > 1 and await self._find_sent(client, item, channel=channel):
+                return Sent()
+            await client.chat_postMessage(channel=channel, text=text, metadata=_metadata(item))
+            return Sent()
         return GiveUp(f"unknown outbox kind {kind!r}")
+
+    async def _weekly_report(self, client: AsyncWebClient, item: OutboxItem) -> DeliveryResult:
+        channel = await self.leads_channel_for(item.workspace_id) if self.leads_channel_for else None
+        if not channel or self.report_for is None:
+            log.warning("weekly report for %s not posted: no SLACK_LEADS_CHANNEL", item.payload.get("week"))
+            return Sent()
+        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]))
+        posted = await self._find_sent(client, item, channel=channel) if item.attempts > 1 else None
+        if posted is None:
+            await client.chat_postMessage(
+                channel=channel,
+                blocks=[b.to_dict() for b in report_blocks(report)],
+                text=report_fallback(report),
+                metadata=_metadata(item),
+            )
+        png = await asyncio.to_thread(weekly_chart, report)
+        await client.files_upload_v2(
+            channel=channel,
+            file=png,
+            filename=f"escalations-{report.week}.png",
+            title=f"Escalations per day and median time to claim, week {report.week}",
+        )
+        log.info("weekly report %s posted to %s", report.week, channel)
+        return Sent()
 
     @staticmethod
     def _wait_for_card(item: OutboxItem) -> Defer:

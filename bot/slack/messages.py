@@ -114,3 +114,28 @@ def resolved(h: Handoff) -> str:
 
 def open_form_failed() -> str:
     return "I couldn't open the escalation form (Slack said no in time). Please run `/escalate` again."
+
+
+# ---- reminders -------------------------------------------------------------
+
+
+def senior_ping(senior_ids: list[str], usergroup: str | None) -> str:
+    if usergroup:
+        return f"<!subteam^{usergroup}>"
+    if senior_ids:
+        return " ".join(t.user(u) for u in senior_ids[:30])
+    return "<!here>"
+
+
+def reminder(h: Handoff, ping: str, now: datetime) -> str:
+    waited = t.after_phrase(h.created_at, now)
+    return f"{ping} {h.ref} ({h.severity.label}) has waited {waited} with nobody on it. Can someone claim it?"
+
+
+def lead_alert(h: Handoff, now: datetime) -> str:
+    waited = t.after_phrase(h.created_at, now)
+    where = f" in {t.channel(h.card_channel)}" if h.card_channel else ""
+    return (
+        f":warning: {h.ref} ({h.severity.label}) has been open {waited}{where} and nobody has claimed it: "
+        f"_{t.fit(h.summary, 300)}_{_open_card(h)}"
+    )

@@ -1,0 +1,145 @@
+"""The leads' weekly report: what it says, computed for one workspace and one week.
+
+The hours-recovered figure is an estimate: for every escalation whose claimer took a
+first action, the manual baseline (minutes a senior spent getting context before the bot,
+an input) minus the measured minutes from claim to first action. It is always shown with
+its baseline beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from handoff.schedule import day_bounds, iso_week, week_bounds
+from storage.db import Database
+from storage.reports import WeekFigures, week_figures
+
+
+@dataclass
+class WeeklyReport:
+    workspace_id: int
+    week_start: date
+    timezone: str
+    baseline_minutes: int
+    this: WeekFigures
+    last: WeekFigures
+    hours_recovered: float | None = None
+    hours_recovered_last: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def week(self) -> str:
+        return iso_week(self.week_start)
+
+    @property
+    def empty(self) -> bool:
+        return self.this.opened == 0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["week"] = self.week
+        out["week_start"] = self.week_start.isoformat()
+        out["this"]["top_customers"] = [list(x) for x in self.this.top_customers]
+        out["last"]["top_customers"] = [list(x) for x in self.last.top_customers]
+        return out
+
+
+def recovered_hours(w: WeekFigures, baseline_minutes: int) -> float | None:
+    if w.first_actions == 0:
+        return None
+    return (w.first_actions * baseline_minutes * 60 - w.action_seconds_total) / 3600
+
+
+async def build_report(
+    db: Database, workspace_id: int, week_start: date, *, timezone: str, baseline_minutes: int
+) -> WeeklyReport:
+    tz = ZoneInfo(timezone)
+    previous = week_start - timedelta(days=7)
+    async with db.read(snapshot=True) as conn:
+        start, end = week_bounds(week_start, tz)
+        this = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz))
+        p_start, p_end = week_bounds(previous, tz)
+        last = await week_figures(conn, workspace_id, p_start, p_end, day_bounds(previous, tz))
+    return WeeklyReport(
+        workspace_id=workspace_id,
+        week_start=week_start,
+        timezone=timezone,
+        baseline_minutes=baseline_minutes,
+        this=this,
+        last=last,
+        hours_recovered=recovered_hours(this, baseline_minutes),
+        hours_recovered_last=recovered_hours(last, baseline_minutes),
+    )
+
+
+# ---- plain-text rendering (the CLI; the Slack and Teams posts render their own) ----------
+
+
+def minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    m = seconds / 60
+    if m < 1:
+        return f"{seconds:.0f} s"
+    if m < 90:
+        return f"{m:.1f} min"
+    return f"{m / 60:.1f} h"
+
+
+def change(now: float | int | None, before: float | int | None, *, as_minutes: bool = False) -> str:
+    """' (was 12, +3)' style; nothing when there is nothing to compare."""
+    if now is None or before is None:
+        return "" if before is None else f" (was {minutes(before) if as_minutes else before})"
+    diff = now - before
+    if as_minutes:
+        sign = "+" if diff > 0 else "−" if diff < 0 else "±"
+        return f" (was {minutes(before)}, {sign}{minutes(abs(diff))})"
+    return f" (was {before}, {diff:+d})" if isinstance(diff, int) else f" (was {before})"
+
+
+def as_text(r: WeeklyReport) -> str:
+    t, p = r.this, r.last
+    head = f"Escalations, week {r.week} (from Monday {r.week_start:%d %b %Y}, {r.timezone})"
+    lines = [head, "=" * len(head)]
+    if r.empty:
+        lines.append("No escalations were opened this week.")
+        if p.opened:
+            lines.append(f"The week before: {p.opened} opened.")
+        return "\n".join(lines)
+    lines += [
+        f"Opened {t.opened}{change(t.opened, p.opened)} · claimed {t.claimed}{change(t.claimed, p.claimed)}"
+        f" · resolved {t.resolved}{change(t.resolved, p.resolved)} · still open {t.still_open}",
+    ]
+    if t.claimed:
+        lines.append(
+            f"Time to claim: median {minutes(t.to_claim_median)}"
+            f"{change(t.to_claim_median, p.to_claim_median, as_minutes=True)}, p90 {minutes(t.to_claim_p90)}"
+        )
+    else:
+        lines.append("Nothing opened this week was claimed.")
+    if t.to_action_median is not None:
+        lines.append(
+            f"Claim to first action: median {minutes(t.to_action_median)}"
+            f"{change(t.to_action_median, p.to_action_median, as_minutes=True)}"
+        )
+    if t.to_resolve_median is not None:
+        lines.append(f"Time to resolve: median {minutes(t.to_resolve_median)}")
+    lines.append(f"Contested claims (someone else clicked too): {t.contested}")
+    if r.hours_recovered is not None:
+        lines.append(
+            f"Estimated hours recovered: {r.hours_recovered:.1f} h over {t.first_actions} handoffs "
+            f"(estimate: baseline {r.baseline_minutes} min of manual handoff each, minus the measured "
+            f"claim-to-first-action time)"
+        )
+    sev = ", ".join(f"{k} {v}" for k, v in sorted(t.by_severity.items()))
+    lines.append(f"By severity: {sev}")
+    if t.top_customers:
+        lines.append("Busiest customers: " + ", ".join(f"{c} ({n})" for c, n in t.top_customers))
+    if t.claims_by:
+        lines.append("Claims: " + ", ".join(f"{u} {n}" for u, n in t.claims_by.items()))
+    if t.resolves_by:
+        lines.append("Resolves: " + ", ".join(f"{u} {n}" for u, n in t.resolves_by.items()))
+    return "\n".join(lines)
