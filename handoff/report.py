@@ -81,6 +81,7 @@ async def build_report(
 def minutes(seconds: float | None) -> str:
     if seconds is None:
         return "—"
+    seconds = round(seconds, 1)  # the databases' timestamp arithmetic is good to about a millisecond
     m = seconds / 60
     if m < 1:
         return f"{seconds:.0f} s"

@@ -43,6 +43,7 @@ def _first_event_at(kind: str, end: datetime) -> Any:
     return (
         select(func.min(e.c.at))
         .where(e.c.handoff_id == handoffs.c.id, e.c.kind == kind, e.c.at < end)
+        .correlate(handoffs)
         .scalar_subquery()
     )
 
@@ -55,6 +56,7 @@ def facts(workspace_id: int, start: datetime, end: datetime) -> Any:
     claim_before_action = (
         select(func.max(c.c.at))
         .where(c.c.handoff_id == handoffs.c.id, c.c.kind == "claimed", c.c.at <= first_action)
+        .correlate(handoffs)
         .scalar_subquery()
     )
     x = handoff_events.alias("x")

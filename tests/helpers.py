@@ -43,6 +43,8 @@ def card_text(message: Message) -> str:
         text = block.get("text")
         if isinstance(text, dict):
             parts.append(text.get("text", ""))
+        for f in block.get("fields", []) or []:
+            parts.append(f.get("text", ""))
         for el in block.get("elements", []):
             if isinstance(el.get("text"), str):
                 parts.append(el["text"])

@@ -87,7 +87,5 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
 def report_fallback(r: WeeklyReport) -> str:
     if r.empty:
         return f"Escalations, week {r.week}: none opened."
-    return (
-        f"Escalations, week {r.week}: {r.this.opened} opened, {r.this.claimed} claimed, "
-        f"median time to claim {minutes(r.this.to_claim_median)}."
-    )
+    speed = f", median time to claim {minutes(r.this.to_claim_median)}" if r.this.claimed else ""
+    return f"Escalations, week {r.week}: {r.this.opened} opened, {r.this.claimed} claimed{speed}."

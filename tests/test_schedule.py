@@ -1,0 +1,158 @@
+"""Timed work through the running bot: the weekly post (once, and late if need be) and the
+reminders for unclaimed escalations, with time moved by time-machine."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from bot.scheduler import Scheduler
+from handoff.service import HandoffService
+from storage.db import Database
+from tests.conftest import ESC_CHANNEL, SENIORS, Bot
+from tests.helpers import card_text, escalate
+from tests.test_report import png_size
+from tests.test_slack_flow import click
+
+LEADS = "C0LEADS"
+LEAD_IDS = ["U0LEAD1", "U0LEAD2"]
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, Any]:
+    return {
+        "slack_leads_channel": LEADS,
+        "timezone": "Europe/Berlin",
+        "report_weekday": "monday",
+        "report_time": time(9),
+        "reminder_minutes": 10,
+        "lead_alert_minutes": 30,
+        "scheduler_seconds": 3600,  # the tests tick it themselves, at the moments they choose
+    }
+
+
+def next_monday(hour: int, minute: int = 0) -> datetime:
+    today = datetime.now(BERLIN).date()
+    monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+    return datetime(monday.year, monday.month, monday.day, hour, minute, tzinfo=BERLIN)
+
+
+def report_posts(bot: Bot) -> list:  # type: ignore[type-arg]
+    return [m for m in bot.fake.channel_messages(LEADS) if "Escalations" in m.text]
+
+
+async def test_three_schedulers_due_at_once_post_once_with_the_chart(bot: Bot) -> None:
+    await escalate(bot)  # the workspace exists, and this week has an escalation
+    settings = bot.runtime.settings
+    others = [Database(bot.runtime.db.url) for _ in range(2)]
+    try:
+        with time_machine.travel(next_monday(9, 0) + timedelta(seconds=5), tick=True):
+            ticks = [bot.runtime.scheduler.tick()] + [  # type: ignore[union-attr]
+                Scheduler(HandoffService(d), settings).tick() for d in others
+            ]
+            await asyncio.gather(*ticks)
+            bot.runtime.worker.wake()
+            await bot.fake.wait_for(lambda: bot.fake.files, timeout=30)
+            await asyncio.sleep(0.5)
+    finally:
+        for d in others:
+            await d.dispose()
+    posts = report_posts(bot)
+    assert len(posts) == 1 and len(bot.fake.files) == 1
+    this_week = (next_monday(9) - timedelta(days=7)).date()
+    assert f"week {this_week.isocalendar()[0]}-W{this_week.isocalendar()[1]:02d}" in card_text(posts[0])
+    assert "Opened" in card_text(posts[0]) and "1" in card_text(posts[0])
+    upload = bot.fake.files[0]
+    assert upload["channel"] == LEADS and upload["filename"].endswith(".png")
+    assert png_size(upload["data"]) == (1200, 600)
+
+
+async def test_down_at_nine_started_at_eleven_posts_at_eleven_for_the_right_week(bot: Bot) -> None:
+    await escalate(bot)
+    service = bot.runtime.service
+    settings = bot.runtime.settings
+    kw = {"weekday": settings.report_weekday, "at": settings.report_time, "timezone": settings.timezone}
+    with time_machine.travel(next_monday(11, 0), tick=True):
+        queued = await service.queue_weekly_reports(**kw)
+    assert [w for _ws, w in queued] == [(next_monday(9) - timedelta(days=7)).date()]
+    with time_machine.travel(next_monday(11, 30), tick=True):
+        assert await service.queue_weekly_reports(**kw) == []  # once per week
+    with time_machine.travel(next_monday(9) + timedelta(days=7, minutes=-1), tick=True):
+        assert await service.queue_weekly_reports(**kw) == []  # next week's is not due yet
+    with time_machine.travel(next_monday(9) + timedelta(days=7, minutes=1), tick=True):
+        nxt = await service.queue_weekly_reports(**kw)
+    assert [w for _ws, w in nxt] == [next_monday(9).date()]
+
+
+def thread_replies(bot: Bot, card) -> list:  # type: ignore[no-untyped-def,type-arg]
+    return bot.fake.thread(card.channel, card.ts)
+
+
+async def tick_and_settle(bot: Bot) -> None:
+    await bot.runtime.scheduler.tick()  # type: ignore[union-attr]
+    bot.runtime.worker.wake()
+    await asyncio.sleep(0.4)
+    await bot.runtime.worker.drain()
+
+
+async def test_reminders_fire_once_each_at_the_right_minute(bot: Bot) -> None:
+    with time_machine.travel(datetime.now(UTC), tick=True) as t:
+        card = await escalate(bot)  # P2
+        claimed = await escalate(bot, summary="Claimed quickly")
+        await click(bot, SENIORS[0], claimed, "claim")
+        t.shift(timedelta(minutes=9, seconds=50))
+        await tick_and_settle(bot)
+        assert thread_replies(bot, card) == []
+        t.shift(timedelta(seconds=20))  # 10 min 10 s
+        await tick_and_settle(bot)
+        await tick_and_settle(bot)
+        pings = thread_replies(bot, card)
+        assert len(pings) == 1
+        assert pings[0].text.startswith(" ".join(f"<@{u}>" for u in SENIORS[:30]))
+        assert "ESC-1" in pings[0].text and "has waited 10 min" in pings[0].text
+        assert not any("waited" in m.text for m in thread_replies(bot, claimed))
+        assert bot.fake.channel_messages(LEADS) == []
+        t.shift(timedelta(minutes=20))  # 30 min 10 s: the leads hear, once
+        await tick_and_settle(bot)
+        await tick_and_settle(bot)
+    alerts = [m for m in bot.fake.channel_messages(LEADS) if "nobody has claimed it" in m.text]
+    assert len(alerts) == 1 and "ESC-1" in alerts[0].text and "/archives/" in alerts[0].text
+    assert len(thread_replies(bot, card)) == 1
+    assert not any("ESC-2" in m.text for m in bot.fake.channel_messages(LEADS))
+
+
+async def test_p1_is_chased_three_times_sooner(bot: Bot) -> None:
+    with time_machine.travel(datetime.now(UTC), tick=True) as t:
+        card = await escalate(bot, severity="P1")
+        t.shift(timedelta(minutes=3, seconds=10))
+        await tick_and_settle(bot)
+        assert thread_replies(bot, card) == []
+        t.shift(timedelta(seconds=20))  # 3 min 30 s > 10 / 3
+        await tick_and_settle(bot)
+        assert len(thread_replies(bot, card)) == 1
+        t.shift(timedelta(minutes=6, seconds=40))  # 10 min 10 s > 30 / 3
+        await tick_and_settle(bot)
+    assert len([m for m in bot.fake.channel_messages(LEADS) if "ESC-1" in m.text]) == 1
+    assert ESC_CHANNEL
+
+
+@pytest.mark.parametrize(
+    "bot_overrides",
+    [{"slack_leads_channel": LEADS, "slack_lead_user_ids": LEAD_IDS, "scheduler_seconds": 3600}],
+)
+async def test_lead_ids_are_told_by_dm(bot: Bot) -> None:
+    # With SLACK_LEAD_USER_IDS the leads get a DM each instead of a channel post.
+    with time_machine.travel(datetime.now(UTC), tick=True) as t:
+        await escalate(bot)
+        t.shift(timedelta(minutes=30, seconds=10))
+        await tick_and_settle(bot)
+    for lead in LEAD_IDS:
+        dms = bot.fake.dms_to(lead)
+        assert len(dms) == 1 and "ESC-1" in dms[0].text
+    assert bot.fake.channel_messages(LEADS) == []
