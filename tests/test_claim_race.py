@@ -39,5 +39,7 @@ async def test_fifty_concurrent_claims_one_winner(bot: Bot) -> None:
     events = await bot.runtime.service.events(ws, 1)
     assert [e["actor"] for e in events if e["kind"] == "claimed"] == [winner]
     assert sorted(e["actor"] for e in events if e["kind"] == "claim_conflict") == sorted(losers)
+    picked_up = await bot.fake.wait_for(lambda: [m for m in bot.fake.dms_to(JUNIOR) if "picked up" in m.text])
+    await bot.runtime.worker.drain()
     picked_up = [m for m in bot.fake.dms_to(JUNIOR) if "picked up" in m.text]
     assert len(picked_up) == 1 and f"<@{winner}>" in picked_up[0].text

@@ -287,4 +287,11 @@ async def test_database_outage_gets_try_again_and_recovers_without_restart(clust
     await c.sims[0].click("U0ANA", before, "claim", value=value)
     await fake.wait_for(lambda: any(r.text.startswith("You claimed ESC-1") for r in fake.replies_to("U0ANA")))
     await fake.wait_for(lambda: "Claimed by <@U0ANA>" in card_text(before), timeout=30)
-    assert sorted(m.to_user for m in fake.messages if m.to_user and "posted" in m.text) == ["U0BEFORE", "U0DURING"]
+    confirmations = await fake.wait_for(
+        lambda: (
+            len([m for m in fake.messages if m.to_user and "posted" in m.text]) >= 2
+            and [m for m in fake.messages if m.to_user and "posted" in m.text]
+        ),
+        timeout=30,
+    )
+    assert sorted(m.to_user for m in confirmations) == ["U0BEFORE", "U0DURING"]
