@@ -60,3 +60,29 @@ def buttons(message: Message) -> list[str]:
         if block.get("type") == "actions"
         for el in block.get("elements", [])
     ]
+
+
+async def settle(bot: Bot, timeout: float = 15.0) -> None:
+    """Wait until the outbox has nothing due and nothing in flight."""
+    import asyncio
+    import time as _time
+
+    from sqlalchemy import func, or_, select
+
+    from handoff.service import utcnow
+    from storage.tables import outbox
+
+    bot.runtime.worker.wake()
+    deadline = _time.monotonic() + timeout
+    while True:
+        now = utcnow()
+        async with bot.runtime.db.read() as conn:
+            busy = await conn.scalar(
+                select(func.count()).where(
+                    outbox.c.status == "pending",
+                    or_(outbox.c.next_attempt_at <= now, outbox.c.leased_until > now),
+                )
+            )
+        if not busy or _time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)

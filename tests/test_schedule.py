@@ -15,7 +15,7 @@ from bot.scheduler import Scheduler
 from handoff.service import HandoffService
 from storage.db import Database
 from tests.conftest import ESC_CHANNEL, SENIORS, Bot
-from tests.helpers import card_text, escalate
+from tests.helpers import card_text, escalate, settle
 from tests.test_report import png_size
 from tests.test_slack_flow import click
 
@@ -96,9 +96,7 @@ def thread_replies(bot: Bot, card) -> list:  # type: ignore[no-untyped-def,type-
 
 async def tick_and_settle(bot: Bot) -> None:
     await bot.runtime.scheduler.tick()  # type: ignore[union-attr]
-    bot.runtime.worker.wake()
-    await asyncio.sleep(0.4)
-    await bot.runtime.worker.drain()
+    await settle(bot)
 
 
 async def test_reminders_fire_once_each_at_the_right_minute(bot: Bot) -> None:
