@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     teams_app_password: SecretStr | None = None
     teams_tenant_id: str | None = None
     teams_senior_user_ids: CommaList = Field(default_factory=list)
+    # Accept Teams requests without a Bot Framework token: local development only.
+    teams_allow_anonymous: bool = False
 
     report_weekday: str = "monday"
     report_time: time = time(9, 0)
@@ -146,6 +148,10 @@ class Settings(BaseSettings):
         return out
 
     def require_for_serve(self) -> None:
+        if self.teams_app_id and not self.teams_allow_anonymous and self.teams_app_password is None:
+            raise ConfigError(
+                "TEAMS_APP_PASSWORD: missing; set the bot's client secret (or TEAMS_ALLOW_ANONYMOUS=true locally)"
+            )
         if not self.slack_enabled and not self.teams_app_id:
             raise ConfigError(
                 "SLACK_SIGNING_SECRET: missing; set it (and SLACK_BOT_TOKEN, SLACK_ESCALATION_CHANNEL) in .env"

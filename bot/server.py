@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,6 +52,7 @@ class Runtime:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     socket_handler: Any = None
     scheduler: Scheduler | None = None
+    teams: Any = None
 
     async def close(self) -> None:
         self.ready = False
@@ -152,6 +154,18 @@ async def start_runtime(
             report_for=report_for,
         )
 
+    if settings.teams_app_id:
+        from bot.teams.app import TeamsBot
+        from bot.teams.delivery import TeamsDelivery
+
+        rt.teams = TeamsBot(settings, service, metrics)
+        deliverers["teams"] = TeamsDelivery(rt.teams, service, report_for=report_for)
+        if settings.teams_allow_anonymous:
+            log.warning(
+                "TEAMS_ALLOW_ANONYMOUS is on: /api/messages accepts requests without a Bot Framework token. "
+                "Use it for local development only."
+            )
+
     if run_worker:
         rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
     if run_scheduler:
@@ -186,6 +200,7 @@ def _request_kind(body: bytes) -> str:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+TEAMS_AUTH = "agent_configuration"  # the key the Agents SDK's JWT check looks for
 
 
 def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
@@ -228,6 +243,27 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         rt = request.app[RUNTIME]
         body = await rt.metrics.render(rt.db)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def teams_messages(request: web.Request) -> web.StreamResponse:
+        rt = request.app[RUNTIME]
+        started = time.perf_counter()
+        response = await rt.teams.route()(request)
+        rt.metrics.ack.labels("teams", "activity").observe(time.perf_counter() - started)
+        return response
+
+    if settings.teams_app_id:
+        from microsoft_agents.hosting.core import AgentAuthConfiguration
+
+        # The SDK's JWT check reads its configuration from the aiohttp app; the route decides
+        # whether to apply it, so /slack/events is never touched.
+        with warnings.catch_warnings():  # the SDK looks it up by this plain string key
+            warnings.simplefilter("ignore", web.NotAppKeyWarning)
+            app[TEAMS_AUTH] = AgentAuthConfiguration(
+                client_id=settings.teams_app_id,
+                tenant_id=settings.teams_tenant_id,
+                anonymous_allowed=settings.teams_allow_anonymous,
+            )
+        app.router.add_post("/api/messages", teams_messages)
 
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/metrics", metrics)

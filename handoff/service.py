@@ -31,8 +31,8 @@ from handoff.domain import (
     Won,
 )
 from handoff.schedule import last_due, reminder_after, week_bounds
+from storage import directory, outbox
 from storage import handoffs as q
-from storage import outbox
 from storage.db import Database
 
 
@@ -59,6 +59,7 @@ class HandoffService:
         self.clock = clock
         self._on_commit = on_commit
         self._workspace_ids: dict[tuple[str, str], int] = {}
+        self._names: dict[tuple[int, str], str] = {}
 
     def set_on_commit(self, callback: Callable[[], None] | None) -> None:
         self._on_commit = callback
@@ -82,6 +83,28 @@ class HandoffService:
     async def workspace(self, workspace_id: int) -> Any:
         async with self.db.read() as conn:
             return await q.get_workspace(conn, workspace_id)
+
+    # ---- the directory: where to write later, and people's names ------------
+
+    async def remember_conversation(self, workspace_id: int, key: str, reference: dict[str, Any]) -> None:
+        async with self.db.write() as conn:
+            await directory.save_reference(conn, workspace_id, key, reference, self.clock())
+
+    async def conversation(self, workspace_id: int, key: str) -> dict[str, Any] | None:
+        async with self.db.read() as conn:
+            return await directory.reference(conn, workspace_id, key)
+
+    async def remember_person(self, workspace_id: int, user_id: str, name: str) -> None:
+        key = (workspace_id, user_id)
+        if self._names.get(key) == name:
+            return
+        async with self.db.write() as conn:
+            await directory.save_person(conn, workspace_id, user_id, name, self.clock())
+        self._names[key] = name
+
+    async def names(self, workspace_id: int, user_ids: list[str]) -> dict[str, str]:
+        async with self.db.read() as conn:
+            return await directory.names(conn, workspace_id, user_ids)
 
     # ---- reading ----------------------------------------------------------
 

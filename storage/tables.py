@@ -169,6 +169,27 @@ weekly_reports = Table(
     Column("queued_at", UTCDateTime, nullable=False),
 )
 
+# Where a platform can be written to later, proactively: Teams conversation references (the
+# escalation channel, the leads channel, a person's chat with the bot), as the platform gave them.
+conversation_refs = Table(
+    "conversation_refs",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),  # "escalation", "leads", "user:<id>", "origin:<handoff id>"
+    Column("reference", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Display names, for platforms whose messages cannot mention a user id (Teams cards).
+people = Table(
+    "people",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 processed_events = Table(
     "processed_events",
     metadata,

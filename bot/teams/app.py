@@ -1,0 +1,334 @@
+"""Microsoft Teams, on the Microsoft 365 Agents SDK: the same engine as Slack.
+
+`setup` / `setup leads` in a channel make it the tenant's escalation or leads channel;
+`escalate [summary]` answers with an Adaptive Card form; the card in the channel carries
+Universal Actions (Action.Execute) for Claim, Release and Resolve, answered in the invoke
+response: the clicker gets the refreshed card or a message, and everyone's copy is updated
+through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from microsoft_agents.activity import Activity, ActivityTypes, AdaptiveCardInvokeResponse
+from microsoft_agents.authentication.msal import MsalConnectionManager
+from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_decorator, start_agent_process
+from microsoft_agents.hosting.core import (
+    AgentApplication,
+    AgentAuthConfiguration,
+    MemoryStorage,
+    TurnContext,
+    TurnState,
+)
+from microsoft_agents.hosting.core.authorization import AuthTypes
+
+from bot.config import Settings
+from bot.logs import bind_log
+from bot.metrics import Metrics
+from bot.teams import cards
+from bot.teams.cards import CARD_TYPE
+from handoff.domain import (
+    AlreadyYours,
+    ChangeOutcome,
+    Closed,
+    Conflict,
+    Done,
+    Handoff,
+    NotAllowed,
+    NotFound,
+    NotHolder,
+    Won,
+)
+from handoff.service import HandoffService
+from handoff.validation import FormErrors, validate_draft, validate_note
+from storage.db import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
+TRY_AGAIN = "I couldn't reach my database just now, so nothing changed. Please try again in a moment."
+HELP = (
+    "Send me **escalate** (optionally with a one-line summary) to ask a senior for help. "
+    "A lead sets me up by mentioning me with **setup** in the escalation channel, "
+    "and **setup leads** in the leads channel."
+)
+
+
+def message_response(text: str) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=MESSAGE_TYPE, value=text)
+
+
+def card_response(content: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=content)
+
+
+def ago(then: Any, now: Any) -> str:
+    m = max(0, int((now - then).total_seconds() // 60))
+    return "less than a minute ago" if m < 1 else "1 minute ago" if m == 1 else f"{m} minutes ago"
+
+
+@dataclass
+class Who:
+    tenant: str
+    user_id: str
+    name: str
+
+
+def who(context: TurnContext) -> Who:
+    a = context.activity
+    sender = a.from_property
+    channel_data = a.channel_data if isinstance(a.channel_data, dict) else {}
+    tenant = (a.conversation.tenant_id if a.conversation else None) or (channel_data.get("tenant") or {}).get("id")
+    if not tenant:
+        raise LookupError("activity carries no tenant id")
+    user_id = (getattr(sender, "aad_object_id", None) or sender.id) if sender else "unknown"
+    return Who(tenant=tenant, user_id=user_id, name=(sender.name if sender and sender.name else user_id))
+
+
+def reference_of(context: TurnContext, *, conversation_id: str | None = None) -> dict[str, Any]:
+    ref = context.activity.get_conversation_reference()
+    data = ref.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data.pop("activityId", None)
+    if conversation_id is not None:
+        data["conversation"]["id"] = conversation_id
+    return data
+
+
+class TeamsBot:
+    def __init__(self, settings: Settings, service: HandoffService, metrics: Metrics | None = None):
+        self.settings = settings
+        self.service = service
+        self.metrics = metrics
+        self.app_id = settings.teams_app_id or ""
+        self.anonymous = settings.teams_allow_anonymous
+        secret = settings.teams_app_password.get_secret_value() if settings.teams_app_password else None
+        self.auth_config = AgentAuthConfiguration(
+            auth_type=AuthTypes.client_secret,
+            client_id=self.app_id,
+            tenant_id=settings.teams_tenant_id,
+            client_secret=secret,
+            anonymous_allowed=self.anonymous,
+        )
+        self.connections = MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": self.auth_config})
+        self.adapter = CloudAdapter(connection_manager=self.connections)
+        self.adapter.on_turn_error = self._on_turn_error
+        self.app: AgentApplication[TurnState] = AgentApplication[TurnState](
+            storage=MemoryStorage(),
+            connection_manager=self.connections,
+            start_typing_timer=False,
+            remove_recipient_mention=True,
+        )
+        self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
+        self._register()
+
+    # ---- HTTP ---------------------------------------------------------------
+
+    def route(self) -> Any:
+        async def messages(request: web.Request) -> web.StreamResponse:
+            response = await start_agent_process(request, self.app, self.adapter)
+            return response if response is not None else web.Response(status=202)
+
+        # The SDK's JWT check, on this route only: Slack's path keeps its own signature check.
+        return messages if self.anonymous else jwt_authorization_decorator(messages)
+
+    async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
+        log.error("Teams turn failed: %s", error, exc_info=error)
+        text = (
+            TRY_AGAIN if isinstance(error, StorageUnavailable) else "Something went wrong on my side. Please try again."
+        )
+        try:
+            if context.activity.type == ActivityTypes.message:
+                await context.send_activity(text)
+        except Exception:  # the reply is best effort; the error is already logged
+            log.warning("could not tell the Teams user about the error")
+
+    # ---- handlers -----------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+
+        @app.message(re.compile(r"^\s*setup(\s+leads)?\s*$", re.IGNORECASE))
+        async def setup(context: TurnContext, _state: TurnState) -> None:
+            me = who(context)
+            a = context.activity
+            channel_data = a.channel_data if isinstance(a.channel_data, dict) else {}
+            if (a.conversation.conversation_type or "") != "channel":
+                await context.send_activity("Run **setup** by mentioning me in the channel that should get the cards.")
+                return
+            channel_id = (channel_data.get("channel") or {}).get("id") or a.conversation.id.split(";")[0]
+            leads = "leads" in (a.text or "").lower()
+            ws = await self.service.workspace_id("teams", me.tenant)
+            await self.service.remember_conversation(
+                ws, "leads" if leads else "escalation", reference_of(context, conversation_id=channel_id)
+            )
+            await self.service.remember_person(ws, me.user_id, me.name)
+            bind_log(workspace=me.tenant)
+            log.info("Teams %s channel set up by %s", "leads" if leads else "escalation", me.user_id)
+            await context.send_activity(
+                "This channel now gets the weekly report and alerts about unclaimed escalations."
+                if leads
+                else "This channel now gets the escalation cards. Juniors can message me **escalate** to start one."
+            )
+
+        @app.message(re.compile(r"^\s*escalate\b", re.IGNORECASE))
+        async def escalate(context: TurnContext, _state: TurnState) -> None:
+            me = who(context)
+            ws = await self.service.workspace_id("teams", me.tenant)
+            await self._remember_chat(context, ws, me)
+            typed = re.sub(r"^\s*escalate\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
+            summary = " ".join(typed.split())
+            values = {"summary": cards.cut(summary, 150), "details": typed if len(summary) > 150 else ""}
+            await context.send_activity(
+                Activity(type="message", attachments=[cards.attachment(cards.form_card(values))])
+            )
+
+        @app.adaptive_card.action_submit("escalate")
+        async def submitted(context: TurnContext, _state: TurnState, data: Any) -> None:
+            await self._submitted(context, data if isinstance(data, dict) else {})
+
+        @app.adaptive_card.action_execute("claim")
+        async def claim(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
+            return await self._claim(context, data if isinstance(data, dict) else {})
+
+        @app.adaptive_card.action_execute("release")
+        async def release(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
+            return await self._change(context, data if isinstance(data, dict) else {}, "release")
+
+        @app.adaptive_card.action_execute("resolve")
+        async def resolve(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
+            return await self._change(context, data if isinstance(data, dict) else {}, "resolve")
+
+        @app.activity(ActivityTypes.message)
+        async def anything_else(context: TurnContext, _state: TurnState) -> None:
+            await context.send_activity(HELP)
+
+    async def _remember_chat(self, context: TurnContext, ws: int, me: Who) -> None:
+        await self.service.remember_person(ws, me.user_id, me.name)
+        if (context.activity.conversation.conversation_type or "personal") == "personal":
+            await self.service.remember_conversation(ws, f"user:{me.user_id}", reference_of(context))
+
+    async def _submitted(self, context: TurnContext, values: dict[str, Any]) -> None:
+        me = who(context)
+        form_id = context.activity.reply_to_id
+
+        async def answer_on_form(content: dict[str, Any]) -> None:
+            if form_id:
+                await context.update_activity(
+                    Activity(type="message", id=form_id, attachments=[cards.attachment(content)])
+                )
+            else:
+                await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
+
+        fields = {k: values.get(k) for k in ("summary", "severity", "customer", "tried", "details", "requested_senior")}
+        fields = {k: (v if isinstance(v, str) else None) for k, v in fields.items()}
+        try:
+            draft = validate_draft(fields, requester_id=me.user_id)
+        except FormErrors as exc:
+            await answer_on_form(cards.form_card(fields, exc.errors))
+            return
+        try:
+            ws = await self.service.workspace_id("teams", me.tenant)
+            await self._remember_chat(context, ws, me)
+            # One form, one escalation: pressing Escalate again on it stores nothing new.
+            key = f"teams-activity:{form_id or context.activity.id}"
+            result = await self.service.escalate(ws, me.user_id, draft, key=key)
+            await self.service.remember_conversation(ws, f"origin:{result.handoff.id}", reference_of(context))
+        except StorageUnavailable:
+            await answer_on_form(cards.form_card(fields, {"summary": TRY_AGAIN}))
+            return
+        h = result.handoff
+        bind_log(workspace=me.tenant, handoff=h.ref)
+        if result.created and self.metrics is not None:
+            self.metrics.escalations.labels("teams").inc()
+        channel = await self.service.conversation(ws, "escalation")
+        where = (
+            "It is posted to the escalation channel"
+            if channel
+            else "No escalation channel is set up yet, so it will be posted as soon as a lead runs setup there"
+        )
+        await answer_on_form(
+            cards.done_card(f"Escalated as {h.ref}. {where}; I'll tell you here when a senior picks it up.")
+        )
+
+    def _may_claim(self, user_id: str) -> bool:
+        return not self.seniors or user_id in self.seniors
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.claims.labels("teams", outcome).inc()
+
+    async def _card_for(self, h: Handoff) -> dict[str, Any]:
+        ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id) if u]
+        return cards.escalation_card(h, await self.service.names(h.workspace_id, ids))
+
+    async def _claim(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        me = who(context)
+        handoff_id = data.get("h")
+        if not isinstance(handoff_id, int) or handoff_id < 1:
+            return message_response("That button doesn't carry a valid escalation; nothing changed.")
+        try:
+            ws = await self.service.workspace_id("teams", me.tenant)
+            await self.service.remember_person(ws, me.user_id, me.name)
+            outcome = await self.service.claim(ws, handoff_id, me.user_id, may_claim=self._may_claim(me.user_id))
+            if isinstance(outcome, Won):
+                self._count("won")
+                bind_log(workspace=me.tenant, handoff=outcome.handoff.ref)
+                return card_response(await self._card_for(outcome.handoff))
+            if isinstance(outcome, Conflict):
+                self._count("conflict")
+                winner = (await self.service.names(ws, [outcome.winner])).get(outcome.winner, "someone")
+                return message_response(f"Already claimed by {winner} {ago(outcome.claimed_at, self.service.clock())}.")
+        except StorageUnavailable:
+            return message_response(TRY_AGAIN)
+        if isinstance(outcome, AlreadyYours):
+            self._count("already_yours")
+            return message_response("You already have this one.")
+        if isinstance(outcome, NotAllowed):
+            self._count("refused")
+            if outcome.reason == "own":
+                return message_response("You can't claim your own escalation; a senior will pick it up.")
+            return message_response(
+                "Only the seniors configured for this team (TEAMS_SENIOR_USER_IDS) can claim escalations."
+            )
+        if isinstance(outcome, Closed):
+            self._count("closed")
+            return message_response(f"{outcome.handoff.ref} is already resolved.")
+        self._count("not_found")
+        return message_response("I can't find that escalation in this organisation.")
+
+    async def _change(self, context: TurnContext, data: dict[str, Any], verb: str) -> AdaptiveCardInvokeResponse:
+        me = who(context)
+        handoff_id = data.get("h")
+        if not isinstance(handoff_id, int) or handoff_id < 1:
+            return message_response("That button doesn't carry a valid escalation; nothing changed.")
+        try:
+            ws = await self.service.workspace_id("teams", me.tenant)
+            if verb == "resolve":
+                try:
+                    note = validate_note(data.get("note") if isinstance(data.get("note"), str) else None)
+                except FormErrors as exc:
+                    return message_response(next(iter(exc.errors.values())))
+                outcome: ChangeOutcome = await self.service.resolve(ws, handoff_id, me.user_id, note)
+            else:
+                outcome = await self.service.release(ws, handoff_id, me.user_id)
+            if isinstance(outcome, Done):
+                return card_response(await self._card_for(outcome.handoff))
+            if isinstance(outcome, NotHolder):
+                holder = outcome.handoff.claimed_by
+                name = (await self.service.names(ws, [holder])).get(holder, "someone") if holder else None
+                return message_response(
+                    f"{name} holds {outcome.handoff.ref} now, so only they can do that. Nothing changed."
+                    if name
+                    else f"{outcome.handoff.ref} isn't claimed by you any more. Nothing changed."
+                )
+        except StorageUnavailable:
+            return message_response(TRY_AGAIN)
+        if isinstance(outcome, Closed):
+            return message_response(f"{outcome.handoff.ref} is already resolved.")
+        assert isinstance(outcome, NotFound)
+        return message_response("I can't find that escalation in this organisation.")

@@ -1,0 +1,196 @@
+"""Adaptive Cards (schema 1.5) for Teams: pure functions of a handoff.
+
+Typed text only ever goes into TextRun elements of RichTextBlocks, which Teams shows as
+written: no markdown, no mentions, no links. It is cut to sensible lengths with a visible …
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoff.domain import Handoff, Severity, Status
+from handoff.validation import CUSTOMER_MAX, SUMMARY_MAX, TEXT_MAX
+
+SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+ELLIPSIS = "…"
+SEVERITY_DOT = {Severity.P1: "🔴", Severity.P2: "🟠", Severity.P3: "🟡", Severity.P4: "⚪"}
+SHOWN_MAX = 1500  # per section on the card; the full text stays in the database
+
+
+def cut(text: str | None, limit: int) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def run(text: str, **style: Any) -> dict[str, Any]:
+    return {"type": "TextRun", "text": text, **style}
+
+
+def rich(*runs: dict[str, Any], **block: Any) -> dict[str, Any]:
+    return {"type": "RichTextBlock", "inlines": list(runs), **block}
+
+
+def card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": "1.5", "body": body}
+    if actions:
+        out["actions"] = actions
+    return out
+
+
+def attachment(content: dict[str, Any]) -> dict[str, Any]:
+    return {"contentType": CARD_TYPE, "content": content}
+
+
+def _section(title: str, text: str, empty: str) -> list[dict[str, Any]]:
+    return [
+        {"type": "TextBlock", "text": title, "weight": "Bolder", "spacing": "Medium", "wrap": True},
+        rich(run(cut(text, SHOWN_MAX) if text else empty, isSubtle=not text), spacing="Small"),
+    ]
+
+
+def _minutes(h: Handoff, later: Any) -> str:
+    m = max(0, int((later - h.created_at).total_seconds() // 60))
+    return "under a minute" if m < 1 else f"{m} min"
+
+
+def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
+    def name(user: str | None) -> str:
+        return cut(names.get(user or "", "someone"), 100)
+
+    value = {"h": h.id, "v": h.version}
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": f"{SEVERITY_DOT[h.severity]} {h.severity.label} · {h.ref}",
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        },
+        rich(run(cut(h.summary, SUMMARY_MAX), weight="Bolder", size="Medium")),
+        rich(
+            run("Escalated by ", isSubtle=True),
+            run(name(h.requester_id), isSubtle=True, weight="Bolder"),
+            spacing="None",
+        ),
+    ]
+    if h.requested_senior_id and h.status == Status.OPEN:
+        body.append(rich(run("Asked for ", isSubtle=True), run(name(h.requested_senior_id), weight="Bolder")))
+    body += _section("Problem", h.details, "No details given beyond the summary.")
+    body += _section("What was tried", h.tried, "Nothing listed.")
+    body += _section("Customer / environment", h.customer, "Not given.")
+    actions: list[dict[str, Any]] = []
+    if h.status == Status.OPEN:
+        body.append(rich(run("⏳ Open · waiting for a senior to claim it"), separator=True, spacing="Medium"))
+        actions.append(
+            {"type": "Action.Execute", "title": "Claim", "verb": "claim", "data": value, "style": "positive"}
+        )
+    elif h.status == Status.CLAIMED and h.claimed_at is not None:
+        body.append(
+            rich(
+                run("✋ Claimed by "),
+                run(name(h.claimed_by), weight="Bolder"),
+                run(f" · {_minutes(h, h.claimed_at)} after escalation"),
+                separator=True,
+                spacing="Medium",
+            )
+        )
+        body.append(
+            {
+                "type": "Input.Text",
+                "id": "note",
+                "isMultiline": True,
+                "maxLength": TEXT_MAX,
+                "placeholder": "What fixed it? (needed to resolve)",
+            }
+        )
+        actions += [
+            {"type": "Action.Execute", "title": "Resolve", "verb": "resolve", "data": value, "style": "positive"},
+            {"type": "Action.Execute", "title": "Release", "verb": "release", "data": value},
+        ]
+    elif h.status == Status.RESOLVED and h.resolved_at is not None:
+        body.append(
+            rich(
+                run("✅ Resolved by "),
+                run(name(h.resolved_by), weight="Bolder"),
+                run(f" · {_minutes(h, h.resolved_at)} after escalation"),
+                separator=True,
+                spacing="Medium",
+            )
+        )
+        body += _section("Resolution", h.resolution or "", "No note.")
+    return card(body, actions)
+
+
+def card_summary(h: Handoff) -> str:
+    """The notification / fallback text."""
+    state = {Status.OPEN: "open", Status.CLAIMED: "claimed", Status.RESOLVED: "resolved"}.get(h.status, str(h.status))
+    return f"{h.severity.value} {h.ref} ({state}): {cut(h.summary, 200)}"
+
+
+# ---- the escalation form -----------------------------------------------------
+
+
+def form_card(values: dict[str, Any] | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    v = values or {}
+    errors = errors or {}
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": "Escalate to a senior", "weight": "Bolder", "size": "Medium", "wrap": True}
+    ]
+    if errors:
+        body.append(rich(run("Please fix: " + " ".join(errors.values()), color="Attention"), spacing="Small"))
+
+    def text_input(
+        key: str, label: str, limit: int, *, multiline: bool = False, required: bool = False, placeholder: str = ""
+    ) -> None:
+        el: dict[str, Any] = {
+            "type": "Input.Text",
+            "id": key,
+            "label": label,
+            "maxLength": limit,
+            "isMultiline": multiline,
+            "isRequired": required,
+            "placeholder": placeholder,
+            "value": cut(str(v.get(key) or ""), limit),
+        }
+        if required:
+            el["errorMessage"] = "Required"
+        if key in errors:
+            body.append(rich(run(errors[key], color="Attention"), spacing="Small"))
+        body.append(el)
+
+    text_input(
+        "summary",
+        "What is wrong? (one line)",
+        SUMMARY_MAX,
+        required=True,
+        placeholder="Customer can't log in after SSO change",
+    )
+    body.append(
+        {
+            "type": "Input.ChoiceSet",
+            "id": "severity",
+            "label": "Severity",
+            "value": str(v.get("severity") or "P3"),
+            "choices": [{"title": s.label, "value": s.value} for s in Severity],
+        }
+    )
+    text_input("customer", "Customer / ticket", CUSTOMER_MAX, placeholder="Acme Corp · ticket #4821")
+    text_input("tried", "What have you tried?", TEXT_MAX, multiline=True, required=True)
+    text_input("details", "Details / errors", TEXT_MAX, multiline=True)
+    body.append(
+        {
+            "type": "Input.ChoiceSet",
+            "id": "requested_senior",
+            "label": "Ask a specific senior (optional)",
+            "isMultiSelect": False,
+            "style": "filtered",
+            "choices": [],
+            "choices.data": {"type": "Data.Query", "dataset": "graph.microsoft.com/users"},
+        }
+    )
+    return card(body, [{"type": "Action.Submit", "title": "Escalate", "data": {"verb": "escalate"}}])
+
+
+def done_card(text: str) -> dict[str, Any]:
+    return card([rich(run(text))])

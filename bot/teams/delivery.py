@@ -1,0 +1,245 @@
+"""Turns outbox rows into Teams messages, proactively, through the connector service.
+
+Cards are posted to the tenant's escalation channel (set with `setup`), updated in place
+for everyone, and followed by replies in the card's reply chain; the requester hears in
+their personal chat with the bot (or where they escalated from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any
+
+import aiohttp
+from microsoft_agents.activity import Activity, ConversationReference
+from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+
+from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
+from bot.teams import cards
+from bot.teams.app import TeamsBot
+from handoff.domain import Handoff, Outbound, Status
+from handoff.report import WeeklyReport, as_text
+from handoff.service import HandoffService, utcnow
+from storage.outbox import WAITING, OutboxItem
+
+log = logging.getLogger(__name__)
+
+WAITING_FOR_CARD = WAITING + "the card is not posted yet"
+ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
+
+
+class NoChannel(Exception):
+    pass
+
+
+def _minutes(h: Handoff) -> str:
+    m = max(0, int((utcnow() - h.created_at).total_seconds() // 60))
+    return f"{m} min"
+
+
+class TeamsDelivery:
+    def __init__(self, bot: TeamsBot, service: HandoffService, *, report_for: ReportFor | None = None):
+        self.bot = bot
+        self.service = service
+        self.report_for = report_for
+
+    # ---- sending through the SDK ---------------------------------------------
+
+    async def _with_conversation(
+        self,
+        reference: dict[str, Any],
+        work: Callable[[TurnContext], Awaitable[Any]],
+        conversation_id: str | None = None,
+    ) -> Any:
+        ref = ConversationReference.model_validate(reference)
+        if conversation_id is not None:
+            ref.conversation.id = conversation_id
+        continuation = ref.get_continuation_activity()
+        result: dict[str, Any] = {}
+
+        async def callback(context: TurnContext) -> None:
+            # The adapter hands a failing turn to its error handler and carries on; keep the
+            # error so the outbox row is retried instead of counted as sent.
+            try:
+                result["value"] = await work(context)
+            except BaseException as exc:
+                result["error"] = exc
+
+        if self.bot.anonymous:
+            identity = ClaimsIdentity({}, authentication_type="Anonymous")
+            await self.bot.adapter.continue_conversation_with_claims(identity, continuation, callback)
+        else:
+            await self.bot.adapter.continue_conversation(self.bot.app_id, continuation, callback)
+        if "error" in result:
+            raise result["error"]
+        return result.get("value")
+
+    async def _send(
+        self, reference: dict[str, Any], activity: Activity | str, conversation_id: str | None = None
+    ) -> str:
+        async def work(context: TurnContext) -> str:
+            resp = await context.send_activity(activity)
+            return resp.id if resp is not None and resp.id else ""
+
+        return await self._with_conversation(reference, work, conversation_id)
+
+    async def _update(self, reference: dict[str, Any], activity: Activity, conversation_id: str) -> None:
+        async def work(context: TurnContext) -> None:
+            await context.update_activity(activity)
+
+        await self._with_conversation(reference, work, conversation_id)
+
+    # ---- outbox rows ----------------------------------------------------------
+
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        try:
+            return await self._deliver(item)
+        except NoChannel as exc:
+            return GiveUp(str(exc))
+        except aiohttp.ClientResponseError as exc:
+            if exc.status == 429 or exc.status >= 500:
+                after = None
+                if exc.headers and exc.headers.get("Retry-After", "").isdigit():
+                    after = float(exc.headers["Retry-After"])
+                return Retry(error=f"connector HTTP {exc.status}", after=after)
+            return GiveUp(f"connector HTTP {exc.status}: {exc.message[:200]}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Retry(error=f"{type(exc).__name__}: {exc}")
+
+    async def _channel(self, ws: int, key: str) -> dict[str, Any]:
+        ref = await self.service.conversation(ws, key)
+        if ref is None:
+            what = "leads" if key == "leads" else "escalation"
+            raise NoChannel(
+                f"no Teams {what} channel: mention the bot with `setup{' leads' if key == 'leads' else ''}` "
+                "there, then `escalation-bot outbox retry`"
+            )
+        return ref
+
+    async def _deliver(self, item: OutboxItem) -> DeliveryResult:
+        if item.kind == Outbound.WEEKLY_REPORT:
+            return await self._weekly_report(item)
+        if item.handoff_id is None:
+            return GiveUp(f"{item.kind} without a handoff")
+        h = await self.service.get(item.workspace_id, item.handoff_id)
+        if h is None:
+            return GiveUp(f"handoff {item.handoff_id} not found")
+        kind = item.kind
+        if kind == Outbound.POST_CARD:
+            if h.card_ref:
+                return Sent()
+            channel = await self._channel(h.workspace_id, "escalation")
+            content = await self.bot._card_for(h)
+            activity = Activity(type="message", summary=cards.card_summary(h), attachments=[cards.attachment(content)])
+            activity_id = await self._send(channel, activity)
+            if not activity_id:
+                return Retry(error="the connector did not return the card's activity id")
+            await asyncio.shield(
+                self.service.card_posted(
+                    h.workspace_id, h.id, channel=channel["conversation"]["id"], ref=activity_id, url=None
+                )
+            )
+            return Sent(rendered_version=h.version)
+        if kind == Outbound.UPDATE_CARD:
+            if not h.card_ref or not h.card_channel:
+                return Defer(2.0, WAITING_FOR_CARD)
+            channel = await self._channel(h.workspace_id, "escalation")
+            content = await self.bot._card_for(h)
+            await self._update(
+                channel,
+                Activity(
+                    type="message",
+                    id=h.card_ref,
+                    summary=cards.card_summary(h),
+                    attachments=[cards.attachment(content)],
+                ),
+                h.card_channel,
+            )
+            return Sent(rendered_version=h.version)
+        if kind == Outbound.NOTIFY_REQUESTER:
+            if item.payload.get("what") == "created" and not h.card_ref:
+                return Defer(2.0, WAITING_FOR_CARD)
+            text = await self._requester_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
+            ref = await self.service.conversation(
+                h.workspace_id, f"user:{h.requester_id}"
+            ) or await self.service.conversation(h.workspace_id, f"origin:{h.id}")
+            if ref is None:
+                return GiveUp("no conversation with the requester to write to")
+            await self._send(ref, text)
+            return Sent()
+        if kind in (Outbound.THREAD_NOTE, Outbound.REMIND_SENIORS):
+            if kind == Outbound.REMIND_SENIORS and h.status != Status.OPEN:
+                return Sent()
+            if not h.card_ref or not h.card_channel:
+                return Defer(2.0, WAITING_FOR_CARD)
+            channel = await self._channel(h.workspace_id, "escalation")
+            if kind == Outbound.THREAD_NOTE:
+                text = await self._note_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
+            else:
+                text = (
+                    f"Seniors: {h.ref} ({h.severity.label}) has waited {_minutes(h)} with nobody on it. "
+                    "Can someone claim it?"
+                )
+            await self._send(channel, text, conversation_id=f"{h.card_channel};messageid={h.card_ref}")
+            return Sent()
+        if kind == Outbound.ALERT_LEADS:
+            if h.status != Status.OPEN:
+                return Sent()
+            leads = await self._channel(h.workspace_id, "leads")
+            await self._send(
+                leads,
+                f"⚠️ {h.ref} ({h.severity.label}) has been open {_minutes(h)} and nobody has claimed it: "
+                f"{cards.cut(h.summary, 200)}",
+            )
+            return Sent()
+        return GiveUp(f"unknown outbox kind {kind!r}")
+
+    async def _name(self, h: Handoff, user: str) -> str:
+        return (await self.service.names(h.workspace_id, [user])).get(user, "someone")
+
+    async def _requester_text(self, h: Handoff, what: str, actor: str) -> str:
+        if what == "created":
+            return (
+                f"Your escalation {h.ref} is posted in the escalation channel. "
+                "I'll tell you here when a senior picks it up."
+            )
+        name = await self._name(h, actor)
+        if what == "claimed":
+            return f"{name} picked up {h.ref}. They'll follow up in the card's replies."
+        if what == "released":
+            return f"{name} released {h.ref}; it is open again and waiting for a senior."
+        if what == "resolved":
+            return f"{h.ref} was resolved by {name}.\n\nResolution: {cards.cut(h.resolution, 2500)}"
+        raise ValueError(what)
+
+    async def _note_text(self, h: Handoff, what: str, actor: str) -> str:
+        name = await self._name(h, actor)
+        if what == "claimed":
+            return f"{name} claimed {h.ref}."
+        if what == "released":
+            return f"{name} released {h.ref}; it is open again."
+        return f"{name} resolved {h.ref}: {cards.cut(h.resolution, 2500)}"
+
+    async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:
+        leads = await self.service.conversation(item.workspace_id, "leads")
+        if leads is None or self.report_for is None:
+            log.warning("weekly report for %s not posted: no Teams leads channel", item.payload.get("week"))
+            return Sent()
+        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]))
+        body = [
+            cards.rich(cards.run(line, weight="Bolder" if i == 0 else "Default"))
+            for i, line in enumerate(as_text(report).splitlines())
+            if not set(line) <= {"="}
+        ]
+        content = cards.card(body)
+        await self._send(
+            leads,
+            Activity(
+                type="message", summary=f"Escalations, week {report.week}", attachments=[cards.attachment(content)]
+            ),
+        )
+        return Sent()

@@ -1,0 +1,61 @@
+"""Conversation references and display names: what a platform adapter needs to write later."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.tables import conversation_refs, people
+
+
+def _upsert(conn: AsyncConnection, table: Any, keys: list[str], values: dict[str, Any]) -> Any:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(table).values(**values)
+    return stmt.on_conflict_do_update(index_elements=keys, set_={k: v for k, v in values.items() if k not in keys})
+
+
+async def save_reference(
+    conn: AsyncConnection, workspace_id: int, key: str, reference: dict[str, Any], now: datetime
+) -> None:
+    await conn.execute(
+        _upsert(
+            conn,
+            conversation_refs,
+            ["workspace_id", "key"],
+            {"workspace_id": workspace_id, "key": key, "reference": reference, "updated_at": now},
+        )
+    )
+
+
+async def reference(conn: AsyncConnection, workspace_id: int, key: str) -> dict[str, Any] | None:
+    return await conn.scalar(
+        select(conversation_refs.c.reference).where(
+            conversation_refs.c.workspace_id == workspace_id, conversation_refs.c.key == key
+        )
+    )
+
+
+async def save_person(conn: AsyncConnection, workspace_id: int, user_id: str, name: str, now: datetime) -> None:
+    await conn.execute(
+        _upsert(
+            conn,
+            people,
+            ["workspace_id", "user_id"],
+            {"workspace_id": workspace_id, "user_id": user_id, "name": name[:200], "updated_at": now},
+        )
+    )
+
+
+async def names(conn: AsyncConnection, workspace_id: int, user_ids: list[str]) -> dict[str, str]:
+    if not user_ids:
+        return {}
+    rows = await conn.execute(
+        select(people.c.user_id, people.c.name).where(
+            people.c.workspace_id == workspace_id, people.c.user_id.in_(user_ids)
+        )
+    )
+    return {u: n for u, n in rows.all()}

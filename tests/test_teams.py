@@ -1,0 +1,241 @@
+"""Teams end to end: activities posted to /api/messages as Teams posts them, and a fake
+connector service on 127.0.0.1 receiving what the bot sends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.sandbox.fake_slack import Fail, FakeSlack
+from bot.sandbox.fake_teams import FakeTeamsConnector, Person, Posted, TeamsSimulator
+from bot.server import RUNTIME, Runtime
+from tests.conftest import bot_settings, start_bot
+
+ESC = "19:escalations@thread.tacv2"
+LEADS = "19:leads@thread.tacv2"
+LEAD = Person("aad-lead-lucy", "Lucy Lead")
+JUNIOR = Person("aad-junior-jo", "Jo Junior")
+SENIORS = [Person(f"aad-senior-{i:02d}", f"Senior {i:02d}") for i in range(40)]
+ANA, BEN = SENIORS[0], SENIORS[1]
+FORM = {
+    "summary": "Exports fail for EU tenants",
+    "severity": "P2",
+    "customer": "Contoso · ticket 77",
+    "tried": "Re-ran the export; cleared the cache.",
+    "details": "HTTP 502 from /export",
+}
+
+
+@dataclass
+class TeamsHarness:
+    url: str
+    app: web.Application
+    connector: FakeTeamsConnector
+    teams: TeamsSimulator
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app[RUNTIME]
+
+
+@pytest.fixture
+def teams_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def teams(db_url: str, fake_slack: FakeSlack, teams_overrides: dict[str, Any]) -> AsyncIterator[TeamsHarness]:
+    connector = await FakeTeamsConnector().start()
+    overrides = {"teams_app_id": "00000000-0000-0000-0000-00000000b07", "teams_allow_anonymous": True}
+    settings = bot_settings(db_url, fake_slack, **{**overrides, **teams_overrides})
+    runner, url, app = await start_bot(settings, fake_slack)
+    session = aiohttp.ClientSession()
+    try:
+        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session))
+    finally:
+        await session.close()
+        await runner.cleanup()
+        await connector.stop()
+
+
+async def set_up(t: TeamsHarness) -> None:
+    answer = await t.teams.say_in_channel(LEAD, ESC, "setup")
+    assert answer.status in (200, 202), answer
+    await t.connector.wait_for(lambda: any("escalation cards" in a.text for a in t.connector.activities))
+
+
+async def open_form(t: TeamsHarness, who: Person = JUNIOR, text: str = "escalate") -> Posted:
+    before = len(t.connector.activities)
+    await t.teams.say_personal(who, text)
+    found = await t.connector.wait_for(
+        lambda: [a for a in t.connector.activities[before:] if a.card and a.card["actions"][0]["title"] == "Escalate"]
+    )
+    return found[-1]
+
+
+async def escalate(t: TeamsHarness, who: Person = JUNIOR, **values: Any) -> Posted:
+    form = await open_form(t, who)
+    before = len(t.connector.cards_in(ESC))
+    answer = await t.teams.submit_form(who, form, {**FORM, **values})
+    assert answer.status in (200, 202), answer
+    cards = await t.connector.wait_for(lambda: len(t.connector.cards_in(ESC)) > before and t.connector.cards_in(ESC))
+    return cards[-1]
+
+
+def texts(card: dict[str, Any]) -> str:
+    out = []
+
+    def walk(el: Any) -> None:
+        if isinstance(el, dict):
+            for k in ("text", "title"):
+                if isinstance(el.get(k), str):
+                    out.append(el[k])
+            for v in el.values():
+                walk(v)
+        elif isinstance(el, list):
+            for v in el:
+                walk(v)
+
+    walk(card)
+    return "\n".join(out)
+
+
+async def test_the_whole_flow_in_teams(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    card = await escalate(t)
+    shown = texts(card.card)
+    assert "ESC-1" in shown and FORM["summary"] in shown and FORM["tried"] in shown and "Jo Junior" in shown
+    assert [a["verb"] for a in card.card["actions"]] == ["claim"]
+    assert card.card["version"] == "1.5"
+    # The form itself now says where it went.
+    form_updates = [a for a in t.connector.activities if a.updates and "Escalated as ESC-1" in texts(a.card or {})]
+    assert form_updates
+    told = await t.connector.wait_for(
+        lambda: [a for a in t.connector.in_conversation(f"a:personal-{JUNIOR.aad}") if "is posted" in a.text]
+    )
+    assert "ESC-1" in told[0].text
+
+    won = await t.teams.execute(ANA, card, "claim")
+    assert won.status == 200
+    assert won.body["type"] == "application/vnd.microsoft.card.adaptive"
+    assert "Claimed by" in texts(won.body["value"]) and "Senior 00" in texts(won.body["value"])
+    await t.connector.wait_for(lambda: card.updates and "Claimed by" in texts(card.card))
+    assert [a["verb"] for a in card.card["actions"]] == ["resolve", "release"]
+    lost = await t.teams.execute(BEN, card, "claim", data={"h": 1, "v": 1})
+    assert lost.body["type"] == "application/vnd.microsoft.activity.message"
+    assert lost.body["value"] == "Already claimed by Senior 00 less than a minute ago."
+    again = await t.teams.execute(ANA, card, "claim", data={"h": 1, "v": 1})
+    assert again.body["value"] == "You already have this one."
+    picked = await t.connector.wait_for(
+        lambda: [a for a in t.connector.in_conversation(f"a:personal-{JUNIOR.aad}") if "picked up" in a.text]
+    )
+    assert picked[0].text.startswith("Senior 00 picked up ESC-1")
+    replies = await t.connector.wait_for(lambda: t.connector.in_conversation(f"{ESC};messageid={card.id}"))
+    assert "Senior 00 claimed ESC-1" in replies[0].text
+
+    empty = await t.teams.execute(ANA, card, "resolve", inputs={"note": " "})
+    assert "what fixed it" in empty.body["value"].lower()
+    done = await t.teams.execute(ANA, card, "resolve", inputs={"note": "Raised the proxy timeout."})
+    assert "Resolved by" in texts(done.body["value"])
+    await t.connector.wait_for(lambda: "Resolved by" in texts(card.card))
+    assert "Raised the proxy timeout." in texts(card.card) and "actions" not in card.card
+    resolved = await t.connector.wait_for(
+        lambda: [a for a in t.connector.in_conversation(f"a:personal-{JUNIOR.aad}") if "was resolved" in a.text]
+    )
+    assert "Raised the proxy timeout." in resolved[0].text
+
+
+async def test_thirty_concurrent_claims_one_winner_and_everyone_told(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    card = await escalate(t)
+    clickers = SENIORS[:30]
+    answers = await asyncio.gather(*(t.teams.execute(p, card, "claim", data={"h": 1, "v": 1}) for p in clickers))
+    assert [a.status for a in answers] == [200] * 30
+    winners = [p for p, a in zip(clickers, answers, strict=True) if a.body["type"].endswith("card.adaptive")]
+    assert len(winners) == 1
+    for p, a in zip(clickers, answers, strict=True):
+        if p is not winners[0]:
+            assert a.body["value"] == f"Already claimed by {winners[0].name} less than a minute ago."
+    await t.connector.wait_for(lambda: "Claimed by" in texts(card.card))
+    await t.runtime.worker.drain()
+    await asyncio.sleep(0.3)
+    assert texts(card.card).count("Claimed by") == 1 and winners[0].name in texts(card.card)
+    states = {texts(u) for u in [card.body, *card.updates] if "Claimed by" in texts(u)}
+    assert all(winners[0].name in s for s in states)
+
+
+HOSTILE = "**bold** _it_ <at>Everyone</at> [click](https://evil.example) ![x](https://evil.example/x.png) # H"
+
+
+def plain_only(card: dict[str, Any]) -> None:
+    """Every piece of typed text sits in a TextRun (shown as written), never in markdown-parsed text."""
+
+    def walk(el: Any, in_run: bool = False) -> None:
+        if isinstance(el, dict):
+            if el.get("type") == "TextBlock":
+                assert "evil.example" not in el.get("text", "") and "<at>" not in el.get("text", ""), el
+            for v in el.values():
+                walk(v, in_run or el.get("type") == "TextRun")
+        elif isinstance(el, list):
+            for v in el:
+                walk(v, in_run)
+
+    walk(card)
+
+
+async def test_markdown_mentions_and_links_stay_plain_text(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    card = await escalate(t, summary=HOSTILE[:140], customer=HOSTILE, tried=HOSTILE, details=HOSTILE)
+    plain_only(card.card)
+    assert "entities" not in card.body  # no mention entities: nobody is pinged
+    runs = [r["text"] for b in card.card["body"] if b["type"] == "RichTextBlock" for r in b["inlines"]]
+    assert sum(HOSTILE in r for r in runs) >= 3 and any(r.startswith("**bold**") for r in runs)
+    won = await t.teams.execute(ANA, card, "claim")
+    plain_only(won.body["value"])
+    done = await t.teams.execute(ANA, card, "resolve", inputs={"note": HOSTILE})
+    plain_only(done.body["value"])
+
+
+async def test_connector_failing_then_ok_the_card_arrives_once(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    t.connector.fail_next(Fail(status=500), conversation=ESC)  # the channel post fails once
+    card = await escalate(t)
+    await t.connector.wait_for(
+        lambda: [a for a in t.connector.in_conversation(f"a:personal-{JUNIOR.aad}") if "is posted" in a.text],
+        timeout=20,
+    )
+    await t.runtime.worker.drain()
+    assert len(t.connector.cards_in(ESC)) == 1 and card.card is not None
+    assert [c.status for c in t.connector.calls if c.status != 200] == [500]
+
+
+@pytest.mark.parametrize(
+    "teams_overrides", [{"teams_allow_anonymous": False, "teams_app_password": "app-secret-value"}]
+)
+async def test_with_auth_on_a_missing_or_malformed_token_is_401_and_slack_is_untouched(teams: TeamsHarness) -> None:
+    t = teams
+    activity = t.teams._base(LEAD, t.teams.personal_conversation(LEAD))
+    activity.update(type="message", text="escalate")
+    missing = await t.teams.post(activity)
+    assert missing.status == 401
+    for header in ("Bearer not-a-jwt", "Bearer a.b.c", "Basic dXNlcjpwYXNz", "Bearer"):
+        malformed = await t.teams.post(activity, headers={"Authorization": header})
+        assert malformed.status == 401, header
+    assert t.connector.calls == []
+    # Slack's path keeps its own (signature) check and works as before.
+    from bot.sandbox.simulator import SlackSimulator
+    from tests.conftest import SECRET, TEAM
+
+    async with SlackSimulator(t.url, SECRET, team_id=TEAM) as slack:
+        answer = await slack.command("U0JUNIOR", "help")
+    assert answer.status == 200 and "/escalate" in answer.json()["text"]
