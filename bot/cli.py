@@ -205,6 +205,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
 
 
+def cmd_teams_package(args: argparse.Namespace) -> int:
+    from bot.teams.package import build_package
+
+    settings = _settings()
+    if not settings.teams_app_id:
+        return _fail("TEAMS_APP_ID: missing; set the bot's Microsoft App ID (a GUID) in .env")
+    try:
+        data = build_package(settings.teams_app_id, developer=args.developer, website=args.website)
+    except ValueError as exc:
+        return _fail(str(exc).replace("TEAMS_APP_ID must", "TEAMS_APP_ID: must"))
+    Path(args.out).write_bytes(data)
+    print(f"wrote {args.out}: upload it in Teams (Apps > Manage your apps > Upload an app)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -244,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--chart", metavar="FILE.png", help="also write the chart")
     rep.add_argument("--post", action="store_true", help="post it to the leads channel now")
     rep.set_defaults(func=cmd_report)
+
+    tp = sub.add_parser("teams-package", help="the Teams app package (manifest.json and icons) to upload")
+    tp.add_argument("--out", default="escalation-bot-teams.zip", metavar="FILE.zip")
+    tp.add_argument("--developer", default="Escalation Bot", help="publisher name shown in Teams")
+    tp.add_argument("--website", default="https://escalation-bot.example.com", help="your site (privacy, terms)")
+    tp.set_defaults(func=cmd_teams_package)
 
     demo = sub.add_parser("demo", help="the whole flow offline against a fake Slack workspace, in seconds")
     demo.add_argument("--verbose", action="store_true", help="also show the bot's log")

@@ -239,3 +239,98 @@ async def test_with_auth_on_a_missing_or_malformed_token_is_401_and_slack_is_unt
     async with SlackSimulator(t.url, SECRET, team_id=TEAM) as slack:
         answer = await slack.command("U0JUNIOR", "help")
     assert answer.status == 200 and "/escalate" in answer.json()["text"]
+
+
+def test_teams_package_has_a_valid_manifest_and_icons_of_the_right_sizes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.test_report import png_size
+
+    app_id = "1b2c3d4e-0000-4000-8000-00000000b0b0"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_"))}
+    env["TEAMS_APP_ID"] = app_id
+    out = tmp_path / "pkg.zip"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "teams-package", "--out", str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as z:
+        assert sorted(z.namelist()) == ["color.png", "manifest.json", "outline.png"]
+        m = json.loads(z.read("manifest.json"))
+        color, outline = z.read("color.png"), z.read("outline.png")
+    for key in (
+        "$schema",
+        "manifestVersion",
+        "version",
+        "id",
+        "developer",
+        "name",
+        "description",
+        "icons",
+        "accentColor",
+    ):
+        assert m[key], key
+    assert m["$schema"].endswith(f"/v{m['manifestVersion']}/MicrosoftTeams.schema.json")
+    assert m["id"] == app_id and m["bots"][0]["botId"] == app_id
+    assert set(m["bots"][0]["scopes"]) == {"personal", "team"}
+    commands = {c["title"] for cl in m["bots"][0]["commandLists"] for c in cl["commands"]}
+    assert "escalate" in commands
+    assert len(m["name"]["short"]) <= 30 and len(m["description"]["short"]) <= 80
+    for k in ("websiteUrl", "privacyUrl", "termsOfUseUrl"):
+        assert m["developer"][k].startswith("https://")
+    assert png_size(color) == (192, 192) and png_size(outline) == (32, 32)
+    assert outline[25] == 6  # RGBA: the outline icon has a transparent background
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "teams-package"],
+        env={**env, "TEAMS_APP_ID": "not-a-guid"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "TEAMS_APP_ID" in bad.stderr
+
+
+async def test_reminders_and_the_weekly_report_reach_teams(teams: TeamsHarness) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+
+    from tests.test_schedule import next_monday
+
+    t = teams
+    await set_up(t)
+    await t.teams.say_in_channel(LEAD, LEADS, "setup leads")
+    await t.connector.wait_for(lambda: any("weekly report" in a.text for a in t.connector.activities))
+    scheduler = t.runtime.scheduler
+    assert scheduler is not None
+    with time_machine.travel(datetime.now(UTC), tick=True) as tm:
+        card = await escalate(t)
+        tm.shift(timedelta(minutes=10, seconds=10))
+        await scheduler.tick()
+        t.runtime.worker.wake()
+        pings = await t.connector.wait_for(lambda: t.connector.in_conversation(f"{ESC};messageid={card.id}"))
+        assert "ESC-1" in pings[0].text and "waited 10 min" in pings[0].text
+        tm.shift(timedelta(minutes=20))
+        await scheduler.tick()
+        t.runtime.worker.wake()
+        alerts = await t.connector.wait_for(
+            lambda: [a for a in t.connector.in_conversation(LEADS) if "nobody has claimed it" in a.text]
+        )
+        assert "ESC-1" in alerts[0].text
+    with time_machine.travel(next_monday(11, 0), tick=True):  # 10:00 UTC: the 09:00 UTC post is due
+        await scheduler.tick()
+        t.runtime.worker.wake()
+        reports = await t.connector.wait_for(
+            lambda: [a for a in t.connector.cards_in(LEADS) if "Escalations, week" in texts(a.card)], timeout=20
+        )
+    assert len(reports) == 1 and "Opened 1" in texts(reports[0].card)
