@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -180,9 +181,85 @@ async def run(cards: int, clicks: int) -> int:
     return 0 if exact == len(rows) else 1
 
 
+async def run_teams(cards: int, clicks: int) -> int:
+    """The same storm as Universal Actions invokes on /api/messages (Teams answers them synchronously)."""
+    from bot.sandbox.fake_teams import FakeTeamsConnector, Person, TeamsSimulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="claim-storm-teams-"))
+    connector = await FakeTeamsConnector().start()
+    bot = ServeProcess(
+        {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+            "TEAMS_APP_ID": "1b2c3d4e-0000-4000-8000-00000000b0b0",
+            "TEAMS_ALLOW_ANONYMOUS": "true",
+            "LOG_LEVEL": "ERROR",
+        },
+        cwd=tmp,
+        log_path=tmp / "serve.log",
+    ).start()
+    esc = "19:escalations@thread.tacv2"
+    lead, junior = Person("aad-lead", "Lead"), Person("aad-junior", "Junior")
+    rows = []
+    lat_all: list[float] = []
+    try:
+        await bot.wait_ready()
+        connector_limit = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector_limit, timeout=aiohttp.ClientTimeout(total=60)) as s:
+            teams = TeamsSimulator(bot.url, connector, session=s)
+            await teams.say_in_channel(lead, esc, "setup")
+            for n in range(0, cards + 1):  # card 0 warms up
+                before = len(connector.cards_in(esc))
+                await teams.say_personal(junior, "escalate")
+                form = await connector.wait_for(
+                    lambda: [
+                        a
+                        for a in connector.activities
+                        if a.card and "Escalate to a senior" in str(a.card) and not a.updates
+                    ]
+                )
+                await teams.submit_form(junior, form[-1], {"summary": f"Problem {n}", "tried": "things"})
+                card = (
+                    await connector.wait_for(
+                        lambda b=before: len(connector.cards_in(esc)) > b and connector.cards_in(esc)
+                    )
+                )[-1]
+                data = {"h": n + 1, "v": 1}
+                people = [Person(f"aad-senior-{n}-{i}", f"Senior {i}") for i in range(clicks)]
+
+                async def one(p: Person, card: Any = card, data: dict = data) -> tuple[float, bool]:
+                    t0 = time.perf_counter()
+                    answer = await teams.execute(p, card, "claim", data=data)
+                    won = bool(answer.body) and str(answer.body.get("type", "")).endswith("card.adaptive")
+                    return time.perf_counter() - t0, won
+
+                results = await asyncio.gather(*(one(p) for p in people))
+                if n == 0:
+                    continue
+                lat = [r[0] for r in results]
+                lat_all += lat
+                b50, b99, _ = summary(lat)
+                rows.append((n, sum(r[1] for r in results), b50, b99))
+    finally:
+        bot.stop()
+        await connector.stop()
+    print(f"claim storm, Teams: {cards} cards x {clicks} concurrent Action.Execute claim invokes; serve on SQLite")
+    print(f"{'card':>4} {'winners':>7} {'invoke p50':>11} {'invoke p99':>11}")
+    for n, w, b50, b99 in rows:
+        print(f"{n:>4} {w:>7} {ms(b50)} {ms(b99)}")
+    p50, p99, worst = summary(lat_all)
+    exact = sum(1 for r in rows if r[1] == 1)
+    print(f"winners per card: exactly 1 on {exact}/{len(rows)} cards")
+    print(
+        f"invoke latency: p50 {ms(p50)}, p99 {ms(p99)}, max {ms(worst)}; over Teams' 15 s: "
+        f"{sum(1 for v in lat_all if v > 15)}"
+    )
+    return 0 if exact == len(rows) else 1
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cards", type=int, default=20)
     parser.add_argument("--clicks", type=int, default=200)
+    parser.add_argument("--teams", action="store_true", help="storm Teams invokes instead of Slack clicks")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.cards, args.clicks)))
+    sys.exit(asyncio.run((run_teams if args.teams else run)(args.cards, args.clicks)))
