@@ -134,6 +134,17 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def single(self) -> AsyncIterator[AsyncConnection]:
+        """For one self-contained write statement: its own implicit transaction on PostgreSQL
+        (no locks held across round trips), a queued write transaction on SQLite."""
+        if self.dialect == "sqlite":
+            async with self.write() as conn:
+                yield conn
+        else:
+            async with self.autocommit() as conn:
+                yield conn
+
+    @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """Each statement its own transaction: for a counter that must not stay locked."""
         try:

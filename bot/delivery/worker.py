@@ -103,7 +103,7 @@ class DeliveryWorker:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _lease(self, limit: int) -> list[OutboxItem]:
-        async with self.db.write() as conn:
+        async with self.db.single() as conn:
             return await outbox.lease(conn, owner=self.owner, now=utcnow(), lease_for=self.lease, limit=limit)
 
     async def run_once(self) -> int:
@@ -146,7 +146,7 @@ class DeliveryWorker:
     async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:
         now = utcnow()
         try:
-            async with self.db.write() as conn:
+            async with self.db.single() as conn:
                 if isinstance(result, Sent):
                     await outbox.complete(conn, item.id, self.owner, now)
                     if result.rendered_version is not None and item.handoff_id is not None:
