@@ -121,17 +121,24 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def _connect(self, **options: Any) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; a database that is down or too slow becomes StorageUnavailable."""
         try:
             async with self.engine.connect() as conn:
-                if self.dialect == "sqlite":
-                    await conn.execution_options(sqlite_begin="IMMEDIATE")
-                async with conn.begin():
-                    yield conn
+                if options:
+                    await conn.execution_options(**options)
+                yield conn
         except BaseException as exc:
             if _is_unavailable(exc):
                 raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
             raise
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        options = {"sqlite_begin": "IMMEDIATE"} if self.dialect == "sqlite" else {}
+        async with self._connect(**options) as conn:
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def single(self) -> AsyncIterator[AsyncConnection]:
@@ -147,31 +154,20 @@ class Database:
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """Each statement its own transaction: for a counter that must not stay locked."""
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                yield conn
-        except BaseException as exc:
-            if _is_unavailable(exc):
-                raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-            raise
+        async with self._connect(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
         """For reading. Each statement sees the latest committed data (no BEGIN/COMMIT round
         trips); pass snapshot=True when several statements must see one moment."""
-        try:
-            async with self.engine.connect() as conn:
-                if snapshot:
-                    async with conn.begin():
-                        yield conn
-                else:
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if snapshot:
+            async with self._connect() as conn:
+                async with conn.begin():
                     yield conn
-        except BaseException as exc:
-            if _is_unavailable(exc):
-                raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-            raise
+        else:
+            async with self._connect(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
 
     async def ping(self, timeout: float = 2.0) -> bool:
         try:

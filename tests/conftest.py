@@ -46,38 +46,28 @@ def _backends() -> list[Any]:
     ]
 
 
-async def _fresh_pg_database() -> tuple[str, str]:
+async def _admin(statement: str) -> None:
+    """Run one statement on the server's maintenance database (CREATE / DROP DATABASE)."""
     assert PG_URL is not None
     base = make_url(PG_URL)
-    name = f"eb_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(
-        host=base.host,
-        port=base.port or 5432,
-        user=base.username,
-        password=base.password,
-        database=base.database,
+        host=base.host, port=base.port or 5432, user=base.username, password=base.password, database=base.database
     )
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(statement)
     finally:
         await admin.close()
-    return base.set(database=name).render_as_string(hide_password=False), name
+
+
+async def _fresh_pg_database() -> tuple[str, str]:
+    assert PG_URL is not None
+    name = f"eb_test_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False), name
 
 
 async def _drop_pg_database(name: str) -> None:
-    assert PG_URL is not None
-    base = make_url(PG_URL)
-    admin = await asyncpg.connect(
-        host=base.host,
-        port=base.port or 5432,
-        user=base.username,
-        password=base.password,
-        database=base.database,
-    )
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=_backends())

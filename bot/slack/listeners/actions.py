@@ -38,6 +38,21 @@ async def _tell(respond: AsyncRespond, text: str) -> None:
     await respond(text=text, response_type="ephemeral", replace_original=False)
 
 
+async def _clicked(ack: AsyncAck, action: dict[str, Any], respond: AsyncRespond) -> CardAction | None:
+    """Ack at once, then read the button: a forged or broken value is refused, plainly."""
+    await ack()
+    try:
+        return CardAction.parse(action.get("value"))
+    except BadMetadata:
+        await _tell(respond, messages.BROKEN_BUTTON)
+        return None
+
+
+async def _unavailable(deps: SlackDeps, respond: AsyncRespond) -> None:
+    deps.count("storage_unavailable")
+    await _tell(respond, messages.TRY_AGAIN)
+
+
 def _change_reply(outcome: ChangeOutcome, done: str) -> str:
     if isinstance(outcome, Done):
         return done
@@ -60,20 +75,16 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        await ack()
-        user = body["user"]["id"]
-        try:
-            value = CardAction.parse(action.get("value"))
-        except BadMetadata:
-            await _tell(respond, messages.BROKEN_BUTTON)
+        value = await _clicked(ack, action, respond)
+        if value is None:
             return
+        user = body["user"]["id"]
         try:
             ws = await deps.workspace(context)
             may = await deps.seniors.may_claim(client, user)
             outcome = await service.claim(ws, value.h, user, may_claim=may)
         except StorageUnavailable:
-            deps.count("storage_unavailable")
-            await _tell(respond, messages.TRY_AGAIN)
+            await _unavailable(deps, respond)
             return
         if not isinstance(outcome, NotFound):
             bind_log(workspace=context.get("team_id"), handoff=outcome.handoff.ref)
@@ -102,19 +113,15 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         respond: AsyncRespond,
         context: AsyncBoltContext,
     ) -> None:
-        await ack()
-        user = body["user"]["id"]
-        try:
-            value = CardAction.parse(action.get("value"))
-        except BadMetadata:
-            await _tell(respond, messages.BROKEN_BUTTON)
+        value = await _clicked(ack, action, respond)
+        if value is None:
             return
+        user = body["user"]["id"]
         try:
             ws = await deps.workspace(context)
             outcome = await service.release(ws, value.h, user)
         except StorageUnavailable:
-            deps.count("storage_unavailable")
-            await _tell(respond, messages.TRY_AGAIN)
+            await _unavailable(deps, respond)
             return
         reply = _change_reply(outcome, messages.released(outcome.handoff) if isinstance(outcome, Done) else "")
         await _tell(respond, reply)
@@ -128,19 +135,15 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        await ack()
-        user = body["user"]["id"]
-        try:
-            value = CardAction.parse(action.get("value"))
-        except BadMetadata:
-            await _tell(respond, messages.BROKEN_BUTTON)
+        value = await _clicked(ack, action, respond)
+        if value is None:
             return
+        user = body["user"]["id"]
         try:
             ws = await deps.workspace(context)
             h: Handoff | None = await service.get(ws, value.h)
         except StorageUnavailable:
-            deps.count("storage_unavailable")
-            await _tell(respond, messages.TRY_AGAIN)
+            await _unavailable(deps, respond)
             return
         # Only a courtesy check, so the holder-less don't fill in a form for nothing;
         # the resolve itself is a compare-and-set when the form is submitted.
