@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+from sqlalchemy.engine import make_url
 
-from bot.sandbox.process import free_port
+from bot.sandbox.process import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-signing-secret"
@@ -20,6 +24,31 @@ TOKEN = "xoxb-bench-token"
 TEAM = "T0BENCH"
 CHANNEL = "C0ESCALATE"
 SLACK_LIMIT = 3.0
+
+
+PG = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+async def _pg_admin(statement: str) -> None:
+    base = make_url(PG)
+    conn = await asyncpg.connect(host=base.host, port=base.port or 5432, user=base.username, database=base.database)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def fresh_pg(prefix: str = "eb_bench") -> tuple[str, str]:
+    """A new empty PostgreSQL database on the benchmark server: its URL and name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    return make_url(PG).set(database=name).render_as_string(hide_password=False), name
+
+
+async def drop_pg(name: str) -> None:
+    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -48,19 +77,7 @@ class Child:
         return f"http://127.0.0.1:{self.port}"
 
     async def wait(self, path: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as s:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.proc.args} exited with {self.proc.returncode}")
-                try:
-                    async with s.get(self.url + path) as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise TimeoutError(f"{self.proc.args} not ready")
+        await wait_until_answering(self.url + path, self.proc, f"{self.proc.args}", timeout)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

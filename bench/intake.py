@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -26,36 +25,15 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import asyncpg
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CHANNEL, SECRET, TEAM, TOKEN, Child, percentile, start_fake_slack
+from bench.common import CHANNEL, SECRET, TEAM, TOKEN, Child, drop_pg, fresh_pg, percentile, start_fake_slack
 from bot.sandbox.process import ServeProcess, free_port
 from bot.sandbox.simulator import SlackSimulator
 from bot.slack.modals import escalate_modal
 
-PG = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 FORM = {"severity": "P3", "tried": "Restarted it", "details": "", "customer": ""}
-
-
-async def fresh_pg() -> tuple[str, str]:
-    base = make_url(PG)
-    name = f"eb_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(host=base.host, port=base.port or 5432, user=base.username, database=base.database)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return base.set(database=name).render_as_string(hide_password=False), name
-
-
-async def drop_pg(name: str) -> None:
-    base = make_url(PG)
-    conn = await asyncpg.connect(host=base.host, port=base.port or 5432, user=base.username, database=base.database)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
 
 
 class Load:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import drop_pg, fresh_pg
 from handoff.report import build_report
 from handoff.schedule import week_bounds
 from storage import migrate
@@ -38,9 +37,6 @@ from storage.reports import facts
 WORKSPACES = 50
 YEAR_START = datetime(2025, 11, 24, tzinfo=UTC)  # a Monday
 WEEK = date(2026, 6, 15)  # a Monday in the middle of the year
-PG = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 H_COLS = [
     "id", "workspace_id", "number", "status", "severity", "summary", "details", "tried", "customer",
     "requester_id", "claimed_by", "claimed_at", "first_action_at", "resolved_by", "resolution", "resolved_at",
@@ -177,14 +173,7 @@ async def run_backend(kind: str, small: int, large: int, tmp: Path) -> list[tupl
         url = f"sqlite+aiosqlite:///{path}"
         name = None
     else:
-        base = make_url(PG)
-        name = f"eb_scale_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(
-            host=base.host, port=base.port or 5432, user=base.username, database=base.database
-        )
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = base.set(database=name).render_as_string(hide_password=False)
+        url, name = await fresh_pg("eb_scale")
     db = Database(url)
     try:
         await migrate.upgrade(db)
@@ -213,11 +202,7 @@ async def run_backend(kind: str, small: int, large: int, tmp: Path) -> list[tupl
     finally:
         await db.dispose()
         if name:
-            admin = await asyncpg.connect(
-                host=base.host, port=base.port or 5432, user=base.username, database=base.database
-            )
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop_pg(name)
     return results
 
 

@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.logs import setup_logging
 from bot.sandbox.fake_slack import FakeSlack, Message
 from bot.sandbox.render import blocks_to_text, boxed, mrkdwn_to_text
-from bot.sandbox.simulator import SlackSimulator
+from bot.sandbox.simulator import SlackSimulator, button_value
 from bot.server import RUNTIME, make_web_app
 
 MAYA, ANA, BEN, CHLOE = "U0MAYA", "U0ANA", "U0BEN", "U0CHLOE"
@@ -173,11 +173,7 @@ async def _story(app: web.Application, fake: FakeSlack, slack: SlackSimulator, d
 def _first_value(card: Message) -> str:
     """The Claim button's value as it was on the card when first posted."""
     original = card.edits[0]["blocks"] if card.edits else card.blocks
-    for block in original or []:
-        for el in block.get("elements", []) if block.get("type") == "actions" else []:
-            if el.get("action_id") == "claim":
-                return str(el["value"])
-    raise LookupError("no Claim button")
+    return button_value(Message(card.channel, card.ts, card.text, original), "claim")
 
 
 if __name__ == "__main__":

@@ -191,10 +191,10 @@ def _delivery_observer(metrics: Metrics) -> Callable[[OutboxItem, DeliveryResult
     return observe
 
 
-def _request_kind(body: bytes) -> str:
-    if body.startswith(b"payload="):
+def _request_kind(body: str) -> str:
+    if body.startswith("payload="):
         return "interactive"
-    if body.startswith(b"{"):
+    if body.startswith("{"):
         return "event"
     return "command"
 
@@ -223,7 +223,7 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         bolt_resp = await rt.slack_app.async_dispatch(bolt_req)
         response = await to_aiohttp_response(bolt_resp)
         elapsed = time.perf_counter() - started
-        rt.metrics.ack.labels("slack", _request_kind(bolt_req.raw_body.encode()[:9])).observe(elapsed)
+        rt.metrics.ack.labels("slack", _request_kind(bolt_req.raw_body)).observe(elapsed)
         log.debug("slack request answered %s in %.1f ms", response.status, elapsed * 1000)
         return response
 
@@ -247,22 +247,18 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
     async def teams_messages(request: web.Request) -> web.StreamResponse:
         rt = request.app[RUNTIME]
         started = time.perf_counter()
-        response = await rt.teams.route()(request)
+        response = await rt.teams.handle(request)
         rt.metrics.ack.labels("teams", "activity").observe(time.perf_counter() - started)
         return response
 
     if settings.teams_app_id:
-        from microsoft_agents.hosting.core import AgentAuthConfiguration
+        from bot.teams.app import auth_configuration
 
         # The SDK's JWT check reads its configuration from the aiohttp app; the route decides
         # whether to apply it, so /slack/events is never touched.
         with warnings.catch_warnings():  # the SDK looks it up by this plain string key
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
-            app[TEAMS_AUTH] = AgentAuthConfiguration(
-                client_id=settings.teams_app_id,
-                tenant_id=settings.teams_tenant_id,
-                anonymous_allowed=settings.teams_allow_anonymous,
-            )
+            app[TEAMS_AUTH] = auth_configuration(settings)
         app.router.add_post("/api/messages", teams_messages)
 
     app.router.add_post("/slack/events", slack_events)

@@ -64,28 +64,21 @@ async def enqueue(
     payload: dict[str, Any] | None = None,
     handoff_id: int | None = None,
     handoff_version: int | None = None,
-    not_before: datetime | None = None,
 ) -> bool:
     """Queue a message once per dedupe key. True if this call queued it."""
-    result = await conn.execute(
-        insert_ignore(conn, outbox, ["dedupe_key"]).values(
-            workspace_id=workspace_id,
-            handoff_id=handoff_id,
-            handoff_version=handoff_version,
-            kind=kind,
-            payload=payload or {},
-            dedupe_key=dedupe_key,
-            status="pending",
-            attempts=0,
-            next_attempt_at=not_before or now,
-            created_at=now,
-        )
-    )
-    return result.rowcount == 1
+    row = {
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "payload": payload,
+        "handoff_id": handoff_id,
+        "handoff_version": handoff_version,
+    }
+    return await enqueue_many(conn, [row], now) == 1
 
 
 async def enqueue_many(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> int:
-    """Queue several messages in one statement (each once per dedupe key)."""
+    """Queue several messages in one statement (each once per dedupe key). Returns how many were new."""
     values = [
         {
             "workspace_id": r["workspace_id"],

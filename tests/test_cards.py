@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.phrases import after_phrase, ago_phrase
 from bot.slack import text as t
 from bot.slack.cards import card_blocks, card_payload
 from bot.slack.ids import BadMetadata, CardAction
@@ -157,5 +158,5 @@ def test_validation_messages_name_the_field() -> None:
 )
 def test_time_phrases(minutes: int, after: str, ago: str) -> None:
     later = T0 + timedelta(minutes=minutes, seconds=10)
-    assert t.after_phrase(T0, later) == after
-    assert t.ago_phrase(T0, later) == ago
+    assert after_phrase(T0, later) == after
+    assert ago_phrase(T0, later) == ago

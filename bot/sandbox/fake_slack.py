@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sandbox.watch import Watched
+
 
 @dataclass
 class Fail:
@@ -101,7 +103,7 @@ def block_problems(blocks: Any) -> list[str]:
     return problems
 
 
-class FakeSlack:
+class FakeSlack(Watched):
     def __init__(
         self,
         *,
@@ -133,7 +135,7 @@ class FakeSlack:
         self._failures: dict[str, list[Fail]] = {}
         self._chaos: tuple[float, tuple[str, ...], list[Fail], random.Random] | None = None
         self._last_ts = 0
-        self._changed = asyncio.Condition()
+        super().__init__()
         self._runner: web.AppRunner | None = None
         self.port: int = 0
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -237,20 +239,6 @@ class FakeSlack:
             if m.channel == channel and m.ts == ts:
                 return m
         return None
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Wait until `predicate()` is truthy (re-checked after every call the fake answers)."""
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                while True:
-                    value = predicate()
-                    if value:
-                        return value
-                    await self._changed.wait()
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     # ---- HTTP -------------------------------------------------------------
 

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.sandbox.fake_slack import Fail
+from bot.sandbox.watch import Watched
 
 BOT_ID = "28:escalation-bot"
 BOT_NAME = "Escalation Bot"
@@ -57,13 +57,13 @@ class Posted:
         return self.body.get("text") or ""
 
 
-class FakeTeamsConnector:
+class FakeTeamsConnector(Watched):
     def __init__(self) -> None:
         self.calls: list[ConnectorCall] = []
         self.activities: list[Posted] = []
         self._failures: list[tuple[Fail, str | None]] = []
         self._ids = itertools.count(1_700_000_000_000)
-        self._changed = asyncio.Condition()
+        super().__init__()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.auth_headers: list[str | None] = []
@@ -103,19 +103,6 @@ class FakeTeamsConnector:
 
     def cards_in(self, conversation: str) -> list[Posted]:
         return [a for a in self.in_conversation(conversation) if a.card is not None]
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                while True:
-                    value = predicate()
-                    if value:
-                        return value
-                    await self._changed.wait()
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     # ---- routes -------------------------------------------------------------
 

@@ -21,6 +21,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def wait_until_answering(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    """Poll `url` until it answers 200; fail at once if the process behind it has exited."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}")
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
 class ServeProcess:
     def __init__(self, env: dict[str, str], *, cwd: Path, port: int | None = None, log_path: Path | None = None):
         # cwd matters: serve reads `.env` from it, and a test must not pick up a developer's.
@@ -49,19 +66,8 @@ class ServeProcess:
         return self
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"serve exited with {self.proc.returncode}; see {self.log_path}")
-                try:
-                    async with session.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise TimeoutError(f"serve on port {self.port} not ready after {timeout}s")
+        assert self.proc is not None, "start() first"
+        await wait_until_answering(self.url + "/healthz", self.proc, f"serve on port {self.port}", timeout)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, no goodbye, like a crashed replica."""

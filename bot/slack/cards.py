@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.phrases import after_phrase
 from bot.slack import text as t
 from bot.slack.ids import ActionId, CardAction
 from handoff.domain import Handoff, Severity, Status
@@ -38,10 +39,10 @@ def _section(title: str, body: str | None, empty: str) -> SectionBlock:
 
 def status_line(h: Handoff) -> str:
     if h.status == Status.CLAIMED and h.claimed_at is not None:
-        after = t.after_phrase(h.created_at, h.claimed_at)
+        after = after_phrase(h.created_at, h.claimed_at)
         return f":raised_hand: Claimed by {t.user(h.claimed_by)} · {after} after escalation"
     if h.status == Status.RESOLVED and h.resolved_at is not None:
-        after = t.after_phrase(h.created_at, h.resolved_at)
+        after = after_phrase(h.created_at, h.resolved_at)
         return f":white_check_mark: Resolved by {t.user(h.resolved_by)} · {after} after escalation"
     if h.status == Status.CANCELLED:
         return ":no_entry_sign: Cancelled"

@@ -17,7 +17,6 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.charts import weekly_chart
 from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
 from bot.logs import bind_log
 from bot.slack import messages
@@ -199,6 +198,8 @@ class SlackDelivery:
                 text=report_fallback(report),
                 metadata=_metadata(item),
             )
+        from bot.charts import weekly_chart  # matplotlib: loaded once a week, not at every start-up
+
         png = await asyncio.to_thread(weekly_chart, report)
         await client.files_upload_v2(
             channel=channel,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.phrases import after_phrase, ago_phrase
 from bot.slack import text as t
 from handoff.domain import Conflict, Handoff
 
@@ -73,7 +74,7 @@ def you_won(h: Handoff) -> str:
 
 
 def conflict(c: Conflict, now: datetime) -> str:
-    return f"Already claimed by {t.user(c.winner)} {t.ago_phrase(c.claimed_at, now)}."
+    return f"Already claimed by {t.user(c.winner)} {ago_phrase(c.claimed_at, now)}."
 
 
 ALREADY_YOURS = "You already have this one."
@@ -128,12 +129,12 @@ def senior_ping(senior_ids: list[str], usergroup: str | None) -> str:
 
 
 def reminder(h: Handoff, ping: str, now: datetime) -> str:
-    waited = t.after_phrase(h.created_at, now)
+    waited = after_phrase(h.created_at, now)
     return f"{ping} {h.ref} ({h.severity.label}) has waited {waited} with nobody on it. Can someone claim it?"
 
 
 def lead_alert(h: Handoff, now: datetime) -> str:
-    waited = t.after_phrase(h.created_at, now)
+    waited = after_phrase(h.created_at, now)
     where = f" in {t.channel(h.card_channel)}" if h.card_channel else ""
     return (
         f":warning: {h.ref} ({h.severity.label}) has been open {waited}{where} and nobody has claimed it: "

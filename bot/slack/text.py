@@ -6,18 +6,10 @@ become entities. Cutting counts the escaped length and never splits an entity.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 ELLIPSIS = "…"
 
-# Block Kit limits we render into.
+# The Block Kit limit we render into (a section's text).
 SECTION_TEXT_MAX = 3000
-CONTEXT_TEXT_MAX = 2000
-HEADER_TEXT_MAX = 150
-MESSAGE_TEXT_MAX = 4000
-OPTION_TEXT_MAX = 75
-BUTTON_VALUE_MAX = 2000
-INITIAL_VALUE_MAX = 3000
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
@@ -48,38 +40,6 @@ def cut_plain(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
-
-
-def minutes_between(start: datetime, end: datetime) -> int:
-    return max(0, int((end - start).total_seconds() // 60))
-
-
-def after_phrase(start: datetime, end: datetime) -> str:
-    """'2 min after escalation' style; under a minute says so."""
-    m = minutes_between(start, end)
-    if m < 1:
-        return "under a minute"
-    if m < 120:
-        return f"{m} min"
-    hours, mins = divmod(m, 60)
-    if hours < 48:
-        return f"{hours} h {mins} min" if mins else f"{hours} h"
-    return f"{hours // 24} days"
-
-
-def ago_phrase(then: datetime, now: datetime) -> str:
-    """'2 minutes ago' style."""
-    m = minutes_between(then, now)
-    if m < 1:
-        return "less than a minute ago"
-    if m == 1:
-        return "1 minute ago"
-    if m < 120:
-        return f"{m} minutes ago"
-    hours = m // 60
-    if hours < 48:
-        return f"{hours} hours ago"
-    return f"{hours // 24} days ago"
 
 
 def user(user_id: str | None) -> str:

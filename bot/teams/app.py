@@ -30,6 +30,7 @@ from microsoft_agents.hosting.core.authorization import AuthTypes
 from bot.config import Settings
 from bot.logs import bind_log
 from bot.metrics import Metrics
+from bot.phrases import ago_phrase
 from bot.teams import cards
 from bot.teams.cards import CARD_TYPE
 from handoff.domain import (
@@ -67,11 +68,6 @@ def card_response(content: dict[str, Any]) -> AdaptiveCardInvokeResponse:
     return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=content)
 
 
-def ago(then: Any, now: Any) -> str:
-    m = max(0, int((now - then).total_seconds() // 60))
-    return "less than a minute ago" if m < 1 else "1 minute ago" if m == 1 else f"{m} minutes ago"
-
-
 @dataclass
 class Who:
     tenant: str
@@ -99,6 +95,18 @@ def reference_of(context: TurnContext, *, conversation_id: str | None = None) ->
     return data
 
 
+def auth_configuration(settings: Settings) -> AgentAuthConfiguration:
+    """The bot's identity: checks incoming tokens, and gets outgoing ones (client secret)."""
+    secret = settings.teams_app_password.get_secret_value() if settings.teams_app_password else None
+    return AgentAuthConfiguration(
+        auth_type=AuthTypes.client_secret,
+        client_id=settings.teams_app_id or "",
+        tenant_id=settings.teams_tenant_id,
+        client_secret=secret,
+        anonymous_allowed=settings.teams_allow_anonymous,
+    )
+
+
 class TeamsBot:
     def __init__(self, settings: Settings, service: HandoffService, metrics: Metrics | None = None):
         self.settings = settings
@@ -106,14 +114,7 @@ class TeamsBot:
         self.metrics = metrics
         self.app_id = settings.teams_app_id or ""
         self.anonymous = settings.teams_allow_anonymous
-        secret = settings.teams_app_password.get_secret_value() if settings.teams_app_password else None
-        self.auth_config = AgentAuthConfiguration(
-            auth_type=AuthTypes.client_secret,
-            client_id=self.app_id,
-            tenant_id=settings.teams_tenant_id,
-            client_secret=secret,
-            anonymous_allowed=self.anonymous,
-        )
+        self.auth_config = auth_configuration(settings)
         self.connections = MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": self.auth_config})
         self.adapter = CloudAdapter(connection_manager=self.connections)
         self.adapter.on_turn_error = self._on_turn_error
@@ -125,16 +126,14 @@ class TeamsBot:
         )
         self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
         self._register()
+        # The SDK's JWT check, on this route only: Slack's path keeps its own signature check.
+        self.handle = self._messages if self.anonymous else jwt_authorization_decorator(self._messages)
 
     # ---- HTTP ---------------------------------------------------------------
 
-    def route(self) -> Any:
-        async def messages(request: web.Request) -> web.StreamResponse:
-            response = await start_agent_process(request, self.app, self.adapter)
-            return response if response is not None else web.Response(status=202)
-
-        # The SDK's JWT check, on this route only: Slack's path keeps its own signature check.
-        return messages if self.anonymous else jwt_authorization_decorator(messages)
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        response = await start_agent_process(request, self.app, self.adapter)
+        return response if response is not None else web.Response(status=202)
 
     async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
         log.error("Teams turn failed: %s", error, exc_info=error)
@@ -262,7 +261,7 @@ class TeamsBot:
         if self.metrics is not None:
             self.metrics.claims.labels("teams", outcome).inc()
 
-    async def _card_for(self, h: Handoff) -> dict[str, Any]:
+    async def card_for(self, h: Handoff) -> dict[str, Any]:
         ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id) if u]
         return cards.escalation_card(h, await self.service.names(h.workspace_id, ids))
 
@@ -278,11 +277,13 @@ class TeamsBot:
             if isinstance(outcome, Won):
                 self._count("won")
                 bind_log(workspace=me.tenant, handoff=outcome.handoff.ref)
-                return card_response(await self._card_for(outcome.handoff))
+                return card_response(await self.card_for(outcome.handoff))
             if isinstance(outcome, Conflict):
                 self._count("conflict")
                 winner = (await self.service.names(ws, [outcome.winner])).get(outcome.winner, "someone")
-                return message_response(f"Already claimed by {winner} {ago(outcome.claimed_at, self.service.clock())}.")
+                return message_response(
+                    f"Already claimed by {winner} {ago_phrase(outcome.claimed_at, self.service.clock())}."
+                )
         except StorageUnavailable:
             return message_response(TRY_AGAIN)
         if isinstance(outcome, AlreadyYours):
@@ -317,7 +318,7 @@ class TeamsBot:
             else:
                 outcome = await self.service.release(ws, handoff_id, me.user_id)
             if isinstance(outcome, Done):
-                return card_response(await self._card_for(outcome.handoff))
+                return card_response(await self.card_for(outcome.handoff))
             if isinstance(outcome, NotHolder):
                 holder = outcome.handoff.claimed_by
                 name = (await self.service.names(ws, [holder])).get(holder, "someone") if holder else None

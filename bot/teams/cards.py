@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.phrases import after_phrase
 from handoff.domain import Handoff, Severity, Status
 from handoff.validation import CUSTOMER_MAX, SUMMARY_MAX, TEXT_MAX
 
@@ -49,11 +50,6 @@ def _section(title: str, text: str, empty: str) -> list[dict[str, Any]]:
     ]
 
 
-def _minutes(h: Handoff, later: Any) -> str:
-    m = max(0, int((later - h.created_at).total_seconds() // 60))
-    return "under a minute" if m < 1 else f"{m} min"
-
-
 def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
     def name(user: str | None) -> str:
         return cut(names.get(user or "", "someone"), 100)
@@ -90,7 +86,7 @@ def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
             rich(
                 run("✋ Claimed by "),
                 run(name(h.claimed_by), weight="Bolder"),
-                run(f" · {_minutes(h, h.claimed_at)} after escalation"),
+                run(f" · {after_phrase(h.created_at, h.claimed_at)} after escalation"),
                 separator=True,
                 spacing="Medium",
             )
@@ -113,7 +109,7 @@ def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
             rich(
                 run("✅ Resolved by "),
                 run(name(h.resolved_by), weight="Bolder"),
-                run(f" · {_minutes(h, h.resolved_at)} after escalation"),
+                run(f" · {after_phrase(h.created_at, h.resolved_at)} after escalation"),
                 separator=True,
                 spacing="Medium",
             )

@@ -19,6 +19,7 @@ from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
 from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
+from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot
 from handoff.domain import Handoff, Outbound, Status
@@ -34,11 +35,6 @@ ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
 
 class NoChannel(Exception):
     pass
-
-
-def _minutes(h: Handoff) -> str:
-    m = max(0, int((utcnow() - h.created_at).total_seconds() // 60))
-    return f"{m} min"
 
 
 class TeamsDelivery:
@@ -133,7 +129,7 @@ class TeamsDelivery:
             if h.card_ref:
                 return Sent()
             channel = await self._channel(h.workspace_id, "escalation")
-            content = await self.bot._card_for(h)
+            content = await self.bot.card_for(h)
             activity = Activity(type="message", summary=cards.card_summary(h), attachments=[cards.attachment(content)])
             activity_id = await self._send(channel, activity)
             if not activity_id:
@@ -148,7 +144,7 @@ class TeamsDelivery:
             if not h.card_ref or not h.card_channel:
                 return Defer(2.0, WAITING_FOR_CARD)
             channel = await self._channel(h.workspace_id, "escalation")
-            content = await self.bot._card_for(h)
+            content = await self.bot.card_for(h)
             await self._update(
                 channel,
                 Activity(
@@ -171,6 +167,7 @@ class TeamsDelivery:
                 return GiveUp("no conversation with the requester to write to")
             await self._send(ref, text)
             return Sent()
+        waited = after_phrase(h.created_at, utcnow())
         if kind in (Outbound.THREAD_NOTE, Outbound.REMIND_SENIORS):
             if kind == Outbound.REMIND_SENIORS and h.status != Status.OPEN:
                 return Sent()
@@ -181,7 +178,7 @@ class TeamsDelivery:
                 text = await self._note_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
             else:
                 text = (
-                    f"Seniors: {h.ref} ({h.severity.label}) has waited {_minutes(h)} with nobody on it. "
+                    f"Seniors: {h.ref} ({h.severity.label}) has waited {waited} with nobody on it. "
                     "Can someone claim it?"
                 )
             await self._send(channel, text, conversation_id=f"{h.card_channel};messageid={h.card_ref}")
@@ -192,7 +189,7 @@ class TeamsDelivery:
             leads = await self._channel(h.workspace_id, "leads")
             await self._send(
                 leads,
-                f"⚠️ {h.ref} ({h.severity.label}) has been open {_minutes(h)} and nobody has claimed it: "
+                f"⚠️ {h.ref} ({h.severity.label}) has been open {waited} and nobody has claimed it: "
                 f"{cards.cut(h.summary, 200)}",
             )
             return Sent()
