@@ -21,6 +21,7 @@ from bot.logs import setup_logging
 from bot.sandbox.fake_slack import FakeSlack, Message
 from bot.sandbox.render import blocks_to_text, boxed, mrkdwn_to_text
 from bot.sandbox.simulator import SlackSimulator, button_value
+from bot.sandbox.watch import serve_on_loopback
 from bot.server import RUNTIME, make_web_app
 
 MAYA, ANA, BEN, CHLOE = "U0MAYA", "U0ANA", "U0BEN", "U0CHLOE"
@@ -65,11 +66,7 @@ async def run_demo(*, verbose: bool = False) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="escalation-bot-demo-")
     db_path = Path(tmp.name) / "demo.db"
     app = make_web_app(demo_settings(db_path, fake))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_on_loopback(app)
     started = time.perf_counter()
     try:
         async with SlackSimulator(f"http://127.0.0.1:{port}", SECRET, fake=fake, team_id="T0DEMO") as slack:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from bot.config import Settings
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.simulator import SlackSimulator
+from bot.sandbox.watch import serve_on_loopback
 from bot.server import RUNTIME, Runtime, make_web_app
 from storage import migrate
 from storage.db import Database
@@ -140,11 +141,7 @@ class Bot:
 
 async def start_bot(settings: Settings, fake: FakeSlack) -> tuple[web.AppRunner, str, web.Application]:
     app = make_web_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_on_loopback(app)
     return runner, f"http://127.0.0.1:{port}", app
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.watch import Watched
+from bot.sandbox.watch import Watched, serve_on_loopback
 
 
 @dataclass
@@ -169,11 +169,7 @@ class FakeSlack(Watched):
         app.router.add_post("/_fake/chaos", self._set_chaos)
         app.router.add_post("/_fake/calm", self._set_calm)
         # A client that hangs up mid-request gets nothing done, as if the request never arrived.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app, port, handler_cancellation=True)
         return self
 
     async def stop(self) -> None:

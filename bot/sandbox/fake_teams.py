@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.sandbox.fake_slack import Fail
-from bot.sandbox.watch import Watched
+from bot.sandbox.watch import Watched, serve_on_loopback
 
 BOT_ID = "28:escalation-bot"
 BOT_NAME = "Escalation Bot"
@@ -74,11 +74,7 @@ class FakeTeamsConnector(Watched):
         app.router.add_post("/v3/conversations/{conv}/activities", self._send)
         app.router.add_post("/v3/conversations/{conv}/activities/{aid}", self._reply)
         app.router.add_put("/v3/conversations/{conv}/activities/{aid}", self._update)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app, handler_cancellation=True)
         return self
 
     async def stop(self) -> None:
