@@ -124,3 +124,74 @@ def summary(values: list[float]) -> tuple[float, float, float]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / TICK, sum(fields) / TICK
+
+
+def process_cpu(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by these processes (those that still exist)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by named groups of processes, and the machine, between start() and stop()."""
+
+    def __init__(self, groups: dict[str, Sequence[int] | None]):
+        # None means "PostgreSQL": its backends come and go, so they are listed at each reading.
+        self.groups = groups
+        self.used: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        pg = postgres_pids()
+        values = {name: process_cpu(pg if pids is None else pids) for name, pids in self.groups.items()}
+        values["bench (this process)"] = sum(os.times()[:2])
+        busy, total = machine_cpu()
+        values["machine busy"], values["machine total"] = busy, total
+        return values
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def stop(self) -> None:
+        after = self._read()
+        self.used = {k: after[k] - self._before[k] for k in after}
+
+    def per_item_ms(self, count: int) -> dict[str, float]:
+        return {k: v / count * 1000 for k, v in self.used.items() if not k.startswith("machine")}
+
+    def report(self, count: int) -> str:
+        total = self.used.pop("machine total")
+        busy = self.used.pop("machine busy")
+        parts = [f"{name} {secs / count * 1000:.1f}" for name, secs in self.used.items()]
+        return (
+            f"CPU ms per escalation: {', '.join(parts)}; machine busy {busy / total:.0%} of {os.cpu_count()} cores "
+            f"({busy / count * 1000:.1f} ms per escalation in all)"
+        )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -28,7 +29,18 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CHANNEL, SECRET, TEAM, TOKEN, Child, drop_pg, fresh_pg, percentile, start_fake_slack
+from bench.common import (
+    CHANNEL,
+    SECRET,
+    TEAM,
+    TOKEN,
+    Child,
+    CpuMeter,
+    drop_pg,
+    fresh_pg,
+    percentile,
+    start_fake_slack,
+)
 from bot.sandbox.process import ServeProcess, free_port
 from bot.sandbox.simulator import SlackSimulator
 from bot.slack.modals import escalate_modal
@@ -84,8 +96,12 @@ class Load:
         return [self.seen[v] - t for v, t in self.sent.items() if v in self.seen]
 
 
-async def throughput(urls: list[str], fake: Child, session: aiohttp.ClientSession, n: int, tag: str) -> float:
+async def throughput(
+    urls: list[str], fake: Child, session: aiohttp.ClientSession, n: int, tag: str, meter: CpuMeter | None = None
+) -> float:
     load = Load(urls, fake, session, tag)
+    if meter:
+        meter.start()
     limit = asyncio.Semaphore(64)
 
     async def one(i: int) -> None:
@@ -95,6 +111,8 @@ async def throughput(urls: list[str], fake: Child, session: aiohttp.ClientSessio
     t0 = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(n)))
     await load.wait_all()
+    if meter:
+        meter.stop()
     last = max(load.seen.values())
     return n / (last - t0)
 
@@ -118,6 +136,8 @@ async def steady(
 async def run(n: int, rate: float, seconds: float) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="intake-"))
     results: dict[str, tuple[float, float, float, float, int]] = {}
+    cpu: dict[str, str] = {}
+    cpu_per: dict[str, tuple[float, float]] = {}  # (bot CPU ms per escalation per replica, all CPU ms)
     setups = [
         ("bare Bolt (baseline)", "bare", 1),
         ("SQLite, 1 process", "sqlite", 1),
@@ -178,7 +198,17 @@ async def run(n: int, rate: float, seconds: float) -> int:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
                 await throughput(urls, fake, s, 50, "W")  # warm-up
-                tput = await throughput(urls, fake, s, n, "T")
+                meter = CpuMeter(
+                    {
+                        "bot": [p.proc.pid for p in procs],
+                        "PostgreSQL": None if kind == "pg" else [],
+                        "fake Slack": [fake.proc.pid],
+                    }
+                )
+                tput = await throughput(urls, fake, s, n, "T", meter)
+                per = meter.per_item_ms(n)
+                cpu_per[label] = (per["bot"] / max(1, replicas), sum(per.values()))
+                cpu[label] = meter.report(n)
                 p50, p99, worst, retries = await steady(urls, fake, s, rate, seconds, "S")
             results[label] = (tput, p50, p99, worst, retries)
             print(f"  measured {label}: {tput:.0f}/s", file=sys.stderr, flush=True)
@@ -201,6 +231,19 @@ async def run(n: int, rate: float, seconds: float) -> int:
             f"{label:<26} {tput:7.0f} {tput / base:7.2f}x {tput / one:7.2f}x {p50 * 1000:11.0f} ms "
             f"{p99 * 1000:6.0f} ms {worst * 1000:6.0f} ms {retries:6d}"
         )
+    print("where the CPU went during the throughput run (the bench process is the load generator):")
+    for label, line in cpu.items():
+        print(f"  {label}: {line}")
+    # What this machine allows: a replica is one Python process, so at most one core's worth
+    # of escalations; everything together (bot, PostgreSQL, fake Slack, load) shares all cores.
+    cores = os.cpu_count() or 1
+    bot_ms, all_ms = cpu_per["PostgreSQL, 1 replica"]
+    one_core_cap, machine_cap = 1000 / bot_ms, cores * 1000 / all_ms
+    print(
+        f"ceilings from that CPU: one replica <= {one_core_cap:.0f}/s (its one core); any number of replicas "
+        f"<= {machine_cap:.0f}/s ({cores} cores / {all_ms:.1f} ms per escalation) = "
+        f"{machine_cap / one:.2f}x one replica's measured throughput"
+    )
     three = results["PostgreSQL, 3 replicas"]
     print(
         f"target: 3 replicas >= 2x one replica's throughput: {three[0] / one:.2f}x "

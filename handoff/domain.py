@@ -48,6 +48,7 @@ class Outbound(enum.StrEnum):
     REMIND_SENIORS = "remind_seniors"
     ALERT_LEADS = "alert_leads"
     WEEKLY_REPORT = "weekly_report"
+    REFRESH_HOME = "refresh_home"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Draft:
     category: str | None = None
     links: list[str] | None = None
     transcript: list[dict[str, Any]] | None = None
+    source: dict[str, Any] | None = None  # the chat message it was escalated from
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class Handoff:
     category: str | None = None
     links: list[str] | None = None
     transcript: list[dict[str, Any]] | None = None
+    source: dict[str, Any] | None = None
+    similar: list[dict[str, Any]] | None = None
 
     @property
     def ref(self) -> str:
@@ -131,6 +135,8 @@ class Handoff:
             category=m["category"],
             links=m["links"],
             transcript=m["transcript"],
+            source=m["source"],
+            similar=m["similar"],
         )
 
 

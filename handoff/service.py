@@ -8,10 +8,12 @@ commits, `on_commit` wakes the delivery worker so the messages go out at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from handoff import similar
 from handoff.domain import (
     AlreadyYours,
     ChangeOutcome,
@@ -31,7 +33,7 @@ from handoff.domain import (
     Won,
 )
 from handoff.schedule import last_due, reminder_after, week_bounds
-from storage import directory, outbox
+from storage import directory, outbox, search
 from storage import handoffs as q
 from storage.db import Database
 
@@ -41,6 +43,33 @@ def utcnow() -> datetime:
 
 
 _OPEN_AGAIN: ClaimOutcome = NotFound()  # sentinel, compared by identity
+
+
+# Home tabs are refreshed at most once per this many seconds per workspace, for everyone who
+# looked at theirs within HOME_VIEWERS_WITHIN: a burst of changes is one refresh.
+HOME_REFRESH_SECONDS = 2
+HOME_VIEWERS_WITHIN = timedelta(hours=1)
+HOME_VIEWERS_MAX = 100
+
+
+@dataclass(frozen=True)
+class HomeView:
+    """What one person's App Home shows."""
+
+    open: list[Handoff]
+    open_total: int
+    mine: list[Handoff]
+    claims: list[Handoff]
+
+
+def home_refresh_row(workspace_id: int, now: datetime) -> dict[str, Any]:
+    bucket = int(now.timestamp()) // HOME_REFRESH_SECONDS
+    return {
+        "workspace_id": workspace_id,
+        "kind": Outbound.REFRESH_HOME,
+        "dedupe_key": f"home:{workspace_id}:{bucket}",
+        "due": datetime.fromtimestamp((bucket + 1) * HOME_REFRESH_SECONDS, UTC),
+    }
 
 
 class DuplicateKey(Exception):
@@ -158,6 +187,7 @@ class HandoffService:
                     "customer": draft.customer,
                     "links": draft.links,
                     "transcript": draft.transcript,
+                    "source": draft.source,
                     "requester_id": requester_id,
                     "requested_senior_id": draft.requested_senior_id,
                     "origin_channel": draft.origin_channel,
@@ -191,6 +221,7 @@ class HandoffService:
                         "dedupe_key": f"notify:{new_id}:created",
                         "payload": {"what": "created", "actor": requester_id},
                     },
+                    home_refresh_row(workspace_id, now),
                 ],
                 now,
             )
@@ -334,6 +365,7 @@ class HandoffService:
                     "dedupe_key": f"note:{h.id}:{what}:{h.version}",
                     "payload": said,
                 },
+                home_refresh_row(h.workspace_id, now),
             ],
             now,
         )
@@ -462,6 +494,72 @@ class HandoffService:
             )
         self._committed()
         return fresh
+
+    # ---- similar past resolutions, the thread an escalation came from ---------
+
+    async def similar_resolved(self, workspace_id: int, h: Handoff, limit: int = 3) -> list[dict[str, Any]]:
+        """Up to `limit` resolved escalations of this workspace that look like `h`, best first."""
+        terms = similar.query_terms(h.summary, h.details, h.tried)
+        async with self.db.read() as conn:
+            candidates = await search.resolved_candidates(conn, workspace_id, terms, exclude_id=h.id)
+        return [m.as_json() for m in similar.pick(terms, candidates, limit)]
+
+    async def with_similar(self, h: Handoff) -> Handoff:
+        """The handoff with its similar resolutions, found and kept the first time they are asked for."""
+        if h.similar is not None:
+            return h
+        found = await self.similar_resolved(h.workspace_id, h)
+        async with self.db.write() as conn:
+            await q.set_similar(conn, h.workspace_id, h.id, found)
+        return replace(h, similar=found)
+
+    async def record_thread(
+        self, h: Handoff, transcript: list[dict[str, Any]] | None, source: dict[str, Any]
+    ) -> Handoff:
+        async with self.db.write() as conn:
+            await q.set_transcript(conn, h.workspace_id, h.id, transcript, source)
+        return replace(h, transcript=transcript, source=source)
+
+    # ---- one person's view: App Home, `/escalate mine` ---------------------
+
+    async def home(self, workspace_id: int, user: str, *, open_limit: int = 20, own_limit: int = 10) -> HomeView:
+        async with self.db.read() as conn:
+            queue, total = await q.open_queue(conn, workspace_id, open_limit)
+            mine = await q.of_person(conn, workspace_id, requester=user, statuses=("open", "claimed"), limit=own_limit)
+            claims = await q.of_person(conn, workspace_id, claimer=user, statuses=("claimed",), limit=own_limit)
+        return HomeView(
+            open=[Handoff.from_row(r) for r in queue],
+            open_total=total,
+            mine=[Handoff.from_row(r) for r in mine],
+            claims=[Handoff.from_row(r) for r in claims],
+        )
+
+    async def mine(self, workspace_id: int, user: str, limit: int = 20) -> list[Handoff]:
+        async with self.db.read() as conn:
+            rows = await q.of_person(conn, workspace_id, requester=user, statuses=("open", "claimed"), limit=limit)
+        return [Handoff.from_row(r) for r in rows]
+
+    async def home_opened(self, workspace_id: int, user: str) -> None:
+        async with self.db.write() as conn:
+            await directory.home_opened(conn, workspace_id, user, self.clock())
+
+    async def home_viewers(self, workspace_id: int) -> list[str]:
+        async with self.db.read() as conn:
+            return await directory.home_viewers_since(
+                conn, workspace_id, self.clock() - HOME_VIEWERS_WITHIN, HOME_VIEWERS_MAX
+            )
+
+    async def configure_workspace(
+        self, workspace_id: int, *, escalation_channel: str | None, leads_channel: str | None, settings: dict[str, Any]
+    ) -> None:
+        async with self.db.write() as conn:
+            await directory.save_workspace_config(
+                conn,
+                workspace_id,
+                escalation_channel=escalation_channel,
+                leads_channel=leads_channel,
+                settings=settings,
+            )
 
     # ---- what the platforms report back ----------------------------------
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.tables import conversation_refs, people
+from storage.tables import conversation_refs, home_viewers, people, workspaces
 
 
 def _upsert(conn: AsyncConnection, table: Any, keys: list[str], values: dict[str, Any]) -> Any:
@@ -59,3 +59,45 @@ async def names(conn: AsyncConnection, workspace_id: int, user_ids: list[str]) -
         )
     )
     return {u: n for u, n in rows.all()}
+
+
+# ---- App Home viewers -------------------------------------------------------
+
+
+async def home_opened(conn: AsyncConnection, workspace_id: int, user_id: str, now: datetime) -> None:
+    await conn.execute(
+        _upsert(
+            conn,
+            home_viewers,
+            ["workspace_id", "user_id"],
+            {"workspace_id": workspace_id, "user_id": user_id, "opened_at": now},
+        )
+    )
+
+
+async def home_viewers_since(conn: AsyncConnection, workspace_id: int, since: datetime, limit: int) -> list[str]:
+    rows = await conn.execute(
+        select(home_viewers.c.user_id)
+        .where(home_viewers.c.workspace_id == workspace_id, home_viewers.c.opened_at >= since)
+        .order_by(home_viewers.c.opened_at.desc())
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+# ---- per-workspace configuration (Slack's `/escalate config`) -----------------
+
+
+async def save_workspace_config(
+    conn: AsyncConnection,
+    workspace_id: int,
+    *,
+    escalation_channel: str | None,
+    leads_channel: str | None,
+    settings: dict[str, Any],
+) -> None:
+    await conn.execute(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id)
+        .values(escalation_channel=escalation_channel, leads_channel=leads_channel, settings=settings)
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, select, update
+from sqlalchemy import Row, and_, case, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -277,3 +277,70 @@ async def mark_processed(conn: AsyncConnection, source: str, event_id: str, now:
         )
     )
     return result.rowcount == 1
+
+
+# ---- what a person sees: the open queue, their escalations, their claims ----------
+
+
+async def set_similar(conn: AsyncConnection, workspace_id: int, handoff_id: int, similar: list[dict[str, Any]]) -> None:
+    """Remember the similar resolutions found for a card, once (the first finding stays)."""
+    await conn.execute(
+        update(handoffs).where(_scoped(workspace_id, handoff_id), handoffs.c.similar.is_(None)).values(similar=similar)
+    )
+
+
+async def set_transcript(
+    conn: AsyncConnection,
+    workspace_id: int,
+    handoff_id: int,
+    transcript: list[dict[str, Any]] | None,
+    source: dict[str, Any],
+) -> None:
+    await conn.execute(
+        update(handoffs).where(_scoped(workspace_id, handoff_id)).values(transcript=transcript, source=source)
+    )
+
+
+_SEVERITY_FIRST = case(
+    (handoffs.c.severity == "P1", 1), (handoffs.c.severity == "P2", 2), (handoffs.c.severity == "P3", 3), else_=4
+)
+
+
+async def open_queue(conn: AsyncConnection, workspace_id: int, limit: int) -> tuple[list[Row[Any]], int]:
+    """Open escalations, most severe first and oldest first within a severity; and how many in all."""
+    where = and_(handoffs.c.workspace_id == workspace_id, handoffs.c.status == "open", handoffs.c.number.is_not(None))
+    rows = (
+        await conn.execute(
+            select(handoffs).where(where).order_by(_SEVERITY_FIRST, handoffs.c.created_at, handoffs.c.id).limit(limit)
+        )
+    ).all()
+    total = await conn.scalar(select(func.count()).select_from(handoffs).where(where))
+    return list(rows), int(total or 0)
+
+
+async def of_person(
+    conn: AsyncConnection,
+    workspace_id: int,
+    *,
+    requester: str | None = None,
+    claimer: str | None = None,
+    statuses: tuple[str, ...],
+    limit: int,
+) -> list[Row[Any]]:
+    """One person's escalations (as requester) or claims (as claimer) in these states, newest first."""
+    column, user = (handoffs.c.requester_id, requester) if requester else (handoffs.c.claimed_by, claimer)
+    return list(
+        (
+            await conn.execute(
+                select(handoffs)
+                .where(
+                    handoffs.c.workspace_id == workspace_id,
+                    column == user,
+                    handoffs.c.status.in_(statuses),
+                    handoffs.c.number.is_not(None),
+                )
+                .order_by(handoffs.c.created_at.desc(), handoffs.c.id.desc())
+                .limit(limit)
+            )
+        ).all()
+    )

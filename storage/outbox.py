@@ -78,7 +78,9 @@ async def enqueue(
 
 
 async def enqueue_many(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> int:
-    """Queue several messages in one statement (each once per dedupe key). Returns how many were new."""
+    """Queue several messages in one statement (each once per dedupe key). Returns how many were new.
+
+    A row may carry `due`: not to be sent before then (default: at once)."""
     values = [
         {
             "workspace_id": r["workspace_id"],
@@ -89,7 +91,7 @@ async def enqueue_many(conn: AsyncConnection, rows: list[dict[str, Any]], now: d
             "dedupe_key": r["dedupe_key"],
             "status": "pending",
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": r.get("due") or now,
             "created_at": now,
         }
         for r in rows

@@ -98,6 +98,11 @@ handoffs = Table(
     Column("customer", Text, nullable=False, server_default=""),
     Column("links", JSON),
     Column("transcript", JSON),
+    # An escalation made from a Slack message: where it came from, its permalink, and whether
+    # the thread was copied into `transcript` or only linked.
+    Column("source", JSON),
+    # Up to three similar resolved escalations, found when the card was first posted.
+    Column("similar", JSON),
     Column("requester_id", String(64), nullable=False),
     Column("requested_senior_id", String(64)),
     Column("origin_channel", String(64)),
@@ -123,6 +128,11 @@ handoffs = Table(
     Index(None, "workspace_id", "created_at"),
     # Reminders: open escalations across workspaces, oldest first.
     Index(None, "status", "created_at"),
+    # App Home and `/escalate mine`.
+    Index(None, "workspace_id", "requester_id", "status"),
+    Index(None, "workspace_id", "claimed_by", "status"),
+    # Full-text search (migration 0006): PostgreSQL adds a generated `search_vector` column with a
+    # GIN index; SQLite keeps an FTS5 table `handoffs_fts` by triggers. Neither is modelled here.
 )
 
 handoff_events = Table(
@@ -188,6 +198,16 @@ people = Table(
     Column("user_id", String(128), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Who looked at the App Home tab lately: they get it refreshed when the queue changes.
+home_viewers = Table(
+    "home_viewers",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Index(None, "workspace_id", "opened_at"),
 )
 
 processed_events = Table(

@@ -52,7 +52,10 @@ class Message:
     to_user: str | None = None  # set for DMs: who the message went to
     edits: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
-    at: float = field(default_factory=time.monotonic)  # when it arrived (system-wide monotonic clock)
+    at: float = field(default_factory=time.monotonic)
+    user: str | None = (
+        None  # who wrote it, for a person's message (None: the bot)  # when it arrived (system-wide monotonic clock)
+    )
 
 
 @dataclass
@@ -133,6 +136,13 @@ class FakeSlack(Watched):
         self.replies: list[Reply] = []
         self.views: list[dict[str, Any]] = []
         self._failures: dict[str, list[Fail]] = {}
+        # More workspaces: bot token -> team id (installed through the OAuth flow), and the codes
+        # Slack would hand the redirect for each (see `grant`); who is a workspace admin.
+        self.installs: dict[str, str] = {}
+        self.oauth_codes: dict[str, dict[str, Any]] = {}
+        self.oauth_client: tuple[str, str] | None = None
+        self.admins: set[str] = set()
+        self._token: str | None = None
         self._chaos: tuple[float, tuple[str, ...], list[Fail], random.Random] | None = None
         self._last_ts = 0
         super().__init__()
@@ -154,6 +164,7 @@ class FakeSlack(Watched):
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "conversations.replies": self._replies,
+            "oauth.v2.access": self._oauth_access,
         }
 
     # ---- lifecycle --------------------------------------------------------
@@ -249,7 +260,10 @@ class FakeSlack(Watched):
                 form = await request.post()
                 args.update({k: _maybe_json(v) for k, v in form.items() if isinstance(v, str)})
         auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ").strip() or args.pop("token", None)
+        basic = auth.removeprefix("Basic ").strip() if auth.startswith("Basic ") else None
+        token = None if basic else (auth.removeprefix("Bearer ").strip() or args.pop("token", None))
+        if basic:
+            args["_basic"] = basic
         now = time.monotonic()
 
         failure = self._next_failure(method)
@@ -272,7 +286,7 @@ class FakeSlack(Watched):
             if not ok:
                 return web.json_response({"ok": False, "error": "invalid_auth"})
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket-mode"})
-        if self.bot_token is not None and token != self.bot_token:
+        if method != "oauth.v2.access" and self.bot_token is not None and self.team_for(token) is None:
             self.calls.append(ApiCall(method, args, 200, False, now, token))
             await self._notify()
             return web.json_response({"ok": False, "error": "invalid_auth"})
@@ -280,6 +294,7 @@ class FakeSlack(Watched):
         if handler is None:
             result: dict[str, Any] = {"ok": False, "error": "unknown_method"}
         else:
+            self._token = token
             result = handler(args)
         self.calls.append(ApiCall(method, args, 200, bool(result.get("ok")), now, token))
         await self._notify()
@@ -409,12 +424,70 @@ class FakeSlack(Watched):
         self._last_ts = micros
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
+    # ---- more than one workspace ---------------------------------------------
+
+    def team_for(self, token: str | None) -> str | None:
+        if token is not None and token == self.bot_token:
+            return self.team_id
+        return self.installs.get(token or "")
+
+    def grant(self, code: str, team_id: str, *, team_name: str = "", installer: str = "UINSTALLER") -> str:
+        """What Slack does when a workspace approves the install: a code for the redirect; returns the token."""
+        token = f"xoxb-{team_id.lower()}-{uuid.uuid4().hex[:12]}"
+        self.oauth_codes[code] = {
+            "team_id": team_id,
+            "team_name": team_name or team_id,
+            "bot_token": token,
+            "installer": installer,
+        }
+        return token
+
+    def revoke(self, team_id: str) -> None:
+        """The workspace uninstalled the app: its tokens stop working."""
+        for token, team in list(self.installs.items()):
+            if team == team_id:
+                del self.installs[token]
+
+    def say(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> Message:
+        """A person writes in a channel (or a thread): something a message shortcut can point at."""
+        msg = Message(channel=channel, ts=self._new_ts(), text=text, blocks=None, thread_ts=thread_ts, user=user)
+        self.messages.append(msg)
+        return msg
+
+    def _oauth_access(self, args: dict[str, Any]) -> dict[str, Any]:
+        import base64
+
+        basic = args.get("_basic") or ""
+        try:
+            client_id, client_secret = base64.b64decode(basic).decode().split(":", 1)
+        except ValueError:
+            client_id, client_secret = str(args.get("client_id")), str(args.get("client_secret"))
+        if self.oauth_client is not None and (client_id, client_secret) != self.oauth_client:
+            return {"ok": False, "error": "invalid_client_id"}
+        grant = self.oauth_codes.pop(str(args.get("code")), None)
+        if grant is None:
+            return {"ok": False, "error": "invalid_code"}
+        self.installs[grant["bot_token"]] = grant["team_id"]
+        return {
+            "ok": True,
+            "app_id": "A0ESCALATE",
+            "authed_user": {"id": grant["installer"]},
+            "scope": "chat:write,commands",
+            "token_type": "bot",
+            "access_token": grant["bot_token"],
+            "bot_user_id": "UBOT" + grant["team_id"],
+            "team": {"id": grant["team_id"], "name": grant["team_name"]},
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        team = self.team_for(self._token) or self.team_id
         return {
             "ok": True,
             "url": f"https://{self.team_domain}.slack.com/",
             "team": self.team_domain,
-            "team_id": self.team_id,
+            "team_id": team,
             "user": "escalation-bot",
             "user_id": self.bot_user_id,
             "bot_id": "B" + self.bot_user_id,
@@ -518,6 +591,10 @@ class FakeSlack(Watched):
         out = []
         for m in page:
             entry: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text}
+            if m.user:
+                entry["user"] = m.user
+            else:
+                entry["bot_id"] = "B" + self.bot_user_id
             if m.thread_ts:
                 entry["thread_ts"] = m.thread_ts
             if with_meta and m.metadata:
@@ -539,7 +616,10 @@ class FakeSlack(Watched):
         channel, ts = str(args.get("channel")), str(args.get("ts"))
         if self.find(channel, ts) is None:
             return {"ok": False, "error": "thread_not_found"}
-        return self._listing([m for m in self.messages if m.channel == channel and m.thread_ts == ts], args)
+        # Like Slack: the thread's parent and its replies.
+        return self._listing(
+            [m for m in self.messages if m.channel == channel and (m.thread_ts == ts or m.ts == ts)], args
+        )
 
     def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
         group = str(args.get("usergroup"))
@@ -555,7 +635,17 @@ class FakeSlack(Watched):
         uid = str(args.get("user"))
         if uid not in self.users:
             return {"ok": False, "error": "user_not_found"}
-        return {"ok": True, "user": {"id": uid, "name": self.users[uid], "real_name": self.users[uid]}}
+        admin = uid in self.admins
+        return {
+            "ok": True,
+            "user": {
+                "id": uid,
+                "name": self.users[uid],
+                "real_name": self.users[uid],
+                "is_admin": admin,
+                "is_owner": admin,
+            },
+        }
 
 
 async def _serve_forever(port: int, token: str, team: str) -> None:

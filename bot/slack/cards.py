@@ -6,6 +6,8 @@ only mentions on a card are of user ids Slack itself gave us.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -49,6 +51,56 @@ def status_line(h: Handoff) -> str:
     return ":hourglass_flowing_sand: Open · waiting for a senior to claim it"
 
 
+TRANSCRIPT_LINES = 8
+TRANSCRIPT_LINE_MAX = 300
+
+
+def thread_section(h: Handoff) -> SectionBlock | None:
+    """An escalation made from a message: the thread as a short timeline, or a link when it was not copied."""
+    source = h.source or {}
+    if not source:
+        return None
+    url = source.get("permalink")
+    head = "*What's been tried in the thread*\n"
+    if not h.transcript:
+        why = " (I couldn't read it)" if source.get("thread") == "linked" else ""
+        where = t.link(url, "the original message") if url else "the original message"
+        return SectionBlock(text=MarkdownTextObject(text=f"{head}_The thread is linked, not copied{why}:_ {where}"))
+    lines = []
+    shown = h.transcript[-TRANSCRIPT_LINES:]
+    for m in shown:
+        try:
+            at = datetime.fromtimestamp(float(m.get("ts") or 0), UTC)
+            when = f"<!date^{int(at.timestamp())}^{{time}}|{at:%H:%M} UTC>"
+        except (TypeError, ValueError, OverflowError):
+            when = ""
+        said = " ".join(str(m.get("text") or "").split())
+        lines.append(f"• {when} {t.user(m.get('user'))}: {t.fit(said, TRANSCRIPT_LINE_MAX)}")
+    more = len(h.transcript) - len(shown)
+    tail = (f"_…and {more} earlier message{'s' if more != 1 else ''}_ · " if more > 0 else "") + (
+        t.link(url, "open the thread") if url else ""
+    )
+    body = "\n".join(lines)
+    room = t.SECTION_TEXT_MAX - len(head) - len(tail) - 1
+    if len(body) > room:
+        body = body[: room - 1].rsplit("\n", 1)[0] + "\n…"
+    return SectionBlock(text=MarkdownTextObject(text=f"{head}{body}\n{tail}".rstrip()))
+
+
+def similar_section(h: Handoff) -> SectionBlock | None:
+    if not h.similar:
+        return None
+    lines = []
+    for s in h.similar[:3]:
+        ref = t.link(s.get("url"), f"ESC-{s.get('number')}")
+        note = " ".join(str(s.get("resolution") or "").split())
+        lines.append(
+            f"• {ref} {t.fit(str(s.get('summary') or ''), 150)}\n"
+            f"    _Fixed:_ {t.fit(note, 400)} · resolved by {t.user(s.get('resolved_by'))}"
+        )
+    return SectionBlock(text=MarkdownTextObject(text="*Similar resolved escalations*\n" + "\n".join(lines)))
+
+
 def card_blocks(h: Handoff) -> list[Block]:
     value = CardAction(h=h.id, v=h.version).dump()
     requested = (
@@ -67,6 +119,7 @@ def card_blocks(h: Handoff) -> list[Block]:
         _section("Problem", h.details, "No details given beyond the summary."),
         _section("What was tried", h.tried, "Nothing listed."),
         _section("Customer / environment", h.customer, "Not given."),
+        *[b for b in (thread_section(h), similar_section(h)) if b is not None],
         DividerBlock(),
         ContextBlock(elements=[MarkdownTextObject(text=status_line(h))]),
     ]

@@ -6,6 +6,8 @@ become entities. Cutting counts the escaped length and never splits an entity.
 
 from __future__ import annotations
 
+import re
+
 ELLIPSIS = "…"
 
 # The Block Kit limit we render into (a section's text).
@@ -42,14 +44,23 @@ def cut_plain(text: str, limit: int) -> str:
     return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
 
 
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+_SAFE_URL = re.compile(r"https?://[^\s<>|]+")
+
+
 def user(user_id: str | None) -> str:
-    """A mention of a user id Slack gave us (never of typed text)."""
-    return f"<@{user_id}>" if user_id else "someone"
+    """A mention of a user id Slack gave us; anything not shaped like one is shown as plain text."""
+    if not user_id:
+        return "someone"
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
 
 
 def channel(channel_id: str) -> str:
     return f"<#{channel_id}>" if channel_id[:1] in ("C", "G") else escape(channel_id)
 
 
-def link(url: str, label: str) -> str:
+def link(url: str | None, label: str) -> str:
+    """A link with an escaped label; a missing or odd-looking URL leaves just the label."""
+    if not url or not _SAFE_URL.fullmatch(url):
+        return fit(label, 200)
     return f"<{url}|{fit(label, 200)}>"

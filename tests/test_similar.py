@@ -1,0 +1,85 @@
+"""Similar past resolutions: the right ones first, only resolved ones, only this workspace's."""
+
+from __future__ import annotations
+
+from handoff.domain import Draft, Handoff, Severity, Won
+from handoff.service import HandoffService
+from storage.db import Database
+
+CORPUS = [
+    ("sso", "SSO login fails with SAML InvalidNameIDPolicy", "Set the NameID format to emailAddress in the IdP."),
+    ("sso-change", "Customer can't log in after SSO change, SAML error", "Re-uploaded the IdP metadata certificate."),
+    ("invoice", "Invoice PDF export times out for large accounts", "Raised the export worker timeout to 120 s."),
+    ("webhook", "Webhook deliveries failing with 401 after key rotation", "Customer still had the old signing secret."),
+    ("reset", "Password reset email never arrives", "Their domain was on the SES suppression list; removed it."),
+    ("cert", "SAML certificate expired, every SSO login rejected", "Rotated the certificate and told the customer."),
+]
+
+PROBES = {
+    "SSO login fails: SAML InvalidNameIDPolicy error for one user": ["sso"],
+    "Webhooks return 401 since the customer rotated keys": ["webhook"],
+    "Exporting an invoice to PDF times out": ["invoice"],
+    "Dark mode colours are wrong in the mobile app": [],
+}
+
+
+async def _resolved(service: HandoffService, ws: int, key: str, summary: str, note: str) -> Handoff:
+    made = await service.escalate(ws, "UJUNIOR", Draft(summary=summary, severity=Severity.P3, tried=""), key=key)
+    won = await service.claim(ws, made.handoff.id, "USENIOR")
+    assert isinstance(won, Won)
+    await service.resolve(ws, made.handoff.id, "USENIOR", note)
+    return made.handoff
+
+
+async def test_similar_resolutions_rank_the_right_ones_first_within_the_workspace(db: Database) -> None:
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    other = await service.workspace_id("slack", "T0B")
+    numbers = {key: (await _resolved(service, ws, key, summary, note)).number for key, summary, note in CORPUS}
+    # Another workspace's near-identical resolution, and this workspace's still-open twin, must never show.
+    await _resolved(service, other, "b-sso", "SSO login fails with SAML InvalidNameIDPolicy", "B's own fix")
+    await service.escalate(
+        ws,
+        "UJUNIOR",
+        Draft(summary="SSO login fails, SAML InvalidNameIDPolicy", severity=Severity.P2, tried=""),
+        key="open-twin",
+    )
+
+    ranking: dict[str, list[str]] = {}
+    by_number = {n: k for k, n in numbers.items()}
+    for i, (probe, expected_first) in enumerate(PROBES.items()):
+        made = await service.escalate(
+            ws, "UJUNIOR", Draft(summary=probe, severity=Severity.P3, tried=""), key=f"probe-{i}"
+        )
+        found = await service.similar_resolved(ws, made.handoff)
+        assert len(found) <= 3
+        assert all(f["number"] in by_number for f in found), found  # only this workspace's resolved ones
+        ranking[probe] = [by_number[f["number"]] for f in found]
+        assert ranking[probe][: len(expected_first)] == expected_first, ranking
+        for f in found:
+            assert f["resolved_by"] == "USENIOR" and f["resolution"]
+    assert set(ranking["SSO login fails: SAML InvalidNameIDPolicy error for one user"]) <= {"sso", "sso-change", "cert"}
+    assert ranking["Dark mode colours are wrong in the mobile app"] == []
+    print("similarity ranking:", ranking)
+
+    # The other workspace sees only its own.
+    made = await service.escalate(
+        other, "UJUNIOR", Draft(summary="SAML InvalidNameIDPolicy on login", severity=Severity.P3, tried=""), key="x"
+    )
+    theirs = await service.similar_resolved(other, made.handoff)
+    assert [f["resolution"] for f in theirs] == ["B's own fix"]
+
+
+async def test_the_card_keeps_the_similar_resolutions_found_first(db: Database) -> None:
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    await _resolved(service, ws, "k1", "Checkout page returns 502 for EU customers", "Restarted the EU gateway.")
+    made = await service.escalate(
+        ws, "UJUNIOR", Draft(summary="EU checkout 502 errors", severity=Severity.P2, tried=""), key="new"
+    )
+    first = await service.with_similar(made.handoff)
+    assert [f["resolution"] for f in first.similar or []] == ["Restarted the EU gateway."]
+    # Resolved later, a better match does not rewrite what the card already showed.
+    await _resolved(service, ws, "k2", "EU checkout 502 errors again", "Rolled back the gateway config.")
+    again = await service.with_similar(await service.get(ws, made.handoff.id))  # type: ignore[arg-type]
+    assert again.similar == first.similar
