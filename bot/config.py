@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     def slack_enabled(self) -> bool:
         return self.slack_signing_secret is not None
 
+    @property
+    def slack_oauth_enabled(self) -> bool:
+        """Multi-workspace install: each workspace's token comes from the OAuth flow."""
+        return bool(self.slack_client_id and self.slack_client_secret)
+
     def secrets(self) -> list[str]:
         """Every secret value, so the log filter can scrub them."""
         out = []
@@ -156,9 +161,15 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "SLACK_SIGNING_SECRET: missing; set it (and SLACK_BOT_TOKEN, SLACK_ESCALATION_CHANNEL) in .env"
             )
-        if self.slack_enabled:
-            if self.slack_bot_token is None and not (self.slack_client_id and self.slack_client_secret):
-                raise ConfigError("SLACK_BOT_TOKEN: missing; set the app's Bot User OAuth Token (xoxb-…) in .env")
+        if bool(self.slack_client_id) != bool(self.slack_client_secret):
+            missing = "SLACK_CLIENT_SECRET" if self.slack_client_id else "SLACK_CLIENT_ID"
+            raise ConfigError(f"{missing}: missing; multi-workspace install needs both SLACK_CLIENT_ID and SECRET")
+        if self.slack_enabled and not self.slack_oauth_enabled:
+            if self.slack_bot_token is None:
+                raise ConfigError(
+                    "SLACK_BOT_TOKEN: missing; set the app's Bot User OAuth Token (xoxb-…) in .env, "
+                    "or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install in many workspaces"
+                )
             if not self.slack_escalation_channel:
                 raise ConfigError(
                     "SLACK_ESCALATION_CHANNEL: missing; set the id of the channel cards go to (e.g. C0123456789)"

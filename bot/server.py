@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -28,8 +29,10 @@ from bot.slack.app import build_slack_app
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackDelivery
 from bot.slack.deps import SlackDeps
-from bot.slack.seniors import Seniors
+from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH, oauth_settings
+from bot.slack.workspaces import SlackWorkspaces
 from handoff.report import WeeklyReport, build_report
+from handoff.schedule import week_start_of
 from handoff.service import HandoffService, utcnow
 from storage import migrate
 from storage.db import Database
@@ -116,43 +119,26 @@ async def start_runtime(
 
     if settings.slack_enabled:
         assert settings.slack_signing_secret is not None
-        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        oauth = oauth_settings(settings, db.engine) if settings.slack_oauth_enabled else None
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token and not oauth else None
         client = make_client(
             token=token,
             base_url=settings.slack_api_base_url,
             session=session,
             timeout=settings.slack_api_timeout_seconds,
         )
-        deps = SlackDeps(
-            service=service,
-            seniors=Seniors(settings.slack_senior_user_ids, settings.slack_senior_usergroup),
-            metrics=metrics,
-        )
+        workspaces = SlackWorkspaces(service, settings, client, oauth.installation_store if oauth else None)
+
+        async def week_so_far(workspace_id: int) -> WeeklyReport:
+            today = utcnow().astimezone(ZoneInfo(settings.timezone)).date()
+            return await report_for(workspace_id, week_start_of(today))
+
+        deps = SlackDeps(service=service, workspaces=workspaces, metrics=metrics, stats_for=week_so_far)
         rt.slack_client = client
         rt.slack_app = build_slack_app(
-            signing_secret=settings.slack_signing_secret.get_secret_value(), client=client, deps=deps
+            signing_secret=settings.slack_signing_secret.get_secret_value(), client=client, deps=deps, oauth=oauth
         )
-
-        async def client_for(_workspace_id: int) -> AsyncWebClient:
-            return client
-
-        async def channel_for(workspace_id: int) -> str | None:
-            ws = await service.workspace(workspace_id)
-            return (ws.escalation_channel if ws is not None else None) or settings.slack_escalation_channel
-
-        async def leads_channel_for(workspace_id: int) -> str | None:
-            ws = await service.workspace(workspace_id)
-            return (ws.leads_channel if ws is not None else None) or settings.slack_leads_channel
-
-        deliverers["slack"] = SlackDelivery(
-            service,
-            client_for=client_for,
-            channel_for=channel_for,
-            leads_channel_for=leads_channel_for,
-            lead_ids=settings.slack_lead_user_ids,
-            seniors=deps.seniors,
-            report_for=report_for,
-        )
+        deliverers["slack"] = SlackDelivery(service, workspaces, report_for=report_for)
 
     if settings.teams_app_id:
         from bot.teams.app import TeamsBot
@@ -262,6 +248,10 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         app.router.add_post("/api/messages", teams_messages)
 
     app.router.add_post("/slack/events", slack_events)
+    if settings.slack_enabled and settings.slack_oauth_enabled:
+        # Bolt's install page and OAuth redirect (GET): the same dispatch as /slack/events.
+        app.router.add_get(INSTALL_PATH, slack_events)
+        app.router.add_get(REDIRECT_PATH, slack_events)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -221,10 +221,10 @@ class HandoffService:
                         "dedupe_key": f"notify:{new_id}:created",
                         "payload": {"what": "created", "actor": requester_id},
                     },
-                    home_refresh_row(workspace_id, now),
                 ],
                 now,
             )
+            await self._refresh_homes(conn, workspace_id, now)
             if number is None:
                 # SQLite: one writer at a time anyway, so the number is taken last, inside, and dense.
                 number = await q.take_number(conn, workspace_id)
@@ -345,8 +345,14 @@ class HandoffService:
             return Closed(h)
         return NotHolder(h)
 
+    async def _refresh_homes(self, conn: Any, workspace_id: int, now: datetime) -> None:
+        """Queue a refresh of the Home tabs people in this workspace have looked at lately (if any)."""
+        if await directory.home_viewers_since(conn, workspace_id, now - HOME_VIEWERS_WITHIN, 1):
+            await outbox.enqueue_many(conn, [home_refresh_row(workspace_id, now)], now)
+
     async def _queue_change(self, conn: Any, h: Handoff, what: str, actor: str, now: datetime) -> None:
-        """The messages every change causes: the card re-rendered, the requester told, a thread note."""
+        """The messages every change causes: the card re-rendered, the requester told, a thread note,
+        and the Home tabs of those looking at them refreshed."""
         common = {"workspace_id": h.workspace_id, "handoff_id": h.id, "handoff_version": h.version}
         said = {"what": what, "actor": actor}
         await outbox.enqueue_many(
@@ -365,10 +371,10 @@ class HandoffService:
                     "dedupe_key": f"note:{h.id}:{what}:{h.version}",
                     "payload": said,
                 },
-                home_refresh_row(h.workspace_id, now),
             ],
             now,
         )
+        await self._refresh_homes(conn, h.workspace_id, now)
 
     # ---- first action ------------------------------------------------------
 

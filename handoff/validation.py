@@ -44,8 +44,11 @@ def _length(errors: dict[str, str], name: str, value: str, limit: int, label: st
         errors[name] = f"{label} is {len(value):,} characters; the limit is {limit:,}. Please shorten it."
 
 
-def validate_draft(fields: dict[str, Any], *, requester_id: str) -> Draft:
-    """Turn raw form fields into a Draft, or raise FormErrors naming each bad field."""
+def validate_draft(fields: dict[str, Any], *, requester_id: str, source: dict[str, Any] | None = None) -> Draft:
+    """Turn raw form fields into a Draft, or raise FormErrors naming each bad field.
+
+    An escalation made from a message (`source`) may leave "what was tried" empty: its thread
+    goes on the card instead."""
     errors: dict[str, str] = {}
     summary = clean(fields.get("summary"), single_line=True)
     tried = clean(fields.get("tried"))
@@ -57,7 +60,7 @@ def validate_draft(fields: dict[str, Any], *, requester_id: str) -> Draft:
     if not summary:
         errors["summary"] = "Say in one line what is wrong."
     _length(errors, "summary", summary, SUMMARY_MAX, "The summary")
-    if not tried:
+    if not tried and source is None:
         errors["tried"] = "Say what you have already tried; it saves the senior from asking."
     _length(errors, "tried", tried, TEXT_MAX, "What was tried")
     _length(errors, "details", details, TEXT_MAX, "Details")
@@ -82,6 +85,7 @@ def validate_draft(fields: dict[str, Any], *, requester_id: str) -> Draft:
         customer=customer,
         requested_senior_id=senior,
         origin_channel=(fields.get("origin_channel") or None),
+        source=source,
     )
 
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -17,7 +18,9 @@ from storage.db import StorageUnavailable
 log = logging.getLogger(__name__)
 
 
-def build_slack_app(*, signing_secret: str, client: AsyncWebClient, deps: SlackDeps) -> AsyncApp:
+def build_slack_app(
+    *, signing_secret: str, client: AsyncWebClient, deps: SlackDeps, oauth: AsyncOAuthSettings | None = None
+) -> AsyncApp:
     bolt_log = logging.getLogger("bot.slack.bolt")
     # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which
     # carries that token) wins; quiet it for construction only.
@@ -30,9 +33,13 @@ def build_slack_app(*, signing_secret: str, client: AsyncWebClient, deps: SlackD
             request_verification_enabled=True,
             raise_error_for_unhandled_request=False,
             logger=bolt_log,
+            oauth_settings=oauth,
         )
     finally:
         bolt_log.setLevel(level)
+    if oauth is not None:
+        # app_uninstalled / tokens_revoked: delete the workspace's tokens from the installation store.
+        app.enable_token_revocation_listeners()
     register_all(app, deps)
 
     @app.error

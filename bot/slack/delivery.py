@@ -21,8 +21,10 @@ from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload
+from bot.slack.home import publish_home
 from bot.slack.report_blocks import report_blocks, report_fallback
-from bot.slack.seniors import Seniors
+from bot.slack.text import cut_plain
+from bot.slack.workspaces import NotInstalled, SlackWorkspaces
 from handoff.domain import Handoff, Outbound, Status
 from handoff.report import WeeklyReport
 from handoff.service import HandoffService, utcnow
@@ -34,6 +36,9 @@ WAITING_FOR_CARD = WAITING + "the card is not posted yet"
 # Every message we post carries its outbox key, so a retry can tell whether it already went out.
 METADATA_TYPE = "escalation_bot_message"
 
+
+TRANSCRIPT_MESSAGES = 15  # what Slack allows a non-Marketplace app per conversations.replies call
+TRANSCRIPT_TEXT_MAX = 500
 
 NO_HISTORY_ACCESS = {"missing_scope", "not_in_channel", "channel_not_found", "not_allowed_token_type"}
 
@@ -70,9 +75,6 @@ HINTS = {
     "missing_scope": "reinstall the app from manifest.yml so it has every scope",
 }
 
-ClientFor = Callable[[int], Awaitable[AsyncWebClient]]
-ChannelFor = Callable[[int], Awaitable[str | None]]
-
 
 ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
 
@@ -81,25 +83,26 @@ class SlackDelivery:
     def __init__(
         self,
         service: HandoffService,
+        workspaces: SlackWorkspaces,
         *,
-        client_for: ClientFor,
-        channel_for: ChannelFor,
-        leads_channel_for: ChannelFor | None = None,
-        lead_ids: list[str] | None = None,
-        seniors: Seniors | None = None,
         report_for: ReportFor | None = None,
     ):
         self.service = service
-        self.client_for = client_for
-        self.channel_for = channel_for
-        self.leads_channel_for = leads_channel_for
-        self.lead_ids = lead_ids or []
-        self.seniors = seniors
+        self.workspaces = workspaces
+        self.client_for = workspaces.client_for
         self.report_for = report_for
+
+    async def channel_for(self, workspace_id: int) -> str | None:
+        return (await self.workspaces.config(workspace_id)).escalation_channel
+
+    async def leads_channel_for(self, workspace_id: int) -> str | None:
+        return (await self.workspaces.config(workspace_id)).leads_channel
 
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
         try:
             return await self._deliver(item)
+        except NotInstalled as exc:
+            return GiveUp(f"{exc}: reinstall it, then `escalation-bot outbox retry`")
         except SlackApiError as exc:
             return self._from_api_error(exc)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -108,6 +111,8 @@ class SlackDelivery:
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
         if item.kind == Outbound.WEEKLY_REPORT:
             return await self._weekly_report(await self.client_for(item.workspace_id), item)
+        if item.kind == Outbound.REFRESH_HOME:
+            return await self._refresh_homes(item)
         if item.handoff_id is None:
             return GiveUp(f"{item.kind} without a handoff")
         h = await self.service.get(item.workspace_id, item.handoff_id)
@@ -152,9 +157,8 @@ class SlackDelivery:
                 return self._wait_for_card(item)
             if item.attempts > 1 and await self._find_sent(client, item, channel=h.card_channel, thread_ts=h.card_ref):
                 return Sent()
-            ping = messages.senior_ping(
-                self.seniors.user_ids if self.seniors else [], self.seniors.usergroup if self.seniors else None
-            )
+            cfg = await self.workspaces.config(h.workspace_id)
+            ping = messages.senior_ping(cfg.senior_user_ids, cfg.senior_usergroup)
             await client.chat_postMessage(
                 channel=h.card_channel,
                 thread_ts=h.card_ref,
@@ -166,15 +170,16 @@ class SlackDelivery:
             if h.status != Status.OPEN:
                 return Sent()
             text = messages.lead_alert(h, utcnow())
-            if self.lead_ids:
-                for lead in self.lead_ids:  # a DM each; on a retry, skip the leads already told
+            lead_ids = (await self.workspaces.config(h.workspace_id)).lead_user_ids
+            if lead_ids:
+                for lead in lead_ids:  # a DM each; on a retry, skip the leads already told
                     if item.attempts > 1:
                         dm = (await client.conversations_open(users=lead))["channel"]["id"]
                         if await self._find_sent(client, item, channel=dm):
                             continue
                     await client.chat_postMessage(channel=lead, text=text, metadata=_metadata(item))
                 return Sent()
-            channel = await self.leads_channel_for(h.workspace_id) if self.leads_channel_for else None
+            channel = await self.leads_channel_for(h.workspace_id)
             if not channel:
                 log.warning("%s: no SLACK_LEAD_USER_IDS or SLACK_LEADS_CHANNEL, so no lead was told", h.ref)
                 return Sent()
@@ -185,7 +190,7 @@ class SlackDelivery:
         return GiveUp(f"unknown outbox kind {kind!r}")
 
     async def _weekly_report(self, client: AsyncWebClient, item: OutboxItem) -> DeliveryResult:
-        channel = await self.leads_channel_for(item.workspace_id) if self.leads_channel_for else None
+        channel = await self.leads_channel_for(item.workspace_id)
         if not channel or self.report_for is None:
             log.warning("weekly report for %s not posted: no SLACK_LEADS_CHANNEL", item.payload.get("week"))
             return Sent()
@@ -260,12 +265,68 @@ class SlackDelivery:
             log.warning("could not check whether %s was sent: %s", item.dedupe_key, exc.response.get("error"))
         return None
 
+    async def _refresh_homes(self, item: OutboxItem) -> DeliveryResult:
+        """Everyone who looked at their Home tab lately sees the queue as it is now."""
+        viewers = await self.service.home_viewers(item.workspace_id)
+        if not viewers:
+            return Sent()
+        client = await self.client_for(item.workspace_id)
+        for user in viewers:
+            try:
+                await publish_home(client, self.service, item.workspace_id, user)
+            except SlackApiError as exc:
+                if exc.response.get("error") == "ratelimited" or getattr(exc.response, "status_code", 0) >= 500:
+                    raise  # the whole refresh is tried again
+                log.info("home of %s not refreshed: %s", user, exc.response.get("error"))
+        return Sent()
+
+    async def _capture_thread(self, client: AsyncWebClient, h: Handoff) -> Handoff:
+        """An escalation made from a message: keep its permalink and, where Slack lets us read it, its
+        thread (capped). Whatever the reason it cannot be read, the card goes out with the thread linked."""
+        source = dict(h.source or {})
+        if source.get("thread") != "pending":
+            return h
+        channel, ts = str(source.get("channel")), str(source.get("thread_ts") or source.get("ts"))
+        # No retries here: conversations.replies can be limited to one call a minute, and the card
+        # must not wait for it.
+        quick = AsyncWebClient(token=client.token, base_url=client.base_url, session=client.session, timeout=5)
+        if not source.get("permalink"):
+            try:
+                source["permalink"] = (
+                    await quick.chat_getPermalink(channel=channel, message_ts=str(source.get("ts")))
+                ).get("permalink")
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                log.info("%s: no permalink for the source message: %s", h.ref, exc)
+        transcript: list[dict[str, Any]] | None = None
+        try:
+            resp = await quick.conversations_replies(channel=channel, ts=ts, limit=TRANSCRIPT_MESSAGES)
+            found = sorted(resp.get("messages") or [], key=lambda m: float(m.get("ts") or 0))
+            transcript = [
+                {
+                    "user": m.get("user") or m.get("bot_id"),
+                    "ts": m.get("ts"),
+                    "text": cut_plain(str(m.get("text") or ""), TRANSCRIPT_TEXT_MAX),
+                }
+                for m in found[:TRANSCRIPT_MESSAGES]
+                if not (m.get("metadata") or {}).get("event_type") == METADATA_TYPE
+            ]
+            source["thread"] = "copied"
+        except SlackApiError as exc:
+            source["thread"], source["why"] = "linked", str(exc.response.get("error") or exc.response.status_code)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            source["thread"], source["why"] = "linked", type(exc).__name__
+        if source["thread"] == "linked":
+            log.info("%s: thread %s not copied (%s); the card links it", h.ref, ts, source.get("why"))
+        return await self.service.record_thread(h, transcript, source)
+
     async def _post_card(self, client: AsyncWebClient, h: Handoff, item: OutboxItem) -> DeliveryResult:
         if h.card_ref:
             return Sent()  # already posted by an earlier attempt that recorded it
         channel = await self.channel_for(h.workspace_id)
         if not channel:
-            return GiveUp("no escalation channel configured (SLACK_ESCALATION_CHANNEL)")
+            return GiveUp("no escalation channel configured (SLACK_ESCALATION_CHANNEL or /escalate config)")
+        h = await self._capture_thread(client, h)
+        h = await self.service.with_similar(h)
         ts = await self._find_sent(client, item, channel=channel) if item.attempts > 1 else None
         posted_channel = channel
         if ts is None:

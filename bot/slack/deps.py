@@ -7,14 +7,19 @@ from typing import Any
 
 from bot.metrics import Metrics
 from bot.slack.seniors import Seniors
+from bot.slack.workspaces import SlackWorkspaces
 from handoff.service import HandoffService
 
 
 @dataclass
 class SlackDeps:
     service: HandoffService
-    seniors: Seniors
+    workspaces: SlackWorkspaces
     metrics: Metrics | None = None
+    stats_for: Any = None  # (workspace id) -> WeeklyReport of the week so far
+
+    async def seniors(self, workspace_id: int) -> Seniors:
+        return await self.workspaces.seniors(workspace_id)
 
     async def workspace(self, context: Any) -> int:
         """The workspace the signed request came from; ids in payloads never choose it."""

@@ -21,6 +21,9 @@ class ActionId(enum.StrEnum):
 class CallbackId(enum.StrEnum):
     ESCALATE = "escalate"
     RESOLVE = "resolve_note"
+    CONFIG = "workspace_config"
+    # The message shortcut "Escalate this message" (its callback id is also in manifest.yml).
+    ESCALATE_MESSAGE = "escalate_message"
 
 
 class Field_(enum.StrEnum):
@@ -33,6 +36,12 @@ class Field_(enum.StrEnum):
     DETAILS = "details"
     SENIOR = "requested_senior"
     NOTE = "note"
+    # /escalate config
+    ESCALATION_CHANNEL = "escalation_channel"
+    LEADS_CHANNEL = "leads_channel"
+    SENIORS = "senior_user_ids"
+    SENIOR_GROUP = "senior_usergroup"
+    LEADS = "lead_user_ids"
 
 
 class BadMetadata(ValueError):
@@ -61,9 +70,12 @@ class CardAction(_Meta):
 
 
 class EscalateMeta(_Meta):
-    """The escalate modal's private_metadata: where /escalate was run."""
+    """The escalate modal's private_metadata: where /escalate was run, and for "Escalate this
+    message", which message (its channel, ts and thread)."""
 
     channel: str | None = Field(default=None, max_length=64)
+    src_ts: str | None = Field(default=None, max_length=32, pattern=r"^\d+\.\d+$")
+    src_thread: str | None = Field(default=None, max_length=32, pattern=r"^\d+\.\d+$")
 
 
 class ResolveMeta(_Meta):

@@ -6,17 +6,40 @@ from datetime import datetime
 
 from bot.phrases import after_phrase, ago_phrase
 from bot.slack import text as t
-from handoff.domain import Conflict, Handoff
+from handoff.domain import Conflict, Handoff, Status
 
 HELP = "\n".join(
     [
         "*/escalate* — ask a senior for help with structured context.",
         "• `/escalate` opens the form.",
         "• `/escalate customer can't log in after SSO change` opens it with the summary filled in.",
+        "• `/escalate mine` lists your escalations that are still open or being worked on.",
+        "• `/escalate stats` shows this week so far (for leads).",
+        "• `/escalate config` sets the escalation channel, leads channel and seniors (workspace admins).",
         "• `/escalate help` shows this.",
-        "The card goes to the escalation channel; you'll get a DM when a senior picks it up and when it's resolved.",
+        "• On any message: *More actions → Escalate this message* escalates it with its thread.",
+        "The card goes to the escalation channel; you'll get a DM when a senior picks it up and when it's resolved. "
+        "The bot's Home tab shows the open queue, your escalations and your claims.",
     ]
 )
+
+NOT_CONFIGURED = (
+    "This workspace has no escalation channel yet, so there is nowhere to post the card. "
+    "A workspace admin can pick one with `/escalate config`."
+)
+ADMINS_ONLY = "Only workspace admins and owners can change the escalation settings."
+STATS_FOR_LEADS = "`/escalate stats` is for the leads of this workspace."
+CONFIG_SAVED = "Saved. Cards now go to {channel}."
+
+
+def mine(handoffs: list[Handoff]) -> str:
+    if not handoffs:
+        return "You have no open escalations. Run `/escalate` when you need a senior."
+    lines = [f"*Your open escalations* ({len(handoffs)})"]
+    for h in handoffs:
+        state = f"claimed by {t.user(h.claimed_by)}" if h.status == Status.CLAIMED else "waiting for a senior"
+        lines.append(f"• {t.link(h.card_url, h.ref)} {t.fit(h.summary, 200)} · {h.severity.value} · {state}")
+    return "\n".join(lines)
 
 
 def _open_card(h: Handoff) -> str:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from slack_sdk.models.blocks import (
     ContextBlock,
+    ConversationSelectElement,
     InputBlock,
     MarkdownTextObject,
     Option,
     PlainTextInputElement,
     PlainTextObject,
     StaticSelectElement,
+    UserMultiSelectElement,
     UserSelectElement,
 )
 from slack_sdk.models.views import View
@@ -19,6 +22,7 @@ from slack_sdk.models.views import View
 from bot.slack import text as t
 from bot.slack.ids import CallbackId, EscalateMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
+from bot.slack.workspaces import WorkspaceConfig
 from handoff.domain import Handoff, Severity
 from handoff.validation import CUSTOMER_MAX, NOTE_MAX, SUMMARY_MAX, TEXT_MAX
 
@@ -38,7 +42,14 @@ def prefill_from_text(typed: str) -> tuple[str, str]:
     return t.cut_plain(first_line, SUMMARY_MAX), t.cut_plain(typed, TEXT_MAX)
 
 
-def escalate_modal(*, summary: str = "", details: str = "", origin_channel: str | None = None) -> View:
+def escalate_modal(
+    *,
+    summary: str = "",
+    details: str = "",
+    origin_channel: str | None = None,
+    source_ts: str | None = None,
+    source_thread: str | None = None,
+) -> View:
     summary_el = PlainTextInputElement(
         action_id=VALUE, max_length=SUMMARY_MAX, placeholder="Customer can't log in after SSO change"
     )
@@ -55,8 +66,22 @@ def escalate_modal(*, summary: str = "", details: str = "", origin_channel: str 
         title=PlainTextObject(text="Escalate"),
         submit=PlainTextObject(text="Escalate"),
         close=PlainTextObject(text="Cancel"),
-        private_metadata=EscalateMeta(channel=origin_channel).dump(),
+        private_metadata=EscalateMeta(channel=origin_channel, src_ts=source_ts, src_thread=source_thread).dump(),
         blocks=[
+            *(
+                [
+                    ContextBlock(
+                        elements=[
+                            MarkdownTextObject(
+                                text=":speech_balloon: Escalating a message: its thread goes on the card "
+                                "(copied where I can read it, linked where I can't)."
+                            )
+                        ]
+                    )
+                ]
+                if source_ts
+                else []
+            ),
             InputBlock(block_id=F.SUMMARY, label="What is wrong? (one line)", element=summary_el),
             InputBlock(
                 block_id=F.SEVERITY,
@@ -101,6 +126,8 @@ def _value(values: dict[str, Any], block: str) -> str | None:
         return opt.get("value")
     if "selected_user" in element:
         return element.get("selected_user")
+    if "selected_conversation" in element:
+        return element.get("selected_conversation")
     v = element.get("value")
     return v if isinstance(v, str) else None
 
@@ -146,3 +173,84 @@ def field_errors(errors: dict[str, str]) -> dict[str, str]:
     """Map validation errors (by field name) to the modal's block ids."""
     known = {f.value for f in F}
     return {(k if k in known else F.SUMMARY.value): v for k, v in errors.items()}
+
+
+def _selected_users(values: dict[str, Any], block: str) -> list[str]:
+    element = (values.get(block) or {}).get(VALUE) or {}
+    users = element.get("selected_users") or []
+    return [u for u in users if isinstance(u, str)]
+
+
+def config_modal(cfg: WorkspaceConfig) -> View:
+    """`/escalate config`: this workspace's channels and seniors (workspace admins only)."""
+    esc = ConversationSelectElement(
+        action_id=VALUE, filter={"include": ["public", "private"], "exclude_bot_users": True}
+    )
+    if cfg.escalation_channel:
+        esc.initial_conversation = cfg.escalation_channel
+    leads = ConversationSelectElement(
+        action_id=VALUE, filter={"include": ["public", "private"], "exclude_bot_users": True}
+    )
+    if cfg.leads_channel:
+        leads.initial_conversation = cfg.leads_channel
+    seniors = UserMultiSelectElement(action_id=VALUE, placeholder="Anyone may claim")
+    if cfg.senior_user_ids:
+        seniors.initial_users = cfg.senior_user_ids[:100]
+    lead_users = UserMultiSelectElement(action_id=VALUE, placeholder="Post alerts to the leads channel instead")
+    if cfg.lead_user_ids:
+        lead_users.initial_users = cfg.lead_user_ids[:100]
+    group = PlainTextInputElement(action_id=VALUE, max_length=20, placeholder="S0123ABCD")
+    if cfg.senior_usergroup:
+        group.initial_value = cfg.senior_usergroup
+    return View(
+        type="modal",
+        callback_id=CallbackId.CONFIG,
+        title=PlainTextObject(text="Escalation settings"),
+        submit=PlainTextObject(text="Save"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            InputBlock(
+                block_id=F.ESCALATION_CHANNEL,
+                label="Escalation channel",
+                hint="Cards go here. Invite the bot to it.",
+                element=esc,
+            ),
+            InputBlock(
+                block_id=F.LEADS_CHANNEL,
+                label="Leads channel",
+                optional=True,
+                hint="The weekly report and unclaimed-escalation alerts.",
+                element=leads,
+            ),
+            InputBlock(block_id=F.SENIORS, label="Seniors who may claim", optional=True, element=seniors),
+            InputBlock(
+                block_id=F.SENIOR_GROUP,
+                label="…or a user group of seniors (its id)",
+                optional=True,
+                element=group,
+            ),
+            InputBlock(
+                block_id=F.LEADS, label="Leads to DM about unclaimed escalations", optional=True, element=lead_users
+            ),
+        ],
+    )
+
+
+def read_config_form(view: dict[str, Any]) -> tuple[WorkspaceConfig, dict[str, str]]:
+    """The settings typed into the config modal, and field errors (empty when fine)."""
+    values = (view.get("state") or {}).get("values") or {}
+    errors: dict[str, str] = {}
+    group = (_value(values, F.SENIOR_GROUP) or "").strip().upper() or None
+    if group and not re.fullmatch(r"S[A-Z0-9]{4,19}", group):
+        errors[F.SENIOR_GROUP] = "A user group id looks like S0123ABCD (Slack shows it in the group's link)."
+    channel = _value(values, F.ESCALATION_CHANNEL)
+    if not channel:
+        errors[F.ESCALATION_CHANNEL] = "Pick the channel the cards go to."
+    cfg = WorkspaceConfig(
+        escalation_channel=channel,
+        leads_channel=_value(values, F.LEADS_CHANNEL),
+        senior_user_ids=_selected_users(values, F.SENIORS),
+        senior_usergroup=group,
+        lead_user_ids=_selected_users(values, F.LEADS),
+    )
+    return cfg, errors

@@ -117,6 +117,8 @@ class TeamsDelivery:
         return ref
 
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
+        if item.kind == Outbound.REFRESH_HOME:
+            return Sent()  # Slack's App Home; Teams has no counterpart
         if item.kind == Outbound.WEEKLY_REPORT:
             return await self._weekly_report(item)
         if item.handoff_id is None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.deps import SlackDeps
-from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners import actions, commands, events, shortcuts, views
 
 
 def register_all(app: AsyncApp, deps: SlackDeps) -> None:
     commands.register(app, deps)
+    shortcuts.register(app, deps)
     views.register(app, deps)
     actions.register(app, deps)
     events.register(app, deps)

@@ -5,6 +5,7 @@ through the outbox, never from here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
@@ -14,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
+from bot.slack.home import publish_home
 from bot.slack.ids import ActionId, BadMetadata, CardAction
 from bot.slack.modals import resolve_modal
 from handoff.domain import (
@@ -34,23 +36,44 @@ from storage.db import StorageUnavailable
 log = logging.getLogger(__name__)
 
 
-async def _tell(respond: AsyncRespond, text: str) -> None:
-    await respond(text=text, response_type="ephemeral", replace_original=False)
+Tell = Callable[[str], Awaitable[None]]
 
 
-async def _clicked(ack: AsyncAck, action: dict[str, Any], respond: AsyncRespond) -> CardAction | None:
+def _teller(
+    deps: SlackDeps, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, context: AsyncBoltContext
+) -> Tell:
+    """How to answer the clicker alone: ephemerally under the card, or, for a click on the App
+    Home tab (which has no response_url), on their Home tab itself, refreshed."""
+    if (body.get("container") or {}).get("type") != "view" or body.get("response_url"):
+
+        async def ephemeral(text: str) -> None:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+
+        return ephemeral
+
+    async def on_home(text: str) -> None:
+        try:
+            ws = await deps.workspace(context)
+            await publish_home(client, deps.service, ws, body["user"]["id"], notice=text)
+        except (StorageUnavailable, SlackApiError) as exc:
+            log.warning("could not answer on the Home tab: %s", exc)
+
+    return on_home
+
+
+async def _clicked(ack: AsyncAck, action: dict[str, Any], tell: Tell) -> CardAction | None:
     """Ack at once, then read the button: a forged or broken value is refused, plainly."""
     await ack()
     try:
         return CardAction.parse(action.get("value"))
     except BadMetadata:
-        await _tell(respond, messages.BROKEN_BUTTON)
+        await tell(messages.BROKEN_BUTTON)
         return None
 
 
-async def _unavailable(deps: SlackDeps, respond: AsyncRespond) -> None:
+async def _unavailable(deps: SlackDeps, tell: Tell) -> None:
     deps.count("storage_unavailable")
-    await _tell(respond, messages.TRY_AGAIN)
+    await tell(messages.TRY_AGAIN)
 
 
 def _change_reply(outcome: ChangeOutcome, done: str) -> str:
@@ -75,16 +98,18 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        value = await _clicked(ack, action, respond)
+        tell = _teller(deps, body, respond, client, context)
+        value = await _clicked(ack, action, tell)
         if value is None:
             return
         user = body["user"]["id"]
         try:
             ws = await deps.workspace(context)
-            may = await deps.seniors.may_claim(client, user)
+            seniors = await deps.seniors(ws)
+            may = await seniors.may_claim(client, user)
             outcome = await service.claim(ws, value.h, user, may_claim=may)
         except StorageUnavailable:
-            await _unavailable(deps, respond)
+            await _unavailable(deps, tell)
             return
         if not isinstance(outcome, NotFound):
             bind_log(workspace=context.get("team_id"), handoff=outcome.handoff.ref)
@@ -96,14 +121,14 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         elif isinstance(outcome, AlreadyYours):
             reply, label = messages.ALREADY_YOURS, "already_yours"
         elif isinstance(outcome, NotAllowed):
-            reply, label = (messages.OWN if outcome.reason == "own" else deps.seniors.refusal()), "refused"
+            reply, label = (messages.OWN if outcome.reason == "own" else seniors.refusal()), "refused"
         elif isinstance(outcome, Closed):
             reply, label = messages.closed(outcome.handoff), "closed"
         else:
             assert isinstance(outcome, NotFound)
             reply, label = messages.NOT_FOUND, "not_found"
         deps.count("claims", "slack", label)
-        await _tell(respond, reply)
+        await tell(reply)
 
     @app.action(ActionId.RELEASE)
     async def release_clicked(
@@ -112,8 +137,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         action: dict[str, Any],
         respond: AsyncRespond,
         context: AsyncBoltContext,
+        client: AsyncWebClient,
     ) -> None:
-        value = await _clicked(ack, action, respond)
+        tell = _teller(deps, body, respond, client, context)
+        value = await _clicked(ack, action, tell)
         if value is None:
             return
         user = body["user"]["id"]
@@ -121,10 +148,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             ws = await deps.workspace(context)
             outcome = await service.release(ws, value.h, user)
         except StorageUnavailable:
-            await _unavailable(deps, respond)
+            await _unavailable(deps, tell)
             return
         reply = _change_reply(outcome, messages.released(outcome.handoff) if isinstance(outcome, Done) else "")
-        await _tell(respond, reply)
+        await tell(reply)
 
     @app.action(ActionId.RESOLVE)
     async def resolve_clicked(
@@ -135,7 +162,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        value = await _clicked(ack, action, respond)
+        tell = _teller(deps, body, respond, client, context)
+        value = await _clicked(ack, action, tell)
         if value is None:
             return
         user = body["user"]["id"]
@@ -143,22 +171,22 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             ws = await deps.workspace(context)
             h: Handoff | None = await service.get(ws, value.h)
         except StorageUnavailable:
-            await _unavailable(deps, respond)
+            await _unavailable(deps, tell)
             return
         # Only a courtesy check, so the holder-less don't fill in a form for nothing;
         # the resolve itself is a compare-and-set when the form is submitted.
         if h is None:
-            await _tell(respond, messages.NOT_FOUND)
+            await tell(messages.NOT_FOUND)
             return
         if h.status in (Status.RESOLVED, Status.CANCELLED):
-            await _tell(respond, messages.closed(h))
+            await tell(messages.closed(h))
             return
         if h.claimed_by != user:
-            await _tell(respond, messages.not_holder(h))
+            await tell(messages.not_holder(h))
             return
         channel = (body.get("channel") or {}).get("id")
         try:
             await client.views_open(trigger_id=body["trigger_id"], view=resolve_modal(h, channel=channel))
         except SlackApiError as exc:
             log.warning("views.open for resolve failed: %s", exc.response.get("error"))
-            await _tell(respond, "I couldn't open the resolve form in time. Please click Resolve again.")
+            await tell("I couldn't open the resolve form in time. Please click Resolve again.")

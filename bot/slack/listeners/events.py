@@ -1,4 +1,5 @@
-"""Events API: thread replies under a card (the claimer's first one is the first action).
+"""Events API: thread replies under a card (the claimer's first one is the first action), and
+the App Home tab being opened (it is drawn afresh each time).
 
 Slack re-delivers an event it thinks we missed (same event_id, X-Slack-Retry-Num).
 A retry that was already handled, on any replica, is answered and skipped here; the
@@ -13,9 +14,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.logs import bind_log
 from bot.slack.deps import SlackDeps
+from bot.slack.home import publish_home
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,18 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                     deps.metrics.duplicate_events.labels("slack").inc()
                 return BoltResponse(status=200, body="")
         return await next()
+
+    @app.event("app_home_opened")
+    async def home_opened(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
+        if event.get("tab") != "home" or not event.get("user"):
+            return
+        user = event["user"]
+        try:
+            ws = await deps.workspace(context)
+            await deps.service.home_opened(ws, user)
+            await publish_home(client, deps.service, ws, user)
+        except StorageUnavailable as exc:
+            log.warning("home of %s not shown, database unavailable: %s", user, exc)
 
     @app.event("message")
     async def thread_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:

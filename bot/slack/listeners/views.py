@@ -8,13 +8,15 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.modals import field_errors, read_escalate_form, read_note
+from bot.slack.listeners.commands import is_workspace_admin
+from bot.slack.modals import field_errors, read_config_form, read_escalate_form, read_note
 from handoff.domain import Closed, Done, NotFound, NotHolder
 from handoff.validation import FormErrors, validate_draft, validate_note
 from storage.db import StorageUnavailable
@@ -34,12 +36,22 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     ) -> None:
         user = body["user"]["id"]
         fields: dict[str, Any] = read_escalate_form(view)
+        source: dict[str, Any] | None = None
         try:
-            fields["origin_channel"] = EscalateMeta.parse(view.get("private_metadata")).channel
+            meta = EscalateMeta.parse(view.get("private_metadata"))
+            fields["origin_channel"] = meta.channel
+            if meta.src_ts and meta.channel:
+                # Escalated from a message: the worker copies (or links) its thread before the card goes out.
+                source = {
+                    "channel": meta.channel,
+                    "ts": meta.src_ts,
+                    "thread_ts": meta.src_thread or meta.src_ts,
+                    "thread": "pending",
+                }
         except BadMetadata:
             fields["origin_channel"] = None
         try:
-            draft = validate_draft(fields, requester_id=user)
+            draft = validate_draft(fields, requester_id=user, source=source)
         except FormErrors as exc:
             await ack(response_action="errors", errors=field_errors(exc.errors))
             return
@@ -64,6 +76,29 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             user,
             extra={"handoff": result.handoff.ref},
         )
+        await ack()
+
+    @app.view(CallbackId.CONFIG)
+    async def config_submitted(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
+        user = body["user"]["id"]
+        cfg, errors = read_config_form(view)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        if not await is_workspace_admin(client, user):
+            await ack(response_action="errors", errors={F.ESCALATION_CHANNEL: messages.ADMINS_ONLY})
+            return
+        try:
+            async with asyncio.timeout(SAVE_BUDGET_SECONDS):
+                ws = await deps.workspace(context)
+                await deps.workspaces.save(ws, cfg)
+        except (StorageUnavailable, TimeoutError):
+            deps.count("storage_unavailable")
+            await ack(response_action="errors", errors={F.ESCALATION_CHANNEL: SAVE_FAILED})
+            return
+        log.info("workspace %s configured by %s: cards to %s", context.get("team_id"), user, cfg.escalation_channel)
         await ack()
 
     @app.view(CallbackId.RESOLVE)

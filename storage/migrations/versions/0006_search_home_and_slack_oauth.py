@@ -7,16 +7,14 @@ Create Date: 2026-11-25
 Full-text search over resolved escalations: on SQLite an FTS5 table kept by triggers
 (`porter unicode61`, so "logins" finds "login"); on PostgreSQL a stored generated
 `tsvector` column with a GIN index. The Slack OAuth tables are slack_sdk's own
-(installations, bots, OAuth states), built from its table definitions so the stores
-find exactly the columns they expect.
+(installations, bots, OAuth states), written out here column for column (storage/ never imports
+a chat platform's code); tests/test_slack_oauth.py checks them against slack_sdk's own definitions.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
-from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 revision = "0006"
 down_revision = "0005"
@@ -39,9 +37,61 @@ SQLITE_FTS_ROW = (
 
 def _slack_tables() -> sa.MetaData:
     md = sa.MetaData()
-    SQLAlchemyInstallationStore.build_installations_table(md, "slack_installations")
-    SQLAlchemyInstallationStore.build_bots_table(md, "slack_bots")
-    SQLAlchemyOAuthStateStore.build_oauth_states_table(md, "slack_oauth_states")
+
+    def s(n: int) -> sa.String:
+        return sa.String(length=n)
+
+    def bot_columns() -> list[sa.Column]:
+        return [
+            sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+            sa.Column("client_id", s(32), nullable=False),
+            sa.Column("app_id", s(32), nullable=False),
+            sa.Column("enterprise_id", s(32)),
+            sa.Column("enterprise_name", s(200)),
+            sa.Column("team_id", s(32)),
+            sa.Column("team_name", s(200)),
+            sa.Column("bot_token", s(200)),
+            sa.Column("bot_id", s(32)),
+            sa.Column("bot_user_id", s(32)),
+            sa.Column("bot_scopes", s(1000)),
+            sa.Column("bot_refresh_token", s(200)),
+            sa.Column("bot_token_expires_at", sa.DateTime()),
+        ]
+
+    sa.Table(
+        "slack_installations",
+        md,
+        *bot_columns(),
+        sa.Column("enterprise_url", s(200)),
+        sa.Column("user_id", s(32), nullable=False),
+        sa.Column("user_token", s(200)),
+        sa.Column("user_scopes", s(1000)),
+        sa.Column("user_refresh_token", s(200)),
+        sa.Column("user_token_expires_at", sa.DateTime()),
+        sa.Column("incoming_webhook_url", s(200)),
+        sa.Column("incoming_webhook_channel", s(200)),
+        sa.Column("incoming_webhook_channel_id", s(200)),
+        sa.Column("incoming_webhook_configuration_url", s(200)),
+        sa.Column("is_enterprise_install", sa.Boolean(), nullable=False),
+        sa.Column("token_type", s(32)),
+        sa.Column("installed_at", sa.DateTime(), nullable=False),
+        sa.Index("slack_installations_idx", "client_id", "enterprise_id", "team_id", "user_id", "installed_at"),
+    )
+    sa.Table(
+        "slack_bots",
+        md,
+        *bot_columns(),
+        sa.Column("is_enterprise_install", sa.Boolean(), nullable=False),
+        sa.Column("installed_at", sa.DateTime(), nullable=False),
+        sa.Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
+    )
+    sa.Table(
+        "slack_oauth_states",
+        md,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("state", s(200), nullable=False),
+        sa.Column("expire_at", sa.DateTime(), nullable=False),
+    )
     return md
 
 

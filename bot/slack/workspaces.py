@@ -1,0 +1,137 @@
+"""Each Slack workspace's connection and settings.
+
+Single-workspace mode (SLACK_BOT_TOKEN): one client, and the SLACK_* channel and senior
+settings, which `/escalate config` can override for the workspace. Multi-workspace mode
+(SLACK_CLIENT_ID + SLACK_CLIENT_SECRET): each workspace's bot token comes from the OAuth
+installation store, and its channels and seniors only from its own `/escalate config`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.slack.client import make_client
+from bot.slack.seniors import Seniors
+from handoff.service import HandoffService
+
+log = logging.getLogger(__name__)
+
+
+class NotInstalled(LookupError):
+    """The workspace has no bot token (never installed, uninstalled, or its tokens were revoked)."""
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    escalation_channel: str | None = None
+    leads_channel: str | None = None
+    senior_user_ids: list[str] = field(default_factory=list)
+    senior_usergroup: str | None = None
+    lead_user_ids: list[str] = field(default_factory=list)
+
+    def as_settings(self) -> dict[str, Any]:
+        """What goes in the workspace row's `settings` JSON (the channels have columns of their own)."""
+        return {
+            "senior_user_ids": self.senior_user_ids,
+            "senior_usergroup": self.senior_usergroup,
+            "lead_user_ids": self.lead_user_ids,
+        }
+
+
+class SlackWorkspaces:
+    def __init__(
+        self,
+        service: HandoffService,
+        settings: Settings,
+        base_client: AsyncWebClient,
+        installation_store: AsyncInstallationStore | None = None,
+    ):
+        self.service = service
+        self.settings = settings
+        self.base_client = base_client
+        self.installation_store = installation_store
+        self._seniors: dict[int, tuple[WorkspaceConfig, Seniors]] = {}
+        self._clients: dict[str, AsyncWebClient] = {}
+        self._teams: dict[int, str] = {}
+
+    @property
+    def multi(self) -> bool:
+        return self.installation_store is not None
+
+    def defaults(self) -> WorkspaceConfig:
+        if self.multi:
+            return WorkspaceConfig()
+        s = self.settings
+        return WorkspaceConfig(
+            escalation_channel=s.slack_escalation_channel,
+            leads_channel=s.slack_leads_channel,
+            senior_user_ids=list(s.slack_senior_user_ids),
+            senior_usergroup=s.slack_senior_usergroup,
+            lead_user_ids=list(s.slack_lead_user_ids),
+        )
+
+    async def config(self, workspace_id: int) -> WorkspaceConfig:
+        row = await self.service.workspace(workspace_id)
+        base = self.defaults()
+        if row is None:
+            return base
+        own: dict[str, Any] = row.settings or {}
+        return WorkspaceConfig(
+            escalation_channel=row.escalation_channel or base.escalation_channel,
+            leads_channel=row.leads_channel or base.leads_channel,
+            senior_user_ids=list(own.get("senior_user_ids") or base.senior_user_ids),
+            senior_usergroup=own.get("senior_usergroup") or base.senior_usergroup,
+            lead_user_ids=list(own.get("lead_user_ids") or base.lead_user_ids),
+        )
+
+    async def seniors(self, workspace_id: int) -> Seniors:
+        cfg = await self.config(workspace_id)
+        cached = self._seniors.get(workspace_id)
+        if cached is not None and cached[0] == cfg:
+            return cached[1]  # keeps its cached user-group members
+        seniors = Seniors(cfg.senior_user_ids, cfg.senior_usergroup)
+        self._seniors[workspace_id] = (cfg, seniors)
+        return seniors
+
+    async def team_id(self, workspace_id: int) -> str:
+        team = self._teams.get(workspace_id)
+        if team is None:
+            row = await self.service.workspace(workspace_id)
+            if row is None:
+                raise NotInstalled(f"workspace {workspace_id} does not exist")
+            team = self._teams[workspace_id] = row.external_id
+        return team
+
+    async def client_for(self, workspace_id: int) -> AsyncWebClient:
+        """The Web API client that acts as the bot in this workspace."""
+        if not self.multi:
+            return self.base_client
+        assert self.installation_store is not None
+        team = await self.team_id(workspace_id)
+        bot = await self.installation_store.async_find_bot(enterprise_id=None, team_id=team)
+        if bot is None or not bot.bot_token:
+            raise NotInstalled(f"the app is not installed in Slack workspace {team}")
+        client = self._clients.get(bot.bot_token)
+        if client is None:
+            client = self._clients[bot.bot_token] = make_client(
+                token=bot.bot_token,
+                base_url=self.base_client.base_url,
+                session=self.base_client.session,
+                timeout=self.base_client.timeout,
+            )
+        return client
+
+    async def save(self, workspace_id: int, cfg: WorkspaceConfig) -> None:
+        await self.service.configure_workspace(
+            workspace_id,
+            escalation_channel=cfg.escalation_channel,
+            leads_channel=cfg.leads_channel,
+            settings=cfg.as_settings(),
+        )
+        self._seniors.pop(workspace_id, None)
