@@ -25,7 +25,7 @@ class Answer:
         return json.loads(self.body) if self.body else None
 
 
-def form_state(view: dict[str, Any], answers: dict[str, str | None]) -> dict[str, Any]:
+def form_state(view: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any]:
     """The `state.values` Slack would send for a modal filled in with `answers` (by block id)."""
     values: dict[str, Any] = {}
     for block in view.get("blocks", []):
@@ -42,6 +42,10 @@ def form_state(view: dict[str, Any], answers: dict[str, str | None]) -> dict[str
             state = {"type": kind, "selected_option": {"value": chosen} if chosen else None}
         elif kind == "users_select":
             state = {"type": kind, "selected_user": answer}
+        elif kind == "conversations_select":
+            state = {"type": kind, "selected_conversation": answer}
+        elif kind == "multi_users_select":
+            state = {"type": kind, "selected_users": list(answer or [])}  # type: ignore[arg-type]
         else:
             state = {"type": kind, "value": answer}
         values[bid] = {el["action_id"]: state}
@@ -206,6 +210,61 @@ class SlackSimulator:
         return await self.post(
             self.click_body(user, message, action_id, value=value), "application/x-www-form-urlencoded"
         )
+
+    def _who(self, user: str) -> dict[str, Any]:
+        return {"id": user, "username": user.lower(), "name": user.lower(), "team_id": self.team_id}
+
+    async def message_shortcut(self, user: str, message: Message, callback_id: str = "escalate_message") -> Answer:
+        """A person picks "Escalate this message" from a message's menu."""
+        msg: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text, "user": message.user}
+        if message.thread_ts:
+            msg["thread_ts"] = message.thread_ts
+        body = self._interactive(
+            {
+                "type": "message_action",
+                "callback_id": callback_id,
+                "team": {"id": self.team_id, "domain": "acme-support"},
+                "user": self._who(user),
+                "channel": {"id": message.channel, "name": "support"},
+                "message": msg,
+                "message_ts": message.ts,
+                "trigger_id": self.trigger_id(user),
+                "response_url": self._response_url(user),
+                "token": "legacy-verification-token",
+                "action_ts": f"{time.time():.6f}",
+                "is_enterprise_install": False,
+            }
+        )
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def home_click(self, user: str, action_id: str, value: str) -> Answer:
+        """A click on a button on the App Home tab: no channel, no response_url."""
+        body = self._interactive(
+            {
+                "type": "block_actions",
+                "team": {"id": self.team_id, "domain": "acme-support"},
+                "user": self._who(user),
+                "api_app_id": "A0ESCALATE",
+                "token": "legacy-verification-token",
+                "container": {"type": "view", "view_id": "VHOME"},
+                "trigger_id": self.trigger_id(user),
+                "view": {"id": "VHOME", "type": "home", "team_id": self.team_id},
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": "home",
+                        "value": value,
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+                "is_enterprise_install": False,
+            }
+        )
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def open_home(self, user: str) -> Answer:
+        return await self.event({"type": "app_home_opened", "user": user, "channel": "D" + user, "tab": "home"})
 
     async def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
