@@ -249,9 +249,19 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
 
     app.router.add_post("/slack/events", slack_events)
     if settings.slack_enabled and settings.slack_oauth_enabled:
-        # Bolt's install page and OAuth redirect (GET): the same dispatch as /slack/events.
-        app.router.add_get(INSTALL_PATH, slack_events)
-        app.router.add_get(REDIRECT_PATH, slack_events)
+        # Bolt's install page and OAuth redirect (browser GETs, not signed by Slack).
+        async def slack_oauth(request: web.Request) -> web.StreamResponse:
+            rt = request.app[RUNTIME]
+            flow = rt.slack_app.oauth_flow if rt.slack_app is not None else None
+            if flow is None:
+                return web.json_response({"error": "Slack OAuth is not configured"}, status=404)
+            bolt_req = await to_bolt_request(request)
+            if request.path == INSTALL_PATH:
+                return await to_aiohttp_response(await flow.handle_installation(bolt_req))
+            return await to_aiohttp_response(await flow.handle_callback(bolt_req))
+
+        app.router.add_get(INSTALL_PATH, slack_oauth)
+        app.router.add_get(REDIRECT_PATH, slack_oauth)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -18,6 +18,12 @@ from storage.db import StorageUnavailable
 log = logging.getLogger(__name__)
 
 
+NOT_INSTALLED = (
+    ":warning: Escalation Bot isn't installed in this workspace any more, so nothing was sent or stored. "
+    "A workspace admin can install it again."
+)
+
+
 def build_slack_app(
     *, signing_secret: str, client: AsyncWebClient, deps: SlackDeps, oauth: AsyncOAuthSettings | None = None
 ) -> AsyncApp:
@@ -34,6 +40,7 @@ def build_slack_app(
             raise_error_for_unhandled_request=False,
             logger=bolt_log,
             oauth_settings=oauth,
+            user_facing_authorize_error_message=NOT_INSTALLED,
         )
     finally:
         bolt_log.setLevel(level)
