@@ -24,6 +24,8 @@ from bot.server import RUNTIME, Runtime, make_web_app
 from storage import migrate
 from storage.db import Database
 
+pytest_plugins = ["tests.multi"]  # the two-workspace OAuth fixture
+
 TEAM = "T0ACME"
 ESC_CHANNEL = "C0ESCALATE"
 SECRET = "test-signing-secret-5d1f"
