@@ -7,6 +7,8 @@ commits, `on_commit` wakes the delivery worker so the messages go out at once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -42,11 +44,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+log = logging.getLogger(__name__)
+
 _OPEN_AGAIN: ClaimOutcome = NotFound()  # sentinel, compared by identity
 
 
 # Home tabs are refreshed at most once per this many seconds per workspace, for everyone who
 # looked at theirs within HOME_VIEWERS_WITHIN: a burst of changes is one refresh.
+SIMILAR_BUDGET_SECONDS = 2.0
 HOME_REFRESH_SECONDS = 2
 HOME_VIEWERS_WITHIN = timedelta(hours=1)
 HOME_VIEWERS_MAX = 100
@@ -510,11 +515,18 @@ class HandoffService:
             candidates = await search.resolved_candidates(conn, workspace_id, terms, exclude_id=h.id)
         return [m.as_json() for m in similar.pick(terms, candidates, limit)]
 
-    async def with_similar(self, h: Handoff) -> Handoff:
-        """The handoff with its similar resolutions, found and kept the first time they are asked for."""
+    async def with_similar(self, h: Handoff, *, budget: float = SIMILAR_BUDGET_SECONDS) -> Handoff:
+        """The handoff with its similar resolutions, found and kept the first time they are asked for.
+
+        The card does not wait longer than `budget` for them: past it, the card goes out without."""
         if h.similar is not None:
             return h
-        found = await self.similar_resolved(h.workspace_id, h)
+        try:
+            async with asyncio.timeout(budget):
+                found = await self.similar_resolved(h.workspace_id, h)
+        except TimeoutError:
+            log.warning("%s: similar resolutions took over %.1f s; the card goes out without them", h.ref, budget)
+            return h
         async with self.db.write() as conn:
             await q.set_similar(conn, h.workspace_id, h.id, found)
         return replace(h, similar=found)

@@ -25,6 +25,17 @@ def test_manifest_is_a_complete_slack_app_manifest() -> None:
     assert settings["event_subscriptions"]["bot_events"]
     scopes = m["oauth_config"]["scopes"]["bot"]
     assert {"commands", "chat:write", "usergroups:read"} <= set(scopes)
+    # A multi-workspace install asks for exactly the scopes the manifest lists.
+    from bot.slack.oauth import BOT_SCOPES, REDIRECT_PATH
+
+    assert sorted(BOT_SCOPES) == sorted(scopes)
+    assert all(u.endswith(REDIRECT_PATH) for u in m["oauth_config"]["redirect_urls"])
+    assert m["features"]["app_home"]["home_tab_enabled"] is True
+    shortcuts = {s["callback_id"]: s for s in m["features"]["shortcuts"]}
+    assert shortcuts["escalate_message"]["type"] == "message"
+    assert {"app_home_opened", "app_uninstalled", "tokens_revoked"} <= set(
+        settings["event_subscriptions"]["bot_events"]
+    )
     # Every scope carries a comment saying why it is needed.
     lines = raw.splitlines()
     for scope in scopes:

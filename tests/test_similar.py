@@ -83,3 +83,16 @@ async def test_the_card_keeps_the_similar_resolutions_found_first(db: Database) 
     await _resolved(service, ws, "k2", "EU checkout 502 errors again", "Rolled back the gateway config.")
     again = await service.with_similar(await service.get(ws, made.handoff.id))  # type: ignore[arg-type]
     assert again.similar == first.similar
+
+
+async def test_a_slow_lookup_never_holds_the_card_back(db: Database) -> None:
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    await _resolved(service, ws, "k1", "Checkout page returns 502 for EU customers", "Restarted the EU gateway.")
+    made = await service.escalate(
+        ws, "UJUNIOR", Draft(summary="EU checkout 502 errors", severity=Severity.P2, tried=""), key="new"
+    )
+    out_of_time = await service.with_similar(made.handoff, budget=0)
+    assert out_of_time.similar is None  # the card goes out without them...
+    stored = await service.get(ws, made.handoff.id)
+    assert stored is not None and stored.similar is None  # ...and nothing false ("none similar") is kept
