@@ -206,6 +206,8 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
             return web.json_response({"error": "Slack is not configured"}, status=404)
         started = time.perf_counter()
         bolt_req = await to_bolt_request(request)
+        # Slack's 3 seconds run from here: handlers that store inside the ack measure from it.
+        bolt_req.context["received_at"] = started
         bolt_resp = await rt.slack_app.async_dispatch(bolt_req)
         response = await to_aiohttp_response(bolt_resp)
         elapsed = time.perf_counter() - started
