@@ -516,9 +516,9 @@ class HandoffService:
         return [m.as_json() for m in similar.pick(terms, candidates, limit)]
 
     async def with_similar(self, h: Handoff, *, budget: float = SIMILAR_BUDGET_SECONDS) -> Handoff:
-        """The handoff with its similar resolutions, found and kept the first time they are asked for.
-
-        The card does not wait longer than `budget` for them: past it, the card goes out without."""
+        """The handoff with its similar resolutions: those kept when its card was posted, or found now
+        (to be kept by `card_posted`). The card does not wait longer than `budget` for them: past
+        it, the card goes out without."""
         if h.similar is not None:
             return h
         try:
@@ -527,8 +527,6 @@ class HandoffService:
         except TimeoutError:
             log.warning("%s: similar resolutions took over %.1f s; the card goes out without them", h.ref, budget)
             return h
-        async with self.db.write() as conn:
-            await q.set_similar(conn, h.workspace_id, h.id, found)
         return replace(h, similar=found)
 
     async def record_thread(
@@ -581,11 +579,21 @@ class HandoffService:
 
     # ---- what the platforms report back ----------------------------------
 
-    async def card_posted(self, workspace_id: int, handoff_id: int, *, channel: str, ref: str, url: str | None) -> bool:
-        """Remember the card's place, once, and release the messages that were waiting for it."""
+    async def card_posted(
+        self,
+        workspace_id: int,
+        handoff_id: int,
+        *,
+        channel: str,
+        ref: str,
+        url: str | None,
+        similar: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Remember the card's place (and the similar resolutions it shows), once, and release the
+        messages that were waiting for it."""
         now = self.clock()
         async with self.db.write() as conn:
-            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url)
+            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar)
             if first:
                 await q.add_event(
                     conn,

@@ -189,13 +189,21 @@ async def mark_first_action(
 
 
 async def set_card(
-    conn: AsyncConnection, workspace_id: int, handoff_id: int, channel: str, ref: str, url: str | None
+    conn: AsyncConnection,
+    workspace_id: int,
+    handoff_id: int,
+    channel: str,
+    ref: str,
+    url: str | None,
+    similar: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """Record where the card was posted, once: a second post can never move it."""
+    """Record where the card was posted (and the similar resolutions it shows), once: a second
+    post can never move it."""
+    values: dict[str, Any] = {"card_channel": channel, "card_ref": ref, "card_url": url}
+    if similar is not None:
+        values["similar"] = similar
     result = await conn.execute(
-        update(handoffs)
-        .where(_scoped(workspace_id, handoff_id), handoffs.c.card_ref.is_(None))
-        .values(card_channel=channel, card_ref=ref, card_url=url)
+        update(handoffs).where(_scoped(workspace_id, handoff_id), handoffs.c.card_ref.is_(None)).values(**values)
     )
     return result.rowcount == 1
 
@@ -280,13 +288,6 @@ async def mark_processed(conn: AsyncConnection, source: str, event_id: str, now:
 
 
 # ---- what a person sees: the open queue, their escalations, their claims ----------
-
-
-async def set_similar(conn: AsyncConnection, workspace_id: int, handoff_id: int, similar: list[dict[str, Any]]) -> None:
-    """Remember the similar resolutions found for a card, once (the first finding stays)."""
-    await conn.execute(
-        update(handoffs).where(_scoped(workspace_id, handoff_id), handoffs.c.similar.is_(None)).values(similar=similar)
-    )
 
 
 async def set_transcript(

@@ -79,6 +79,7 @@ async def test_the_card_keeps_the_similar_resolutions_found_first(db: Database) 
     )
     first = await service.with_similar(made.handoff)
     assert [f["resolution"] for f in first.similar or []] == ["Restarted the EU gateway."]
+    await service.card_posted(ws, made.handoff.id, channel="C1", ref="1.1", url=None, similar=first.similar)
     # Resolved later, a better match does not rewrite what the card already showed.
     await _resolved(service, ws, "k2", "EU checkout 502 errors again", "Rolled back the gateway config.")
     again = await service.with_similar(await service.get(ws, made.handoff.id))  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ installation store, and its channels and seniors only from its own `/escalate co
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,9 @@ from bot.slack.seniors import Seniors
 from handoff.service import HandoffService
 
 log = logging.getLogger(__name__)
+
+
+CONFIG_TTL = 5.0
 
 
 class NotInstalled(LookupError):
@@ -59,6 +63,7 @@ class SlackWorkspaces:
         self._seniors: dict[int, tuple[WorkspaceConfig, Seniors]] = {}
         self._clients: dict[str, AsyncWebClient] = {}
         self._teams: dict[int, str] = {}
+        self._configs: dict[int, tuple[float, WorkspaceConfig]] = {}
 
     @property
     def multi(self) -> bool:
@@ -77,6 +82,16 @@ class SlackWorkspaces:
         )
 
     async def config(self, workspace_id: int) -> WorkspaceConfig:
+        """The workspace's settings, read at most every CONFIG_TTL seconds (a change made on another
+        replica applies within that; one made here applies at once)."""
+        cached = self._configs.get(workspace_id)
+        if cached is not None and time.monotonic() - cached[0] < CONFIG_TTL:
+            return cached[1]
+        cfg = await self._read_config(workspace_id)
+        self._configs[workspace_id] = (time.monotonic(), cfg)
+        return cfg
+
+    async def _read_config(self, workspace_id: int) -> WorkspaceConfig:
         row = await self.service.workspace(workspace_id)
         base = self.defaults()
         if row is None:
@@ -135,3 +150,4 @@ class SlackWorkspaces:
             settings=cfg.as_settings(),
         )
         self._seniors.pop(workspace_id, None)
+        self._configs.pop(workspace_id, None)
