@@ -36,6 +36,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         ({"SLACK_SIGNING_SECRET": "s3cret-value"}, "SLACK_BOT_TOKEN"),
         ({"SLACK_SIGNING_SECRET": "s3cret-value", "SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_ESCALATION_CHANNEL"),
         ({"SLACK_BOT_TOKEN": "not-a-token-value"}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_SIGNING_SECRET": "s3cret-value", "SLACK_CLIENT_ID": "1111.2222"}, "SLACK_CLIENT_SECRET"),
         ({"REMINDER_MINUTES": "soon"}, "REMINDER_MINUTES"),
         ({"TIMEZONE": "Mars/Olympus_Mons"}, "TIMEZONE"),
         ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),

@@ -67,6 +67,16 @@ async def test_uninstall_or_revocation_removes_that_workspaces_tokens_only(multi
     # Alpha carries on as before.
     card = await escalate_in(m, ALPHA, "C0ALPHAESC", "Still works in Alpha")
     assert "Still works in Alpha" in card_text(card)
+    # Its weekly report comes due: nobody is there to read it, so it is skipped, not a dead message.
+    from datetime import date
+
+    from storage import outbox
+
+    b_ws = await m.bot.runtime.service.workspace_id("slack", BETA)
+    await m.bot.runtime.service.queue_report_now(b_ws, date(2026, 11, 16))
+    await m.bot.runtime.worker.drain()
+    async with m.bot.runtime.db.read() as conn:
+        assert (await outbox.counts(conn)).get("dead", 0) == 0
     # Beta's requests are no longer served with a token it revoked: no form opens there.
     calls = len(fake.calls)
     answer = await m.sims[BETA].command(JUNIOR, "")
