@@ -119,7 +119,7 @@ async def start_runtime(
 
     if settings.slack_enabled:
         assert settings.slack_signing_secret is not None
-        oauth = oauth_settings(settings, db.engine) if settings.slack_oauth_enabled else None
+        oauth = oauth_settings(settings, db.transactional_engine) if settings.slack_oauth_enabled else None
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token and not oauth else None
         client = make_client(
             token=token,

@@ -72,6 +72,10 @@ class Database:
             kwargs["pool_timeout"] = 30
         else:
             kwargs["pool_pre_ping"] = True
+            # Connections rest in autocommit: a read or a one-statement write is one round trip, and
+            # so is the ping before each use (outside a transaction it is a bare `;`, not BEGIN / ; /
+            # ROLLBACK). Write transactions ask for READ COMMITTED, which is what issues their BEGIN.
+            kwargs["isolation_level"] = "AUTOCOMMIT"
             # Big enough that a busy replica reuses connections instead of opening and closing
             # overflow ones; three replicas stay well inside PostgreSQL's default 100 connections.
             kwargs["pool_size"] = pool_size
@@ -101,6 +105,14 @@ class Database:
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @property
+    def transactional_engine(self) -> AsyncEngine:
+        """The engine for code of others that runs its own `engine.begin()` blocks (slack_sdk's
+        OAuth stores): on PostgreSQL, one whose connections really begin a transaction."""
+        if self.dialect == "postgresql":
+            return self.engine.execution_options(isolation_level="READ COMMITTED")
+        return self.engine
 
     @property
     def is_postgres(self) -> bool:
@@ -135,7 +147,7 @@ class Database:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        options = {"sqlite_begin": "IMMEDIATE"} if self.dialect == "sqlite" else {}
+        options = {"sqlite_begin": "IMMEDIATE"} if self.dialect == "sqlite" else {"isolation_level": "READ COMMITTED"}
         async with self._connect(**options) as conn:
             async with conn.begin():
                 yield conn
@@ -162,7 +174,10 @@ class Database:
         """For reading. Each statement sees the latest committed data (no BEGIN/COMMIT round
         trips); pass snapshot=True when several statements must see one moment."""
         if snapshot:
-            async with self._connect() as conn:
+            # One snapshot for every statement: REPEATABLE READ on PostgreSQL (READ COMMITTED takes
+            # a new one per statement); a read transaction is one snapshot on SQLite already.
+            options = {"isolation_level": "REPEATABLE READ"} if self.dialect == "postgresql" else {}
+            async with self._connect(**options) as conn:
                 async with conn.begin():
                     yield conn
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
@@ -226,3 +227,15 @@ async def test_sqlite_runs_in_wal_with_a_busy_timeout_and_foreign_keys(tmp_path)
             raise AssertionError("a row for a missing workspace was accepted")
     finally:
         await db.dispose()
+
+
+async def test_a_write_that_fails_half_way_leaves_nothing_behind(db: Database) -> None:
+    """Writes are real transactions (on PostgreSQL connections otherwise rest in autocommit)."""
+    from storage.tables import workspaces
+
+    with pytest.raises(RuntimeError):
+        async with db.write() as conn:
+            await conn.execute(workspaces.insert().values(platform="slack", external_id="T0HALF", created_at=utcnow()))
+            raise RuntimeError("the second statement failed")
+    async with db.read() as conn:
+        assert await conn.scalar(select(workspaces.c.id).where(workspaces.c.external_id == "T0HALF")) is None
