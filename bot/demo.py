@@ -163,6 +163,16 @@ async def _story(app: web.Application, fake: FakeSlack, slack: SlackSimulator, d
         who = NAMES.get(e["actor"] or "", e["actor"] or "bot")
         say(f"   +{(e['at'] - t0).total_seconds():6.2f}s  {e['kind']:<15} {who}")
     say()
+    say("7. a week later ben escalates a message from #support; the new card shows how it was solved before")
+    root = fake.say("C0SUPPORT", BEN, "Globex: users bounced back to the IdP, SAML InvalidNameIDPolicy")
+    fake.say("C0SUPPORT", MAYA, "I re-sent their SSO invite, no change", thread_ts=root.ts)
+    before_views = len(fake.views_for(BEN))
+    await slack.message_shortcut(BEN, root)
+    views = await fake.wait_for(lambda: len(fake.views_for(BEN)) > before_views and fake.views_for(BEN))
+    await slack.submit(BEN, views[-1], {"summary": "Globex SSO login fails with InvalidNameIDPolicy", "tried": ""})
+    second = await fake.wait_for(lambda: len(fake.channel_messages(ESC)) >= 2 and fake.channel_messages(ESC)[-1])
+    show("#escalations: the new card, with the thread and the earlier fix", second)
+    say()
     say(f"done in {time.perf_counter() - started:.1f}s. Connect a real workspace: see README.md, 'Connect Slack'.")
     return 0
 

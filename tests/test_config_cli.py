@@ -87,5 +87,8 @@ def test_demo_runs_the_whole_flow_offline(tmp_path: Path) -> None:
     assert "You already have this one." in out
     assert "Resolved by @" in out and "picked up ESC-1" in out
     assert "claim_conflict" in out
+    # The second escalation, from a message: its thread copied and the first one's fix beside it.
+    assert "What's been tried in the thread" in out and "I re-sent their SSO invite" in out
+    assert "Similar resolved escalations" in out and "set NameID format to emailAddress" in out
     assert result.stderr == ""
     assert list(tmp_path.iterdir()) == []  # nothing left behind

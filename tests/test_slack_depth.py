@@ -81,6 +81,7 @@ async def test_escalate_this_message_prefills_the_form_and_copies_the_thread(bot
     card = await new_card(bot, before)
     text = card_text(card)
     assert "What's been tried in the thread" in text
+    assert "Nothing listed." not in text  # nothing typed under "what was tried": the thread takes its place
     for said in ("I cleared their sessions, no luck", "Tried an incognito window too", "re-sending the invite"):
         assert said in text
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text  # the copied thread is data too

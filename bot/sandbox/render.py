@@ -65,7 +65,7 @@ def blocks_to_text(blocks: list[dict[str, Any]] | None, fallback: str, names: di
                     lines.append(textwrap.fill(mrkdwn_to_text(el["text"], names), width))
             lines.append("")
         elif kind == "divider":
-            lines.append("┄" * width)
+            lines.append("┄" * (width - 2))
         elif kind == "actions":
             buttons = [f"[ {el['text']['text']} ]" for el in b.get("elements", []) if el.get("type") == "button"]
             lines.append("   ".join(buttons))

@@ -117,7 +117,8 @@ def card_blocks(h: Handoff) -> list[Block]:
             elements=[MarkdownTextObject(text=f"Escalated by {t.user(h.requester_id)} · {opened}{requested}")]
         ),
         _section("Problem", h.details, "No details given beyond the summary."),
-        _section("What was tried", h.tried, "Nothing listed."),
+        # Escalated from a message with nothing typed here: the thread below says what was tried.
+        *([] if h.source and not h.tried else [_section("What was tried", h.tried, "Nothing listed.")]),
         _section("Customer / environment", h.customer, "Not given."),
         *[b for b in (thread_section(h), similar_section(h)) if b is not None],
         DividerBlock(),
