@@ -271,6 +271,8 @@ async def test_config_is_for_admins_and_changes_where_cards_go_and_who_may_claim
     bot.fake.admins.add("U0ADMIN")
     refused = await command(bot, JUNIOR, "config")
     assert "Only workspace admins" in refused.text and not [v for v in bot.fake.views_for(JUNIOR)]
+    bot.fake.fail_next("users.info", Fail(error="missing_scope"))  # installed before users:read was asked for
+    assert "lacks the users:read scope" in (await command(bot, "U0ADMIN", "config")).text
 
     assert (await bot.slack.command("U0ADMIN", "config")).status == 200
     modal = (await bot.fake.wait_for(lambda: bot.fake.views_for("U0ADMIN")))[-1]

@@ -28,6 +28,17 @@ NOT_CONFIGURED = (
     "A workspace admin can pick one with `/escalate config`."
 )
 ADMINS_ONLY = "Only workspace admins and owners can change the escalation settings."
+
+
+def cannot_check_admin(error: str) -> str:
+    if error == "missing_scope":
+        return (
+            "I can't tell whether you are a workspace admin: the app lacks the users:read scope. "
+            "Reinstall it from manifest.yml, then run `/escalate config` again."
+        )
+    return f"Slack wouldn't tell me whether you are a workspace admin ({t.escape(error)}). Please try again."
+
+
 STATS_FOR_LEADS = "`/escalate stats` is for the leads of this workspace."
 CONFIG_SAVED = "Saved. Cards now go to {channel}."
 

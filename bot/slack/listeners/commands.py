@@ -26,12 +26,17 @@ HELP_WORDS = {"help", "-h", "--help", "?"}
 SUBCOMMANDS = {"mine", "stats", "config"}
 
 
+class CannotCheckAdmin(Exception):
+    """Slack would not say whether the user is an admin (most often: the app lacks users:read)."""
+
+
 async def is_workspace_admin(client: AsyncWebClient, user: str) -> bool:
     try:
         info = (await client.users_info(user=user)).get("user") or {}
     except SlackApiError as exc:
-        log.warning("users.info for %s failed: %s", user, exc.response.get("error"))
-        return False
+        error = exc.response.get("error")
+        log.warning("users.info for %s failed: %s", user, error)
+        raise CannotCheckAdmin(str(error)) from exc
     return bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
 
 
@@ -96,7 +101,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def _config(
         ws: int, user: str, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
-        if not await is_workspace_admin(client, user):
+        try:
+            admin = await is_workspace_admin(client, user)
+        except CannotCheckAdmin as exc:
+            await respond(text=messages.cannot_check_admin(str(exc)), response_type="ephemeral")
+            return
+        if not admin:
             await respond(text=messages.ADMINS_ONLY, response_type="ephemeral")
             return
         cfg = await deps.workspaces.config(ws)
