@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bot.metrics import Metrics
 from bot.slack.seniors import Seniors
 from bot.slack.workspaces import SlackWorkspaces
+from handoff.report import WeeklyReport
 from handoff.service import HandoffService
 
 
@@ -15,8 +17,9 @@ from handoff.service import HandoffService
 class SlackDeps:
     service: HandoffService
     workspaces: SlackWorkspaces
+    # The weekly figures of the week so far, for `/escalate stats`.
+    stats_for: Callable[[int], Awaitable[WeeklyReport]]
     metrics: Metrics | None = None
-    stats_for: Any = None  # (workspace id) -> WeeklyReport of the week so far
 
     async def seniors(self, workspace_id: int) -> Seniors:
         return await self.workspaces.seniors(workspace_id)

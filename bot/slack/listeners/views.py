@@ -16,7 +16,7 @@ from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.listeners.commands import CannotCheckAdmin, is_workspace_admin
+from bot.slack.listeners.common import admin_refusal
 from bot.slack.modals import field_errors, read_config_form, read_escalate_form, read_note
 from handoff.domain import Closed, Done, NotFound, NotHolder
 from handoff.validation import FormErrors, validate_draft, validate_note
@@ -96,13 +96,9 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
-        try:
-            admin = await is_workspace_admin(client, user)
-        except CannotCheckAdmin as exc:
-            await ack(response_action="errors", errors={F.ESCALATION_CHANNEL: messages.cannot_check_admin(str(exc))})
-            return
-        if not admin:
-            await ack(response_action="errors", errors={F.ESCALATION_CHANNEL: messages.ADMINS_ONLY})
+        refusal = await admin_refusal(client, user)
+        if refusal:
+            await ack(response_action="errors", errors={F.ESCALATION_CHANNEL: refusal})
             return
         try:
             async with asyncio.timeout(save_budget(context)):
