@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 _OPEN_AGAIN: ClaimOutcome = NotFound()  # sentinel, compared by identity
 
 
+SIMILAR_BUDGET_SECONDS = 2.0
 # Home tabs are refreshed at most once per this many seconds per workspace, for everyone who
 # looked at theirs within HOME_VIEWERS_WITHIN: a burst of changes is one refresh.
-SIMILAR_BUDGET_SECONDS = 2.0
 HOME_REFRESH_SECONDS = 2
 HOME_VIEWERS_WITHIN = timedelta(hours=1)
 HOME_VIEWERS_MAX = 100
@@ -538,14 +538,24 @@ class HandoffService:
 
     # ---- one person's view: App Home, `/escalate mine` ---------------------
 
-    async def home(self, workspace_id: int, user: str, *, open_limit: int = 20, own_limit: int = 10) -> HomeView:
+    async def open_queue(self, workspace_id: int, limit: int = 20) -> tuple[list[Handoff], int]:
+        """The open escalations everyone's Home shows (most severe, then oldest, first), and how many."""
         async with self.db.read() as conn:
-            queue, total = await q.open_queue(conn, workspace_id, open_limit)
+            rows, total = await q.open_queue(conn, workspace_id, limit)
+        return [Handoff.from_row(r) for r in rows], total
+
+    async def home(
+        self, workspace_id: int, user: str, *, queue: tuple[list[Handoff], int] | None = None, own_limit: int = 10
+    ) -> HomeView:
+        """One person's Home; pass `queue` (from `open_queue`) when drawing several people's at once."""
+        if queue is None:
+            queue = await self.open_queue(workspace_id)
+        async with self.db.read() as conn:
             mine = await q.of_person(conn, workspace_id, requester=user, statuses=("open", "claimed"), limit=own_limit)
             claims = await q.of_person(conn, workspace_id, claimer=user, statuses=("claimed",), limit=own_limit)
         return HomeView(
-            open=[Handoff.from_row(r) for r in queue],
-            open_total=total,
+            open=queue[0],
+            open_total=queue[1],
             mine=[Handoff.from_row(r) for r in mine],
             claims=[Handoff.from_row(r) for r in claims],
         )

@@ -24,12 +24,19 @@ def retry_handlers() -> list:
 
 
 def make_client(
-    *, token: str | None, base_url: str, session: aiohttp.ClientSession | None, timeout: float = 10.0
+    *,
+    token: str | None,
+    base_url: str,
+    session: aiohttp.ClientSession | None,
+    timeout: float = 10.0,
+    retries: bool = True,
 ) -> AsyncWebClient:
+    """`retries=False` leaves slack_sdk's default (one retry of a failed connection) and never waits
+    out a 429's Retry-After or retries a 5xx: for a call whose caller copes with failing instead."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
         session=session,
         timeout=int(max(1, timeout)),
-        retry_handlers=retry_handlers(),
+        retry_handlers=retry_handlers() if retries else None,
     )

@@ -21,6 +21,7 @@ from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload
+from bot.slack.client import make_client
 from bot.slack.home import publish_home
 from bot.slack.report_blocks import report_blocks, report_fallback
 from bot.slack.text import cut_plain
@@ -274,9 +275,10 @@ class SlackDelivery:
         if not viewers:
             return Sent()
         client = await self.client_for(item.workspace_id)
+        queue = await self.service.open_queue(item.workspace_id)  # the same for everyone: read it once
         for user in viewers:
             try:
-                await publish_home(client, self.service, item.workspace_id, user)
+                await publish_home(client, self.service, item.workspace_id, user, queue=queue)
             except SlackApiError as exc:
                 if exc.response.get("error") == "ratelimited" or getattr(exc.response, "status_code", 0) >= 500:
                     raise  # the whole refresh is tried again
@@ -292,7 +294,9 @@ class SlackDelivery:
         channel, ts = str(source.get("channel")), str(source.get("thread_ts") or source.get("ts"))
         # No retries here: conversations.replies can be limited to one call a minute, and the card
         # must not wait for it.
-        quick = AsyncWebClient(token=client.token, base_url=client.base_url, session=client.session, timeout=5)
+        quick = make_client(
+            token=client.token, base_url=client.base_url, session=client.session, timeout=5, retries=False
+        )
         if not source.get("permalink"):
             try:
                 source["permalink"] = (
@@ -311,7 +315,7 @@ class SlackDelivery:
                     "text": cut_plain(str(m.get("text") or ""), TRANSCRIPT_TEXT_MAX),
                 }
                 for m in found[:TRANSCRIPT_MESSAGES]
-                if not (m.get("metadata") or {}).get("event_type") == METADATA_TYPE
+                if (m.get("metadata") or {}).get("event_type") != METADATA_TYPE
             ]
             source["thread"] = "copied"
         except SlackApiError as exc:

@@ -79,9 +79,15 @@ def home_blocks(view: HomeView, user: str, *, notice: str | None = None) -> list
 
 
 async def publish_home(
-    client: AsyncWebClient, service: HandoffService, workspace_id: int, user: str, *, notice: str | None = None
+    client: AsyncWebClient,
+    service: HandoffService,
+    workspace_id: int,
+    user: str,
+    *,
+    notice: str | None = None,
+    queue: tuple[list[Handoff], int] | None = None,
 ) -> None:
-    view = await service.home(workspace_id, user)
+    view = await service.home(workspace_id, user, queue=queue)
     await client.views_publish(
         user_id=user, view=View(type="home", blocks=home_blocks(view, user, notice=notice)).to_dict()
     )
