@@ -1,10 +1,10 @@
 """Which past resolutions look like a new escalation.
 
 The database's full-text index (SQLite FTS5, PostgreSQL tsvector) finds and ranks
-candidates among a workspace's resolved escalations from the new one's words joined
-with OR; this module picks those words, then keeps a candidate only when it shares
-enough meaningful words with the new escalation to be worth a senior's glance, and
-orders the keepers the same way on both databases.
+candidates among a workspace's resolved escalations that contain two of the new one's
+words; this module picks those words, then keeps a candidate only when it shares enough
+meaningful words with the new escalation to be worth a senior's glance, and orders the
+keepers the same way on both databases.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ STOPWORDS = frozenset(
     or other our out over own same she should so some still such than that the their them then there these they
     this those through to too under until up very was we were what when where which while who whom why will with
     would you your yours get got gets getting
-    cant can't dont doesnt didnt isnt wont please help someone anyone thanks hi hey still tried try trying
-    customer customers user users issue issues problem problems since again
+    cant can't dont doesnt didnt isnt wont please help someone anyone thanks hi hey tried try trying
+    customer customers user users issue issues problem problems since
     """.split()
 )
 
@@ -66,7 +66,6 @@ class Match:
     resolution: str
     resolved_by: str | None
     url: str | None
-    score: float
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -87,7 +86,7 @@ def pick(terms: list[str], candidates: list[Any], limit: int = 3) -> list[Match]
     keep the database's own ranking (candidates arrive best first).
     """
     wanted = {_stem(w) for w in terms}
-    kept: list[tuple[float, int, Match]] = []
+    kept: list[tuple[int, int, Match]] = []
     for order, c in enumerate(candidates):
         m = c._mapping
         in_summary = {_stem(w) for w in words(m["summary"] or "")}
@@ -104,8 +103,7 @@ def pick(terms: list[str], candidates: list[Any], limit: int = 3) -> list[Match]
             resolution=m["resolution"] or "",
             resolved_by=m["resolved_by"],
             url=m["card_url"],
-            score=float(score),
         )
         kept.append((-score, order, match))
-    kept.sort(key=lambda k: (k[0], k[1]))
+    kept.sort(key=lambda k: (k[0], k[1]))  # best score first; the database's order breaks ties
     return [k[2] for k in kept[:limit]]

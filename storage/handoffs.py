@@ -287,9 +287,6 @@ async def mark_processed(conn: AsyncConnection, source: str, event_id: str, now:
     return result.rowcount == 1
 
 
-# ---- what a person sees: the open queue, their escalations, their claims ----------
-
-
 async def set_transcript(
     conn: AsyncConnection,
     workspace_id: int,
@@ -300,6 +297,9 @@ async def set_transcript(
     await conn.execute(
         update(handoffs).where(_scoped(workspace_id, handoff_id)).values(transcript=transcript, source=source)
     )
+
+
+# ---- what a person sees: the open queue, their escalations, their claims ----------
 
 
 _SEVERITY_FIRST = case(

@@ -39,25 +39,21 @@ async def resolved_candidates(
     *,
     exclude_id: int = 0,
     limit: int = 20,
-    min_shared: int = 2,
 ) -> list[Any]:
-    """Resolved escalations of this workspace matching `terms` (letters and digits only), best first.
+    """Resolved escalations of this workspace containing two of `terms` (of the first PAIR_TERMS;
+    letters and digits only), best first.
 
-    With `min_shared=2` a candidate must contain two of the (first PAIR_TERMS) terms: the query is
-    an OR of AND-pairs, so the index, not the ranking, throws away the many rows that share one
-    common word, which is what keeps this fast on a big history.
+    The query is an OR of AND-pairs, so the index, not the ranking, throws away the many rows that
+    share one common word (no use to the caller, who wants two in common), which is what keeps
+    this fast on a big history.
     """
-    terms = list(dict.fromkeys(t for t in terms if t.isalnum()))
-    if len(terms) < min_shared:
+    head = list(dict.fromkeys(t for t in terms if t.isalnum()))[:PAIR_TERMS]
+    if len(head) < 2:
         return []
     pg = conn.dialect.name == "postgresql"
     quote = (lambda t: t) if pg else (lambda t: f'"{t}"')
     AND, OR = (" & ", " | ") if pg else (" AND ", " OR ")
-    if min_shared >= 2:
-        head = terms[:PAIR_TERMS]
-        q = OR.join(f"({quote(a)}{AND}{quote(b)})" for i, a in enumerate(head) for b in head[i + 1 :])
-    else:
-        q = OR.join(quote(t) for t in terms)
+    q = OR.join(f"({quote(a)}{AND}{quote(b)})" for i, a in enumerate(head) for b in head[i + 1 :])
     stmt = _POSTGRES if pg else _SQLITE
     result = await conn.execute(stmt, {"q": q, "ws": workspace_id, "exclude": exclude_id, "k": limit})
     return list(result)

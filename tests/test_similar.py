@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handoff.domain import Draft, Handoff, Severity, Won
+from handoff.domain import Draft, Escalated, Handoff, Severity, Won
 from handoff.service import HandoffService
 from storage.db import Database
 
@@ -70,13 +70,19 @@ async def test_similar_resolutions_rank_the_right_ones_first_within_the_workspac
     assert [f["resolution"] for f in theirs] == ["B's own fix"]
 
 
-async def test_the_card_keeps_the_similar_resolutions_found_first(db: Database) -> None:
+async def _one_resolved_and_a_new_one(db: Database) -> tuple[HandoffService, int, Escalated]:
+    """An EU checkout 502 resolved once, and a new escalation about the same thing."""
     service = HandoffService(db)
     ws = await service.workspace_id("slack", "T0A")
     await _resolved(service, ws, "k1", "Checkout page returns 502 for EU customers", "Restarted the EU gateway.")
     made = await service.escalate(
         ws, "UJUNIOR", Draft(summary="EU checkout 502 errors", severity=Severity.P2, tried=""), key="new"
     )
+    return service, ws, made
+
+
+async def test_the_card_keeps_the_similar_resolutions_found_first(db: Database) -> None:
+    service, ws, made = await _one_resolved_and_a_new_one(db)
     first = await service.with_similar(made.handoff)
     assert [f["resolution"] for f in first.similar or []] == ["Restarted the EU gateway."]
     await service.card_posted(ws, made.handoff.id, channel="C1", ref="1.1", url=None, similar=first.similar)
@@ -87,12 +93,7 @@ async def test_the_card_keeps_the_similar_resolutions_found_first(db: Database) 
 
 
 async def test_a_slow_lookup_never_holds_the_card_back(db: Database) -> None:
-    service = HandoffService(db)
-    ws = await service.workspace_id("slack", "T0A")
-    await _resolved(service, ws, "k1", "Checkout page returns 502 for EU customers", "Restarted the EU gateway.")
-    made = await service.escalate(
-        ws, "UJUNIOR", Draft(summary="EU checkout 502 errors", severity=Severity.P2, tried=""), key="new"
-    )
+    service, ws, made = await _one_resolved_and_a_new_one(db)
     out_of_time = await service.with_similar(made.handoff, budget=0)
     assert out_of_time.similar is None  # the card goes out without them...
     stored = await service.get(ws, made.handoff.id)

@@ -52,10 +52,8 @@ class Message:
     to_user: str | None = None  # set for DMs: who the message went to
     edits: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
-    at: float = field(default_factory=time.monotonic)
-    user: str | None = (
-        None  # who wrote it, for a person's message (None: the bot)  # when it arrived (system-wide monotonic clock)
-    )
+    at: float = field(default_factory=time.monotonic)  # when it arrived (system-wide monotonic clock)
+    user: str | None = None  # who wrote it, for a person's message (None: the bot)
 
 
 @dataclass

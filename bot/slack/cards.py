@@ -64,7 +64,7 @@ def thread_section(h: Handoff) -> SectionBlock | None:
     head = "*What's been tried in the thread*\n"
     if not h.transcript:
         why = " (I couldn't read it)" if source.get("thread") == "linked" else ""
-        where = t.link(url, "the original message") if url else "the original message"
+        where = t.link(url, "the original message")
         return SectionBlock(text=MarkdownTextObject(text=f"{head}_The thread is linked, not copied{why}:_ {where}"))
     lines = []
     shown = h.transcript[-TRANSCRIPT_LINES:]

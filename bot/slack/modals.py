@@ -181,24 +181,31 @@ def _selected_users(values: dict[str, Any], block: str) -> list[str]:
     return [u for u in users if isinstance(u, str)]
 
 
+CHANNELS_ONLY = {"include": ["public", "private"], "exclude_bot_users": True}
+
+
+def _channel_select(current: str | None) -> ConversationSelectElement:
+    el = ConversationSelectElement(
+        action_id=VALUE, filter={"include": ["public", "private"], "exclude_bot_users": True}
+    )
+    if current:
+        el.initial_conversation = current
+    return el
+
+
+def _people_select(current: list[str], placeholder: str) -> UserMultiSelectElement:
+    el = UserMultiSelectElement(action_id=VALUE, placeholder=placeholder)
+    if current:
+        el.initial_users = current[:100]
+    return el
+
+
 def config_modal(cfg: WorkspaceConfig) -> View:
     """`/escalate config`: this workspace's channels and seniors (workspace admins only)."""
-    esc = ConversationSelectElement(
-        action_id=VALUE, filter={"include": ["public", "private"], "exclude_bot_users": True}
-    )
-    if cfg.escalation_channel:
-        esc.initial_conversation = cfg.escalation_channel
-    leads = ConversationSelectElement(
-        action_id=VALUE, filter={"include": ["public", "private"], "exclude_bot_users": True}
-    )
-    if cfg.leads_channel:
-        leads.initial_conversation = cfg.leads_channel
-    seniors = UserMultiSelectElement(action_id=VALUE, placeholder="Anyone may claim")
-    if cfg.senior_user_ids:
-        seniors.initial_users = cfg.senior_user_ids[:100]
-    lead_users = UserMultiSelectElement(action_id=VALUE, placeholder="Post alerts to the leads channel instead")
-    if cfg.lead_user_ids:
-        lead_users.initial_users = cfg.lead_user_ids[:100]
+    esc = _channel_select(cfg.escalation_channel)
+    leads = _channel_select(cfg.leads_channel)
+    seniors = _people_select(cfg.senior_user_ids, "Anyone may claim")
+    lead_users = _people_select(cfg.lead_user_ids, "Post alerts to the leads channel instead")
     group = PlainTextInputElement(action_id=VALUE, max_length=20, placeholder="S0123ABCD")
     if cfg.senior_usergroup:
         group.initial_value = cfg.senior_usergroup
