@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from handoff.domain import Handoff
+from handoff.service import HandoffService
 from storage.outbox import OutboxItem
 
 
@@ -37,6 +39,16 @@ class GiveUp:
 
 
 DeliveryResult = Sent | Retry | Defer | GiveUp
+
+
+async def handoff_of(service: HandoffService, item: OutboxItem) -> Handoff | GiveUp:
+    """The escalation an outbox row is about, or why the row can never be delivered."""
+    if item.handoff_id is None:
+        return GiveUp(f"{item.kind} without a handoff")
+    h = await service.get(item.workspace_id, item.handoff_id)
+    if h is None:
+        return GiveUp(f"handoff {item.handoff_id} not found in workspace {item.workspace_id}")
+    return h
 
 
 class Deliverer(Protocol):

@@ -17,7 +17,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
+from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload
@@ -117,11 +117,9 @@ class SlackDelivery:
             return await self._weekly_report(await self.client_for(item.workspace_id), item)
         if item.kind == Outbound.REFRESH_HOME:
             return await self._refresh_homes(item)
-        if item.handoff_id is None:
-            return GiveUp(f"{item.kind} without a handoff")
-        h = await self.service.get(item.workspace_id, item.handoff_id)
-        if h is None:
-            return GiveUp(f"handoff {item.handoff_id} not found in workspace {item.workspace_id}")
+        h = await handoff_of(self.service, item)
+        if isinstance(h, GiveUp):
+            return h
         bind_log(handoff=h.ref)
         client = await self.client_for(item.workspace_id)
         kind = item.kind

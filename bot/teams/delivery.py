@@ -18,7 +18,7 @@ from microsoft_agents.activity import Activity, ConversationReference
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
-from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent
+from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of
 from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot
@@ -121,11 +121,9 @@ class TeamsDelivery:
             return Sent()  # Slack's App Home; Teams has no counterpart
         if item.kind == Outbound.WEEKLY_REPORT:
             return await self._weekly_report(item)
-        if item.handoff_id is None:
-            return GiveUp(f"{item.kind} without a handoff")
-        h = await self.service.get(item.workspace_id, item.handoff_id)
-        if h is None:
-            return GiveUp(f"handoff {item.handoff_id} not found")
+        h = await handoff_of(self.service, item)
+        if isinstance(h, GiveUp):
+            return h
         kind = item.kind
         if kind == Outbound.POST_CARD:
             if h.card_ref:
