@@ -107,6 +107,15 @@ def auth_configuration(settings: Settings) -> AgentAuthConfiguration:
     )
 
 
+BROKEN_BUTTON = "That button doesn't carry a valid escalation; nothing changed."
+
+
+def _button_handoff(data: dict[str, Any]) -> int | None:
+    """The handoff id an Action.Execute carries, or None when it is missing or forged."""
+    handoff_id = data.get("h")
+    return handoff_id if isinstance(handoff_id, int) and handoff_id >= 1 else None
+
+
 class TeamsBot:
     def __init__(self, settings: Settings, service: HandoffService, metrics: Metrics | None = None):
         self.settings = settings
@@ -267,9 +276,9 @@ class TeamsBot:
 
     async def _claim(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         me = who(context)
-        handoff_id = data.get("h")
-        if not isinstance(handoff_id, int) or handoff_id < 1:
-            return message_response("That button doesn't carry a valid escalation; nothing changed.")
+        handoff_id = _button_handoff(data)
+        if handoff_id is None:
+            return message_response(BROKEN_BUTTON)
         try:
             ws = await self.service.workspace_id("teams", me.tenant)
             await self.service.remember_person(ws, me.user_id, me.name)
@@ -304,9 +313,9 @@ class TeamsBot:
 
     async def _change(self, context: TurnContext, data: dict[str, Any], verb: str) -> AdaptiveCardInvokeResponse:
         me = who(context)
-        handoff_id = data.get("h")
-        if not isinstance(handoff_id, int) or handoff_id < 1:
-            return message_response("That button doesn't carry a valid escalation; nothing changed.")
+        handoff_id = _button_handoff(data)
+        if handoff_id is None:
+            return message_response(BROKEN_BUTTON)
         try:
             ws = await self.service.workspace_id("teams", me.tenant)
             if verb == "resolve":
