@@ -48,6 +48,12 @@ class Metrics:
         self.duplicate_events = Counter(
             "duplicate_events", "Platform event re-deliveries recognised and skipped", ["platform"], registry=r
         )
+        self.rejected = Counter(
+            "requests_rejected",
+            "Requests refused at the door: reason signature (or token) failed, malformed, or not_allowed",
+            ["platform", "reason"],
+            registry=r,
+        )
         self.storage_unavailable = Counter(
             "storage_unavailable", "Requests answered 'try again' because the database did not answer", registry=r
         )

@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
@@ -25,7 +26,8 @@ from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
 from bot.metrics import Metrics
 from bot.scheduler import Scheduler
-from bot.slack.app import build_slack_app
+from bot.slack import boundary
+from bot.slack.app import VERIFIED, build_slack_app
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackDelivery
 from bot.slack.deps import SlackDeps
@@ -51,6 +53,7 @@ class Runtime:
     metrics: Metrics
     slack_app: AsyncApp | None = None
     slack_client: AsyncWebClient | None = None
+    slack_verifier: SignatureVerifier | None = None
     ready: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     socket_handler: Any = None
@@ -135,6 +138,7 @@ async def start_runtime(
 
         deps = SlackDeps(service=service, workspaces=workspaces, metrics=metrics, stats_for=week_so_far)
         rt.slack_client = client
+        rt.slack_verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
         rt.slack_app = build_slack_app(
             signing_secret=settings.slack_signing_secret.get_secret_value(), client=client, deps=deps, oauth=oauth
         )
@@ -205,9 +209,19 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         if rt.slack_app is None:
             return web.json_response({"error": "Slack is not configured"}, status=404)
         started = time.perf_counter()
-        bolt_req = await to_bolt_request(request)
+        raw = await request.read()
+        # Verify, then parse: nothing from an unsigned body is read, stored or called.
+        if rt.slack_verifier is None or not boundary.verify(rt.slack_verifier, raw, request.headers):
+            rt.metrics.rejected.labels("slack", "signature").inc()
+            return web.json_response({"error": "invalid request signature"}, status=401)
+        bolt_req = boundary.parse(raw, request.headers, request.query_string)
+        if isinstance(bolt_req, boundary.Rejected):
+            boundary.warn(bolt_req)
+            rt.metrics.rejected.labels("slack", "malformed").inc()
+            return web.json_response({"error": "malformed request"}, status=bolt_req.status)
         # Slack's 3 seconds run from here: handlers that store inside the ack measure from it.
         bolt_req.context["received_at"] = started
+        bolt_req.context[VERIFIED] = True
         bolt_resp = await rt.slack_app.async_dispatch(bolt_req)
         response = await to_aiohttp_response(bolt_resp)
         elapsed = time.perf_counter() - started

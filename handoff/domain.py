@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+# The largest id a row can have (a 32-bit INTEGER column on PostgreSQL): anything a request
+# carries beyond it is not an id of ours.
+MAX_ID = 2**31 - 1
+
 
 class Status(enum.StrEnum):
     OPEN = "open"

@@ -24,7 +24,7 @@ from bot.server import RUNTIME, Runtime, make_web_app
 from storage import migrate
 from storage.db import Database
 
-pytest_plugins = ["tests.multi"]  # the two-workspace OAuth fixture
+pytest_plugins = ["tests.multi", "tests.edge"]  # the two-workspace OAuth fixture; `outside`
 
 TEAM = "T0ACME"
 ESC_CHANNEL = "C0ESCALATE"

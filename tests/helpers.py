@@ -86,3 +86,22 @@ async def settle(bot: Bot, timeout: float = 15.0) -> None:
         if not busy or _time.monotonic() > deadline:
             return
         await asyncio.sleep(0.05)
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> Any:
+    """Wait for an effect nobody announces (a row the bot writes after it has answered): ask
+    `check()` (sync or async) until it is truthy; fail the test if it never is."""
+    import asyncio
+    import inspect
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if _time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {check}")
+        await asyncio.sleep(0.02)

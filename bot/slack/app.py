@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners import register_all
+from bot.slack.listeners.common import failure_answer
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
+
+# Set on a request's context by the HTTP endpoint once its signature checked out. Socket Mode
+# requests come over the app's own authenticated connection and need no mark.
+VERIFIED = "escalation_bot_verified"
 
 NOT_INSTALLED = (
     ":warning: Escalation Bot isn't installed in this workspace any more, so nothing was sent or stored. "
@@ -50,15 +55,22 @@ def build_slack_app(
     register_all(app, deps)
 
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> BoltResponse | None:
-        # A person clicked or typed something and we failed: tell them, never leave them guessing.
+    async def on_error(
+        error: Exception, request: AsyncBoltRequest, response: BoltResponse | None
+    ) -> BoltResponse | None:
+        """The last line, for a failure no listener caught: never a 5xx, never a lost form, and the
+        person told, but only through a response_url Slack itself signed."""
         log.error("unhandled error in a Slack listener: %s", error, exc_info=error)
+        trusted = request.mode == "socket_mode" or bool(request.context.get(VERIFIED))
         text = messages.TRY_AGAIN if isinstance(error, StorageUnavailable) else messages.SOMETHING_WRONG
-        if body.get("response_url"):
+        response_url = request.body.get("response_url")
+        if trusted and isinstance(response_url, str):
             try:
-                await respond(text=text, response_type="ephemeral", replace_original=False)
-            except Exception:  # the reply is best effort; the error is already logged
-                log.warning("could not tell the user about the error")
-        return None
+                await request.context.respond(text=text, response_type="ephemeral", replace_original=False)
+            except Exception as exc:  # the reply is best effort; the error is already logged
+                log.warning("could not tell the user about the error: %s", type(exc).__name__)
+        if response is None:
+            return None  # already acknowledged: Slack has its answer
+        return failure_answer(request.body, text)
 
     return app

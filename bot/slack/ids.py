@@ -8,8 +8,16 @@ that always comes from the signed request.
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from handoff.domain import MAX_ID
+
+# A handoff id as a button or form carries it: a JSON integer (never `true`, never "7") that
+# fits the database's column.
+HandoffId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+CHANNEL_ID = r"^[A-Z0-9]{1,32}$"
 
 
 class ActionId(enum.StrEnum):
@@ -44,6 +52,14 @@ class Field_(enum.StrEnum):
     LEADS = "lead_user_ids"
 
 
+# The first field of each of our forms: where a message about the whole form is shown.
+FIRST_FIELD = {
+    CallbackId.ESCALATE.value: Field_.SUMMARY.value,
+    CallbackId.RESOLVE.value: Field_.NOTE.value,
+    CallbackId.CONFIG.value: Field_.ESCALATION_CHANNEL.value,
+}
+
+
 class BadMetadata(ValueError):
     pass
 
@@ -55,9 +71,11 @@ class _Meta(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
     @classmethod
-    def parse(cls, raw: str | None) -> _Meta:
+    def parse(cls, raw: object) -> _Meta:
+        if not isinstance(raw, str) or len(raw) > 3000:
+            raise BadMetadata("not a metadata string")
         try:
-            return cls.model_validate_json(raw or "")
+            return cls.model_validate_json(raw)
         except ValidationError as exc:
             raise BadMetadata(str(exc)) from None
 
@@ -65,19 +83,19 @@ class _Meta(BaseModel):
 class CardAction(_Meta):
     """The value of a card button: which handoff, and the version the card showed."""
 
-    h: int = Field(gt=0)
-    v: int | None = Field(default=None, ge=1)
+    h: HandoffId
+    v: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
 
 
 class EscalateMeta(_Meta):
     """The escalate modal's private_metadata: where /escalate was run, and for "Escalate this
     message", which message (its channel, ts and thread)."""
 
-    channel: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, pattern=CHANNEL_ID)
     src_ts: str | None = Field(default=None, max_length=32, pattern=r"^\d+\.\d+$")
     src_thread: str | None = Field(default=None, max_length=32, pattern=r"^\d+\.\d+$")
 
 
 class ResolveMeta(_Meta):
-    h: int = Field(gt=0)
-    channel: str | None = Field(default=None, max_length=64)
+    h: HandoffId
+    channel: str | None = Field(default=None, pattern=CHANNEL_ID)

@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.inbound import dict_at, text_at
 from bot.slack import text as t
 from bot.slack.ids import CallbackId, EscalateMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
@@ -31,6 +32,22 @@ VALUE = "value"  # the action id of the element inside each input block
 
 def _severity_option(s: Severity) -> Option:
     return Option(value=s.value, text=PlainTextObject(text=s.label))
+
+
+_TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
+
+
+_SLACK_ID = re.compile(r"[A-Z0-9]{1,32}")
+
+
+def slack_id(value: str) -> bool:
+    """Whether `value` looks like a Slack user or channel id (C0123ABCD, U0123ABCD)."""
+    return _SLACK_ID.fullmatch(value) is not None
+
+
+def slack_ts(value: str | None) -> str | None:
+    """A message timestamp as Slack writes them (`1700000000.123456`), or None for anything else."""
+    return value if value is not None and _TS.fullmatch(value) else None
 
 
 def prefill_from_text(typed: str) -> tuple[str, str]:
@@ -119,21 +136,55 @@ def escalate_modal(
     )
 
 
-def _value(values: dict[str, Any], block: str) -> str | None:
-    element = (values.get(block) or {}).get(VALUE) or {}
+def _element(values: Any, block: str) -> dict[str, Any]:
+    """What the form sent for one block, or nothing when any part of it has the wrong shape."""
+    return dict_at(values, block, VALUE)
+
+
+def _value(values: Any, block: str) -> str | None:
+    """The text, option, user or channel chosen in one block. Anything of another type than
+    Slack sends there (a string where an option belongs, a number for a text) reads as empty,
+    so the person gets the field's own error instead of a failure."""
+    element = _element(values, block)
     if "selected_option" in element:
-        opt = element.get("selected_option") or {}
-        return opt.get("value")
-    if "selected_user" in element:
-        return element.get("selected_user")
-    if "selected_conversation" in element:
-        return element.get("selected_conversation")
-    v = element.get("value")
-    return v if isinstance(v, str) else None
+        return text_at(element, "selected_option", "value")
+    for key in ("selected_user", "selected_conversation", "value"):
+        if key in element:
+            v = element.get(key)
+            return v if isinstance(v, str) else None
+    return None
+
+
+def _values(view: dict[str, Any]) -> dict[str, Any]:
+    return dict_at(view, "state", "values")
+
+
+BROKEN_FIELD = "This field didn't come through. Choose or type it again."
+
+
+def broken_fields(view: dict[str, Any]) -> dict[str, str]:
+    """Field errors for the blocks whose answer arrived, but not in the shape Slack sends (an option
+    that is a string, a text that is a number): the person re-enters them instead of the form
+    quietly taking a default."""
+    values = _values(view)
+    errors: dict[str, str] = {}
+    for block in values:
+        element = _element(values, block)
+        if "selected_option" in element:
+            ok = element["selected_option"] is None or text_at(element, "selected_option", "value") is not None
+        else:
+            ok = all(
+                element[k] is None or isinstance(element[k], str)
+                for k in ("selected_user", "selected_conversation", "value")
+                if k in element
+            )
+        if not ok and block in {f.value for f in F}:
+            errors[block] = BROKEN_FIELD
+    return errors
 
 
 def read_escalate_form(view: dict[str, Any]) -> dict[str, str | None]:
-    values = (view.get("state") or {}).get("values") or {}
+    values = _values(view)
     return {
         "summary": _value(values, F.SUMMARY),
         "severity": _value(values, F.SEVERITY),
@@ -165,8 +216,7 @@ def resolve_modal(h: Handoff, *, channel: str | None) -> View:
 
 
 def read_note(view: dict[str, Any]) -> str | None:
-    values = (view.get("state") or {}).get("values") or {}
-    return _value(values, F.NOTE)
+    return _value(_values(view), F.NOTE)
 
 
 def field_errors(errors: dict[str, str]) -> dict[str, str]:
@@ -175,10 +225,9 @@ def field_errors(errors: dict[str, str]) -> dict[str, str]:
     return {(k if k in known else F.SUMMARY.value): v for k, v in errors.items()}
 
 
-def _selected_users(values: dict[str, Any], block: str) -> list[str]:
-    element = (values.get(block) or {}).get(VALUE) or {}
-    users = element.get("selected_users") or []
-    return [u for u in users if isinstance(u, str)]
+def _selected_users(values: Any, block: str) -> list[str]:
+    users = _element(values, block).get("selected_users")
+    return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
 
 
 CHANNELS_ONLY = {"include": ["public", "private"], "exclude_bot_users": True}
@@ -245,19 +294,26 @@ def config_modal(cfg: WorkspaceConfig) -> View:
 
 def read_config_form(view: dict[str, Any]) -> tuple[WorkspaceConfig, dict[str, str]]:
     """The settings typed into the config modal, and field errors (empty when fine)."""
-    values = (view.get("state") or {}).get("values") or {}
+    values = _values(view)
     errors: dict[str, str] = {}
     group = (_value(values, F.SENIOR_GROUP) or "").strip().upper() or None
     if group and not re.fullmatch(r"S[A-Z0-9]{4,19}", group):
         errors[F.SENIOR_GROUP] = "A user group id looks like S0123ABCD (Slack shows it in the group's link)."
     channel = _value(values, F.ESCALATION_CHANNEL)
-    if not channel:
+    if not channel or not slack_id(channel):
         errors[F.ESCALATION_CHANNEL] = "Pick the channel the cards go to."
+    leads_channel = _value(values, F.LEADS_CHANNEL)
+    if leads_channel is not None and not slack_id(leads_channel):
+        errors[F.LEADS_CHANNEL] = "Pick a channel from the list."
+    seniors, leads = _selected_users(values, F.SENIORS), _selected_users(values, F.LEADS)
+    for block, people in ((F.SENIORS, seniors), (F.LEADS, leads)):
+        if len(people) > 100 or not all(slack_id(p) for p in people):
+            errors[block] = "Pick up to 100 people from the list."
     cfg = WorkspaceConfig(
         escalation_channel=channel,
-        leads_channel=_value(values, F.LEADS_CHANNEL),
-        senior_user_ids=_selected_users(values, F.SENIORS),
+        leads_channel=leads_channel,
+        senior_user_ids=seniors,
         senior_usergroup=group,
-        lead_user_ids=_selected_users(values, F.LEADS),
+        lead_user_ids=leads,
     )
     return cfg, errors

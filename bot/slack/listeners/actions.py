@@ -12,11 +12,13 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.inbound import dict_at, text_at
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.home import publish_home
 from bot.slack.ids import ActionId, BadMetadata, CardAction
+from bot.slack.listeners.common import guarded
 from bot.slack.modals import resolve_modal
 from handoff.domain import (
     AlreadyYours,
@@ -44,7 +46,7 @@ def _teller(
 ) -> Tell:
     """How to answer the clicker alone: ephemerally under the card, or, for a click on the App
     Home tab (which has no response_url), on their Home tab itself, refreshed."""
-    if (body.get("container") or {}).get("type") != "view" or body.get("response_url"):
+    if dict_at(body, "container").get("type") != "view" or body.get("response_url"):
 
         async def ephemeral(text: str) -> None:
             await respond(text=text, response_type="ephemeral", replace_original=False)
@@ -90,6 +92,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     service = deps.service
 
     @app.action(ActionId.CLAIM)
+    @guarded
     async def claim_clicked(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -131,6 +134,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await tell(reply)
 
     @app.action(ActionId.RELEASE)
+    @guarded
     async def release_clicked(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -154,6 +158,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await tell(reply)
 
     @app.action(ActionId.RESOLVE)
+    @guarded
     async def resolve_clicked(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -184,9 +189,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         if h.claimed_by != user:
             await tell(messages.not_holder(h))
             return
-        channel = (body.get("channel") or {}).get("id")
+        channel = text_at(body, "channel", "id")
+        trigger = text_at(body, "trigger_id")
+        if trigger is None:
+            await tell("I couldn't open the resolve form. Please click Resolve again.")
+            return
         try:
-            await client.views_open(trigger_id=body["trigger_id"], view=resolve_modal(h, channel=channel))
+            await client.views_open(trigger_id=trigger, view=resolve_modal(h, channel=channel))
         except SlackApiError as exc:
             log.warning("views.open for resolve failed: %s", exc.response.get("error"))
             await tell("I couldn't open the resolve form in time. Please click Resolve again.")

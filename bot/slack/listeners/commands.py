@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
-from bot.slack.listeners.common import admin_refusal, escalation_refusal, open_form
+from bot.slack.listeners.common import admin_refusal, escalation_refusal, guarded, open_form
 from bot.slack.modals import config_modal, escalate_modal, prefill_from_text
 from bot.slack.report_blocks import report_blocks, report_fallback
 from storage.db import StorageUnavailable
@@ -25,6 +25,7 @@ SUBCOMMANDS = {"mine", "stats", "config"}
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.command("/escalate")
+    @guarded
     async def escalate_command(
         ack: AsyncAck,
         command: dict[str, Any],

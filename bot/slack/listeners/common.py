@@ -3,16 +3,20 @@ here, and opening a form inside the trigger's 3 seconds."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncBoltContext, AsyncRespond
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
+from bot.slack.ids import FIRST_FIELD
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,3 +54,61 @@ async def open_form(client: AsyncWebClient, trigger_id: str, view: View, respond
     except SlackApiError as exc:
         log.warning("views.open for %s failed: %s", view.callback_id, exc.response.get("error"))
         await respond(text=failed, response_type="ephemeral")
+
+
+def failure_words(body: dict[str, Any], text: str) -> dict[str, Any]:
+    """How to acknowledge a request we failed to handle, so the person sees `text` and loses
+    nothing: a form keeps its contents with the message on its first field, a command answers
+    with the message, anything else is simply acknowledged (and told through its response_url)."""
+    if body.get("type") == "view_submission":
+        callback = (body.get("view") or {}).get("callback_id")
+        field = FIRST_FIELD.get(str(callback))
+        if field is not None:
+            return {"response_action": "errors", "errors": {field: text}}
+        return {}
+    if "command" in body:
+        return {"response_type": "ephemeral", "text": text}
+    return {}
+
+
+def failure_answer(body: dict[str, Any], text: str) -> BoltResponse:
+    words = failure_words(body, text)
+    if not words:
+        return BoltResponse(status=200, body="")
+    return BoltResponse(status=200, body=words, headers={"content-type": ["application/json;charset=utf-8"]})
+
+
+Listener = TypeVar("Listener", bound=Callable[..., Awaitable[Any]])
+
+
+def guarded(listener: Listener) -> Listener:
+    """Whatever a listener raises, the request is still answered in time and the person told.
+
+    Bolt, left alone, answers 500 to a listener that fails before its ack, and lets one that fails
+    just after it hang until Slack gives up (its ack poll can miss the ack the failure then clears).
+    The listener must take `context` (it carries the ack and the response_url)."""
+
+    @functools.wraps(listener)
+    async def run(**kwargs: Any) -> Any:
+        try:
+            return await listener(**kwargs)
+        except Exception as exc:
+            context: AsyncBoltContext | None = kwargs.get("context")
+            log.error("Slack listener %s failed: %s", listener.__name__, exc, exc_info=exc)
+            if context is None:
+                raise
+            text = messages.TRY_AGAIN if isinstance(exc, StorageUnavailable) else messages.SOMETHING_WRONG
+            body = kwargs.get("body") or {}
+            ack = context.ack
+            if ack is not None and ack.response is None:
+                await ack(**failure_words(body, text))
+                if body.get("type") == "view_submission" or "command" in body:
+                    return None  # the answer itself says it
+            if context.response_url:
+                try:
+                    await context.respond(text=text, response_type="ephemeral", replace_original=False)
+                except Exception as reply_error:  # best effort: the failure is logged above
+                    log.warning("could not tell the user about the failure: %s", type(reply_error).__name__)
+            return None
+
+    return run  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.logs import bind_log
 from bot.slack.deps import SlackDeps
 from bot.slack.home import publish_home
+from bot.slack.listeners.common import guarded
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         return await next()
 
     @app.event("app_home_opened")
+    @guarded
     async def home_opened(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         if event.get("tab") != "home" or not event.get("user"):
             return
@@ -51,18 +53,19 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             log.warning("home of %s not shown, database unavailable: %s", user, exc)
 
     @app.event("message")
+    @guarded
     async def thread_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         # Only a person's new reply in a thread: not bots (our own notes included), edits or deletions.
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
             return
-        thread_ts, ts = event.get("thread_ts"), event.get("ts")
-        if not thread_ts or thread_ts == ts:
+        thread_ts, ts, channel = event.get("thread_ts"), event.get("ts"), event.get("channel")
+        if not thread_ts or thread_ts == ts or not channel:
             return
         try:
             ws = await deps.workspace(context)
             outcome = await deps.service.first_reply(
                 ws,
-                channel=event["channel"],
+                channel=channel,
                 thread_ref=thread_ts,
                 user=event["user"],
                 event_id=body.get("event_id"),

@@ -11,15 +11,17 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.inbound import dict_at, text_at
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import CallbackId
-from bot.slack.listeners.common import escalation_refusal, open_form
-from bot.slack.modals import escalate_modal, prefill_from_text
+from bot.slack.listeners.common import escalation_refusal, guarded, open_form
+from bot.slack.modals import escalate_modal, prefill_from_text, slack_ts
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.shortcut(CallbackId.ESCALATE_MESSAGE)
+    @guarded
     async def escalate_message(
         ack: AsyncAck,
         shortcut: dict[str, Any],
@@ -28,18 +30,19 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         context: AsyncBoltContext,
     ) -> None:
         await ack()
-        message = shortcut.get("message") or {}
-        channel = (shortcut.get("channel") or {}).get("id")
+        message = dict_at(shortcut, "message")
+        channel = text_at(shortcut, "channel", "id")
+        trigger = text_at(shortcut, "trigger_id")
         refusal = await escalation_refusal(deps, context)
-        if refusal:
-            await respond(text=refusal, response_type="ephemeral")
+        if refusal or trigger is None:
+            await respond(text=refusal or messages.open_form_failed(), response_type="ephemeral")
             return
-        summary, details = prefill_from_text(str(message.get("text") or ""))
+        summary, details = prefill_from_text(text_at(message, "text") or "")
         view = escalate_modal(
             summary=summary,
             details=details,
-            origin_channel=channel,
-            source_ts=message.get("ts"),
-            source_thread=message.get("thread_ts"),
+            origin_channel=channel if channel and len(channel) <= 64 else None,
+            source_ts=slack_ts(text_at(message, "ts")),
+            source_thread=slack_ts(text_at(message, "thread_ts")),
         )
-        await open_form(client, shortcut["trigger_id"], view, respond, messages.open_form_failed())
+        await open_form(client, trigger, view, respond, messages.open_form_failed())

@@ -16,8 +16,8 @@ from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.listeners.common import admin_refusal
-from bot.slack.modals import field_errors, read_config_form, read_escalate_form, read_note
+from bot.slack.listeners.common import admin_refusal, guarded
+from bot.slack.modals import broken_fields, field_errors, read_config_form, read_escalate_form, read_note
 from handoff.domain import Closed, Done, NotFound, NotHolder
 from handoff.validation import FormErrors, validate_draft, validate_note
 from storage.db import StorageUnavailable
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SAVE_FAILED = (
     "I couldn't save this just now (my database didn't answer in time). Nothing is lost: press the button again."
 )
+FORM_BROKEN = "This form is out of date. Close it and run /escalate again; nothing was stored."
 SAVE_BUDGET_SECONDS = 2.4  # of Slack's 3 s, counted from when the request arrived
 
 
@@ -40,10 +41,16 @@ def save_budget(context: AsyncBoltContext) -> float:
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.view(CallbackId.ESCALATE)
+    @guarded
     async def escalate_submitted(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         user = body["user"]["id"]
+        view_id = view.get("id")
+        if not isinstance(view_id, str) or not view_id or len(view_id) > 64:
+            # Without its id the form can't be stored exactly once: ask for a fresh one.
+            await ack(response_action="errors", errors={F.SUMMARY: FORM_BROKEN})
+            return
         fields: dict[str, Any] = read_escalate_form(view)
         source: dict[str, Any] | None = None
         try:
@@ -59,17 +66,21 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 }
         except BadMetadata:
             fields["origin_channel"] = None
+        broken = broken_fields(view)
         try:
             draft = validate_draft(fields, requester_id=user, source=source)
         except FormErrors as exc:
-            await ack(response_action="errors", errors=field_errors(exc.errors))
+            await ack(response_action="errors", errors={**field_errors(exc.errors), **broken})
+            return
+        if broken:
+            await ack(response_action="errors", errors=broken)
             return
         try:
             # Slack gives up on us after 3 s; answer inside that, stored or not. The view id is the
             # same on every re-submission, so pressing again never stores it twice.
             async with asyncio.timeout(save_budget(context)):
                 ws = await deps.workspace(context)
-                result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view['id']}")
+                result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view_id}")
         except (StorageUnavailable, TimeoutError):
             deps.count("storage_unavailable")
             log.warning("escalation from %s not stored: database unavailable", user)
@@ -88,11 +99,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await ack()
 
     @app.view(CallbackId.CONFIG)
+    @guarded
     async def config_submitted(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
     ) -> None:
         user = body["user"]["id"]
         cfg, errors = read_config_form(view)
+        errors = {**errors, **broken_fields(view)}
         if errors:
             await ack(response_action="errors", errors=errors)
             return
@@ -112,6 +125,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await ack()
 
     @app.view(CallbackId.RESOLVE)
+    @guarded
     async def resolve_submitted(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
@@ -124,7 +138,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         try:
             note = validate_note(read_note(view))
         except FormErrors as exc:
-            await ack(response_action="errors", errors=exc.errors)
+            await ack(response_action="errors", errors={**exc.errors, **broken_fields(view)})
             return
         try:
             async with asyncio.timeout(save_budget(context)):
