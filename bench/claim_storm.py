@@ -183,7 +183,7 @@ async def run(cards: int, clicks: int) -> int:
 
 async def run_teams(cards: int, clicks: int) -> int:
     """The same storm as Universal Actions invokes on /api/messages (Teams answers them synchronously)."""
-    from bot.sandbox.fake_teams import FakeTeamsConnector, Person, TeamsSimulator
+    from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Person, TeamsSimulator
 
     tmp = Path(tempfile.mkdtemp(prefix="claim-storm-teams-"))
     connector = await FakeTeamsConnector().start()
@@ -192,6 +192,8 @@ async def run_teams(cards: int, clicks: int) -> int:
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
             "TEAMS_APP_ID": "1b2c3d4e-0000-4000-8000-00000000b0b0",
             "TEAMS_ALLOW_ANONYMOUS": "true",
+            "TEAMS_TENANT_ID": TENANT,
+            "TEAMS_SERVICE_URLS": connector.service_url,
             "LOG_LEVEL": "ERROR",
         },
         cwd=tmp,

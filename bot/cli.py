@@ -25,14 +25,28 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _database_failed(exc: BaseException) -> int:
+    """One line naming what is wrong with DATABASE_URL, and status 1."""
+    return _fail(f"DATABASE_URL: {exc}", 1)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from bot.server import make_web_app
+    from storage.db import DatabaseProblem, StorageUnavailable, open_checked
 
     settings = _settings()
     settings.require_for_serve()
     setup_logging(settings.log_level, settings.log_format, settings.secrets())
+
+    async def preflight() -> None:
+        await (await open_checked(settings.database_url)).dispose()
+
+    try:
+        asyncio.run(preflight())  # before listening: a database it cannot use stops it here, in one line
+    except DatabaseProblem as exc:
+        return _database_failed(exc)
     app = make_web_app(settings)
     try:
         web.run_app(
@@ -43,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=None,
             backlog=1024,
         )
+    except (DatabaseProblem, StorageUnavailable) as exc:  # it changed between the check and the start
+        return _database_failed(exc)
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
     return 0
@@ -50,24 +66,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from storage import migrate
-    from storage.db import Database, StorageUnavailable
+    from storage.db import DatabaseProblem, StorageUnavailable, describe, open_checked
 
     settings = _settings()
     setup_logging(settings.log_level, settings.log_format, settings.secrets())
 
     async def run() -> str | None:
-        db = Database(settings.database_url)
+        db = await open_checked(settings.database_url, write=args.action == "upgrade")
         try:
             if args.action == "upgrade":
                 await migrate.upgrade(db)
             return await migrate.current_revision(db)
+        except StorageUnavailable as exc:
+            raise DatabaseProblem(describe(db.url, exc)) from None
         finally:
             await db.dispose()
 
     try:
         revision = asyncio.run(run())
-    except StorageUnavailable as exc:
-        return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
+    except DatabaseProblem as exc:
+        return _database_failed(exc)
     print(f"database at revision {revision or '(empty)'} (head is {migrate.head_revision()})")
     return 0
 
@@ -75,13 +93,13 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     from handoff.service import utcnow
     from storage import outbox
-    from storage.db import Database, StorageUnavailable
+    from storage.db import DatabaseProblem, StorageUnavailable, open_checked
 
     settings = _settings()
     setup_logging("WARNING", settings.log_format, settings.secrets())
 
     async def run() -> int:
-        db = Database(settings.database_url)
+        db = await open_checked(settings.database_url, write=args.action == "retry")
         try:
             if args.action == "retry":
                 async with db.write() as conn:
@@ -112,8 +130,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except StorageUnavailable as exc:
-        return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
+    except (DatabaseProblem, StorageUnavailable) as exc:
+        return _database_failed(exc)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -121,10 +139,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from handoff.report import as_text, build_report
+    from handoff.report import as_text, build_report, one_line
     from handoff.schedule import parse_iso_week, week_start_of
     from storage import migrate
-    from storage.db import Database, StorageUnavailable
+    from storage.db import DatabaseProblem, StorageUnavailable, open_checked
     from storage.tables import workspaces
 
     settings = _settings()
@@ -140,7 +158,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     async def run() -> int:
         from sqlalchemy import or_, select
 
-        db = Database(settings.database_url)
+        db = await open_checked(settings.database_url)
         try:
             await migrate.upgrade(db)
             stmt = select(workspaces.c.id, workspaces.c.external_id).order_by(workspaces.c.id)
@@ -168,7 +186,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.format == "json":
             print(json.dumps([{"workspace": ext, **r.to_json()} for ext, r in reports], indent=2, default=str))
         else:
-            print("\n\n".join(f"[{ext}]\n{as_text(r)}" for ext, r in reports))
+            print("\n\n".join(f"[{one_line(ext)}]\n{as_text(r)}" for ext, r in reports))
         if args.chart:
             from bot.charts import weekly_chart
 
@@ -201,8 +219,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except StorageUnavailable as exc:
-        return _fail(f"DATABASE_URL: cannot reach the database: {exc}", 1)
+    except (DatabaseProblem, StorageUnavailable) as exc:
+        return _database_failed(exc)
 
 
 def cmd_teams_package(args: argparse.Namespace) -> int:

@@ -13,11 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+
+from storage.db import url_problem
 
 CommaList = Annotated[list[str], NoDecode]
 
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -54,6 +55,20 @@ class Settings(BaseSettings):
     teams_senior_user_ids: CommaList = Field(default_factory=list)
     # Accept Teams requests without a Bot Framework token: local development only.
     teams_allow_anonymous: bool = False
+    # Where Teams may tell the bot to send its answers (an activity's serviceUrl): the Bot Connector
+    # hosts Microsoft documents for Teams (public cloud, GCC, GCC High, DoD). Anything else is refused.
+    teams_service_urls: CommaList = Field(
+        default_factory=lambda: [
+            "https://smba.trafficmanager.net",
+            "https://smba.infra.gcc.teams.microsoft.com",
+            "https://smba.infra.gov.teams.microsoft.us",
+            "https://smba.infra.dod.teams.microsoft.us",
+        ]
+    )
+    # Microsoft's sign-in service (tokens the bot asks for, and the Entra keys incoming tokens are
+    # checked with) and Bot Framework's signing keys. Other clouds, and sandboxes, point them elsewhere.
+    teams_login_url: str = "https://login.microsoftonline.com"
+    teams_bot_framework_keys_url: str = "https://login.botframework.com/v1/.well-known/keys"
 
     report_weekday: str = "monday"
     report_time: time = time(9, 0)
@@ -72,7 +87,9 @@ class Settings(BaseSettings):
     slack_api_timeout_seconds: float = Field(default=10.0, gt=0)
     scheduler_seconds: float = Field(default=20.0, gt=0)
 
-    @field_validator("slack_senior_user_ids", "slack_lead_user_ids", "teams_senior_user_ids", mode="before")
+    @field_validator(
+        "slack_senior_user_ids", "slack_lead_user_ids", "teams_senior_user_ids", "teams_service_urls", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)
@@ -80,12 +97,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        try:
-            url = make_url(value)
-        except ArgumentError as exc:
-            raise ValueError("not a database URL (e.g. sqlite+aiosqlite:///escalation-bot.db)") from exc
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB")
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("slack_bot_token")
@@ -108,6 +122,28 @@ class Settings(BaseSettings):
         if not re.match(r"https?://", value):
             raise ValueError("must be an http(s) URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("teams_tenant_id")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not _GUID.fullmatch(value):
+            raise ValueError("must be your Entra tenant id, a GUID (Azure portal: Microsoft Entra ID > Overview)")
+        return value
+
+    @field_validator("teams_service_urls")
+    @classmethod
+    def _service_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.fullmatch(r"https?://[^/\s@]+/?", url):
+                raise ValueError(f"each must be a scheme and host (https://smba.trafficmanager.net), not {url[:60]!r}")
+        return value
+
+    @field_validator("teams_login_url", "teams_bot_framework_keys_url")
+    @classmethod
+    def _teams_url(cls, value: str) -> str:
+        if not re.match(r"https?://", value):
+            raise ValueError("must be an http(s) URL")
+        return value
 
     @field_validator("report_weekday")
     @classmethod
@@ -153,6 +189,10 @@ class Settings(BaseSettings):
         return out
 
     def require_for_serve(self) -> None:
+        if self.teams_app_id and not self.teams_tenant_id:
+            raise ConfigError(
+                "TEAMS_TENANT_ID: missing; set your Entra tenant id (a GUID): the bot serves that tenant only"
+            )
         if self.teams_app_id and not self.teams_allow_anonymous and self.teams_app_password is None:
             raise ConfigError(
                 "TEAMS_APP_PASSWORD: missing; set the bot's client secret (or TEAMS_ALLOW_ANONYMOUS=true locally)"

@@ -81,6 +81,46 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(tags)}]" if tags else line
 
 
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs a request it cannot even parse as HTTP (a NUL in a header, a line too long) at
+    ERROR with a traceback. That is the internet being the internet, not a fault of ours: keep one
+    WARNING line saying what was refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = " ".join(str(exc.message).split())[:200]
+            record.msg, record.args = "refused a malformed HTTP request (%s): %s", (exc.code, reason)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+class QuietActivityErrors(logging.Filter):
+    """The Agents SDK logs an activity that fails its schema at ERROR with a traceback before raising;
+    the gate refuses it with 400 and says why in one line, so the SDK's line becomes a short WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Validation error for Activity"):
+            record.msg, record.args = "an activity failed the Activity schema", None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Install the filters that keep what the internet sends from writing tracebacks, once."""
+    for name, kind in (
+        ("aiohttp.server", QuietBadRequests),
+        ("microsoft_agents.activity.activity", QuietActivityErrors),
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactSecrets(secrets))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,9 +20,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
+from bot.logs import quiet_bad_requests
 from bot.metrics import Metrics
 from bot.scheduler import Scheduler
 from bot.slack import boundary
@@ -37,7 +37,7 @@ from handoff.report import WeeklyReport, build_report
 from handoff.schedule import week_start_of
 from handoff.service import HandoffService, utcnow
 from storage import migrate
-from storage.db import Database
+from storage.db import Database, DatabaseProblem, describe
 from storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,11 @@ async def start_runtime(
     worker_owner: str | None = None,
 ) -> Runtime:
     db = Database(settings.database_url)
-    await migrate.upgrade(db)
+    try:
+        await migrate.upgrade(db)
+    except Exception as exc:  # the one line `serve` prints; the traceback helps nobody here
+        await db.dispose()
+        raise DatabaseProblem(describe(db.url, exc)) from None
     service = HandoffService(db)
     session = aiohttp.ClientSession()
     deliverers: dict[str, Deliverer] = {}
@@ -145,6 +149,8 @@ async def start_runtime(
         deliverers["slack"] = SlackDelivery(service, workspaces, report_for=report_for)
 
     if settings.teams_app_id:
+        if not settings.teams_tenant_id:
+            raise ConfigError("TEAMS_TENANT_ID: missing; set your Entra tenant id (a GUID)")
         from bot.teams.app import TeamsBot
         from bot.teams.delivery import TeamsDelivery
 
@@ -190,10 +196,10 @@ def _request_kind(body: str) -> str:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
-TEAMS_AUTH = "agent_configuration"  # the key the Agents SDK's JWT check looks for
 
 
 def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
+    quiet_bad_requests()
     app = web.Application()
 
     async def lifecycle(app: web.Application) -> Any:
@@ -237,9 +243,10 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
 
     async def readyz(request: web.Request) -> web.Response:
         rt = request.app[RUNTIME]
-        if await rt.db.ping():
+        problem = await rt.db.problem(timeout=3.0)
+        if problem is None:
             return web.json_response({"status": "ready", "database": "ok"})
-        return web.json_response({"status": "not ready", "database": "unreachable"}, status=503)
+        return web.json_response({"status": "not ready", "database": problem}, status=503)
 
     async def metrics(request: web.Request) -> web.Response:
         rt = request.app[RUNTIME]
@@ -254,13 +261,6 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         return response
 
     if settings.teams_app_id:
-        from bot.teams.app import auth_configuration
-
-        # The SDK's JWT check reads its configuration from the aiohttp app; the route decides
-        # whether to apply it, so /slack/events is never touched.
-        with warnings.catch_warnings():  # the SDK looks it up by this plain string key
-            warnings.simplefilter("ignore", web.NotAppKeyWarning)
-            app[TEAMS_AUTH] = auth_configuration(settings)
         app.router.add_post("/api/messages", teams_messages)
 
     app.router.add_post("/slack/events", slack_events)

@@ -8,6 +8,7 @@ its baseline beside it.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -101,6 +102,15 @@ def change(now: float | int | None, before: float | int | None, *, as_minutes: b
     return f" (was {before}, {diff:+d})" if isinstance(diff, int) else f" (was {before})"
 
 
+def one_line(text: object, limit: int = 200) -> str:
+    """User text for a line of a plain-text report: line breaks, tabs and every other control or
+    formatting character (ANSI escapes, bidi overrides, NEL, U+2028) become a space, so a customer
+    name can neither start a line of its own nor repaint the terminal."""
+    cleaned = "".join(ch if unicodedata.category(ch)[0] not in "CZ" or ch == " " else " " for ch in str(text))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
 def as_text(r: WeeklyReport) -> str:
     t, p = r.this, r.last
     head = f"Escalations, week {r.week} (from Monday {r.week_start:%d %b %Y}, {r.timezone})"
@@ -138,9 +148,9 @@ def as_text(r: WeeklyReport) -> str:
     sev = ", ".join(f"{k} {v}" for k, v in sorted(t.by_severity.items()))
     lines.append(f"By severity: {sev}")
     if t.top_customers:
-        lines.append("Busiest customers: " + ", ".join(f"{c} ({n})" for c, n in t.top_customers))
+        lines.append("Busiest customers: " + ", ".join(f"{one_line(c)} ({n})" for c, n in t.top_customers))
     if t.claims_by:
-        lines.append("Claims: " + ", ".join(f"{u} {n}" for u, n in t.claims_by.items()))
+        lines.append("Claims: " + ", ".join(f"{one_line(u)} {n}" for u, n in t.claims_by.items()))
     if t.resolves_by:
-        lines.append("Resolves: " + ", ".join(f"{u} {n}" for u, n in t.resolves_by.items()))
+        lines.append("Resolves: " + ", ".join(f"{one_line(u)} {n}" for u, n in t.resolves_by.items()))
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -26,6 +27,24 @@ class StorageUnavailable(Exception):
     """The database could not be reached or did not answer in time."""
 
 
+class DatabaseProblem(Exception):
+    """The database cannot be used at all (start-up): one line for the operator."""
+
+
+async def open_checked(url: str, *, write: bool = True) -> Database:
+    """A Database just shown to be reachable (and writable, unless `write` is False), or
+    DatabaseProblem saying why not."""
+    try:
+        db = Database(url)
+    except ValueError as exc:
+        raise DatabaseProblem(str(exc)) from None
+    problem = await db.problem(write=write)
+    if problem is not None:
+        await db.dispose()
+        raise DatabaseProblem(problem)
+    return db
+
+
 _UNAVAILABLE = (OperationalError, PoolTimeout, ConnectionError, OSError, asyncio.TimeoutError)
 
 
@@ -37,6 +56,7 @@ def _is_unavailable(exc: BaseException) -> bool:
     # asyncpg raises its own connection errors, wrapped as DBAPIError (InterfaceError).
     name = type(getattr(exc, "orig", exc)).__name__
     return name in {
+        "ReadOnlySQLTransactionError",
         "ConnectionDoesNotExistError",
         "CannotConnectNowError",
         "ConnectionFailureError",
@@ -47,18 +67,97 @@ def _is_unavailable(exc: BaseException) -> bool:
     }
 
 
+SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite")
+POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg", "postgresql+asyncpg")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a database URL before anything connects, or None."""
+    try:
+        u = make_url(url)
+    except Exception:  # SQLAlchemy raises ArgumentError, ValueError…: all mean "not a URL"
+        return "not a database URL (e.g. sqlite+aiosqlite:///escalation-bot.db)"
+    if u.drivername in SQLITE_DRIVERS:
+        if not u.database or u.database == ":memory:" or u.database.startswith("file::memory:"):
+            return (
+                "give the SQLite file's path, e.g. sqlite+aiosqlite:///escalation-bot.db "
+                "(an in-memory database would lose every escalation at restart)"
+            )
+        return None
+    if u.drivername in POSTGRES_DRIVERS:
+        if not u.host and not u.query.get("host"):
+            return "give PostgreSQL's host, e.g. postgresql+asyncpg://user@127.0.0.1:5432/escalations"
+        return None
+    return (
+        f"the driver {u.drivername!r} is not supported: use sqlite+aiosqlite:///FILE "
+        "or postgresql+asyncpg://USER@HOST/DB"
+    )
+
+
 def normalise_url(url: str) -> str:
     """Accept the plain driver names operators tend to type."""
     u = make_url(url)
-    if u.drivername in ("sqlite", "sqlite+pysqlite"):
+    if u.drivername in SQLITE_DRIVERS:
         u = u.set(drivername="sqlite+aiosqlite")
-    elif u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+    elif u.drivername in POSTGRES_DRIVERS:
         u = u.set(drivername="postgresql+asyncpg")
     return u.render_as_string(hide_password=False)
 
 
+def describe(url: str, exc: BaseException) -> str:
+    """One line, for an operator, on why the database at `url` cannot be used. Never the password."""
+    u = make_url(url)
+    where = f"{u.host or 'localhost'}:{u.port or 5432}"
+    causes = [exc]
+    while causes[-1].__cause__ is not None and len(causes) < 8:
+        causes.append(causes[-1].__cause__)
+    names = {type(c).__name__ for c in causes} | {type(getattr(c, "orig", c)).__name__ for c in causes}
+    text = " ".join(str(c) for c in causes)
+    if u.get_backend_name() == "sqlite":
+        return _describe_sqlite(u.database or "", text)
+    if "InvalidAuthorizationSpecificationError" in names or ("role" in text and "does not exist" in text):
+        return f'PostgreSQL at {where} refused the login: role "{u.username}" does not exist'
+    if "InvalidCatalogNameError" in names or ("does not exist" in text and "database" in text):
+        return f'the database "{u.database}" does not exist on {where} (create it: createdb {u.database})'
+    if "InvalidPasswordError" in names or "password authentication failed" in text:
+        return f'PostgreSQL at {where} refused the login: wrong password for "{u.username}"'
+    if "ReadOnlySQLTransactionError" in names or "read-only" in text:
+        return f"the database on {where} is read-only (a standby, or default_transaction_read_only is on)"
+    if "gaierror" in names or "Name or service not known" in text:
+        return f"cannot reach the database: unknown host {u.host!r}"
+    if "ConnectionRefusedError" in names or "Connect call failed" in text or "Errno 111" in text:
+        return f"cannot reach the database at {where}: connection refused (is PostgreSQL running there?)"
+    if names & {"TimeoutError", "CancelledError"} or "timeout" in text.lower():
+        return f"cannot reach the database at {where}: no answer within {CONNECT_TIMEOUT:.0f} s"
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"cannot use the database at {where}: {first[:200]}"
+
+
+def _describe_sqlite(path: str, text: str) -> str:
+    file = Path(path)
+    if "readonly" in text or "read-only" in text:
+        return f"the SQLite file {file} is read-only: the bot must be able to write to it and to its folder"
+    if file.is_dir():
+        return f"{file} is a folder, not a SQLite file: give a file's path"
+    if not file.parent.exists():
+        return f"cannot open the SQLite file {file}: the folder {file.parent} does not exist"
+    if not file.exists():
+        return f"cannot create the SQLite file {file}: the folder {file.parent} does not take new files"
+    if "locked" in text:
+        return f"the SQLite file {file} is locked by another process and stayed locked"
+    if "file is not a database" in text:
+        return f"{file} is not a SQLite database"
+    return f"cannot open the SQLite file {file}: {text.splitlines()[0][:200] if text else 'unknown error'}"
+
+
+CONNECT_TIMEOUT = 3.0
+
+
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 15, connect_timeout: float = 3.0, echo: bool = False):
+    def __init__(self, url: str, *, pool_size: int = 15, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -184,6 +283,33 @@ class Database:
             async with self._connect(isolation_level="AUTOCOMMIT") as conn:
                 yield conn
 
+    async def problem(self, timeout: float = CONNECT_TIMEOUT + 2, *, write: bool = True) -> str | None:
+        """Why the bot could not work with this database right now (unreachable, refusing the login,
+        missing, read-only), or None when it can read (and, with `write`, write). For start-up and
+        for /readyz."""
+        try:
+            async with asyncio.timeout(timeout):
+                if self.dialect == "sqlite":
+                    # A fresh connection of its own: pooled ones opened before the file turned read-only
+                    # only find out at their next commit.
+                    await asyncio.to_thread(_sqlite_probe, make_url(self.url).database or "", write=write)
+                elif not write:
+                    async with self.read() as conn:
+                        await conn.execute(text("SELECT 1"))
+                else:
+                    async with self._connect(isolation_level="READ COMMITTED") as conn:
+                        async with conn.begin():
+                            standby, read_only = (
+                                await conn.execute(
+                                    text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+                                )
+                            ).one()
+                    if standby or read_only == "on":
+                        return describe(self.url, RuntimeError("read-only"))
+        except Exception as exc:  # whatever the driver raises, the operator gets one line
+            return describe(self.url, exc)
+        return None
+
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
             async with asyncio.timeout(timeout):
@@ -195,3 +321,27 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _sqlite_probe(path: str, *, write: bool = True) -> None:
+    """Open the file as the bot does and take the write lock: raises if it can't be read or written."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        if not write:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                return  # busy with another writer: working, not broken
+            raise
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")  # a write, rolled back: fails if read-only
+        finally:
+            conn.execute("ROLLBACK")
+    finally:
+        conn.close()

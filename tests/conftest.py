@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings
@@ -24,7 +26,18 @@ from bot.server import RUNTIME, Runtime, make_web_app
 from storage import migrate
 from storage.db import Database
 
-pytest_plugins = ["tests.multi", "tests.edge"]  # the two-workspace OAuth fixture; `outside`
+# The two-workspace OAuth fixture, `outside`, the Teams harness, the whole stack in a thread (fuzzing).
+pytest_plugins = ["tests.multi", "tests.edge", "tests.teams", "tests.live"]
+
+# Fuzzing budgets: `ci` fits the CI run; `deep` is for a long local run (--hypothesis-profile=deep).
+_fuzz = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+hypothesis_settings.register_profile("ci", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), **_fuzz)
+hypothesis_settings.register_profile("deep", max_examples=2000, **_fuzz)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TEAM = "T0ACME"
 ESC_CHANNEL = "C0ESCALATE"

@@ -83,8 +83,10 @@ async def settle(bot: Bot, timeout: float = 15.0) -> None:
                     or_(outbox.c.next_attempt_at <= now, outbox.c.leased_until > now),
                 )
             )
-        if not busy or _time.monotonic() > deadline:
+        if not busy:
             return
+        if _time.monotonic() > deadline:
+            raise AssertionError(f"the outbox still had {busy} message(s) due or in flight after {timeout} s")
         await asyncio.sleep(0.05)
 
 

@@ -244,3 +244,30 @@ async def test_report_cli_prints_json_and_writes_the_chart(db: Database, db_url:
     assert out[0]["workspace"] == "T0REPORT" and out[0]["week"] == "2026-W47"
     assert out[0]["this"]["opened"] == 5 and out[0]["this"]["claims_by"] == {S1: 3, S2: 2}
     assert png_size(chart.read_bytes()) == (1200, 600)
+
+
+async def test_the_text_report_keeps_each_customer_on_its_line(db: Database, db_url: str, tmp_path: Path) -> None:
+    """A customer name is typed by a person: in the text report it can't forge a line or repaint a terminal."""
+    clock = Clock()
+    s = HandoffService(db, clock=clock)
+    clock.at(utc(1, 0))
+    ws = await s.workspace_id("slack", "T0REPORT")
+    forged = "Acme\nOpened 999 · claimed 999\r\x1b[2J\x1b[31mRED\u2028Claims: UBOSS 99\x85tail"
+    await escalate(s, clock, ws, utc(16, 9), "P2", forged)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "TIMEZONE"))}
+    env["DATABASE_URL"] = db_url
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot.cli", "report", "--week", "2026-W47", "--workspace", "T0REPORT"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not any(line.startswith(("Opened 999", "Claims: UBOSS")) for line in lines), result.stdout
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout and "\u2028" not in result.stdout
+    customers = [line for line in lines if line.startswith("Busiest customers:")]
+    assert customers == ["Busiest customers: Acme Opened 999 · claimed 999 [2J [31mRED Claims: UBOSS 99 tail (1)"]

@@ -55,6 +55,12 @@ class DeliveryWorker:
         self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._stopping = False
+        # What the background loop (`run`) has in hand: rows being leased and sends in flight. `drain`
+        # waits for both, so "drained" means nothing is due and nothing is half-sent.
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._leasing = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.on_result: Callable[[OutboxItem, DeliveryResult, float], None] | None = None
 
     def wake(self) -> None:
@@ -68,10 +74,11 @@ class DeliveryWorker:
         """Keep up to `concurrency` sends in flight, topping up as each one finishes, so one
         slow call (a stalled Slack request) never holds up the rest."""
         log.info("delivery worker %s started", self.owner)
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight = self._in_flight
 
         def finished(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
+            self._note_idle()
             self._wake.set()  # room for more, and the next message in its lane may be due
 
         try:
@@ -80,16 +87,21 @@ class DeliveryWorker:
                 room = self.concurrency - len(in_flight)
                 leased: list[OutboxItem] = []
                 if room > 0:
+                    self._leasing += 1
+                    self._idle.clear()
                     try:
                         leased = await self._lease(min(room, self.batch))
                     except StorageUnavailable as exc:
                         log.warning("delivery paused, database unavailable: %s", exc)
                     except Exception:
                         log.exception("delivery loop error")
+                    finally:
+                        self._leasing -= 1
                 for item in leased:
                     task = asyncio.create_task(self._send_one(item))
                     in_flight.add(task)
                     task.add_done_callback(finished)
+                self._note_idle()
                 if leased and len(leased) == room:
                     await asyncio.sleep(0)  # full: let the sends start, then look again
                     continue
@@ -113,11 +125,20 @@ class DeliveryWorker:
         await asyncio.gather(*(self._send_one(item) for item in items))
         return len(items)
 
+    def _note_idle(self) -> None:
+        if self._leasing == 0 and not self._in_flight:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
     async def drain(self, timeout: float = 10.0) -> None:
-        """Send until nothing is due (for the demo and tests)."""
+        """Send until nothing is due, counting what the background loop has in hand too (the demo,
+        `report --post`, tests). Raises TimeoutError if that takes longer than `timeout`."""
         async with asyncio.timeout(timeout):
-            while await self.run_once():
-                pass
+            while True:
+                await self._idle.wait()
+                if not await self.run_once() and self._idle.is_set():
+                    return
 
     async def _send_one(self, item: OutboxItem) -> None:
         token = log_context.set({"outbox_id": item.id, "kind": item.kind, "workspace": item.workspace_id})

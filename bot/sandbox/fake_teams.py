@@ -17,10 +17,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.sandbox.fake_login import FakeLogin
 from bot.sandbox.fake_slack import Fail
 from bot.sandbox.watch import Watched, serve_on_loopback
 
 BOT_ID = "28:escalation-bot"
+# A tenant id as Entra writes them (a GUID): the simulated organisation's.
+TENANT = "0f0e0d0c-aaaa-4bbb-8ccc-00000000acce"
 BOT_NAME = "Escalation Bot"
 
 
@@ -194,22 +197,24 @@ class InvokeAnswer:
 
 
 class TeamsSimulator:
-    """Posts activities to the bot the way Teams does (no token unless one is given)."""
+    """Posts activities to the bot the way Teams does: with a token from `login`, or `token`, or none."""
 
     def __init__(
         self,
         bot_url: str,
         connector: FakeTeamsConnector,
         *,
-        tenant: str = "tenant-acme",
+        tenant: str = TENANT,
         session: aiohttp.ClientSession | None = None,
         token: str | None = None,
+        login: FakeLogin | None = None,
     ):
         self.url = bot_url.rstrip("/") + "/api/messages"
         self.connector = connector
         self.tenant = tenant
         self.session = session
         self.token = token
+        self.login = login  # when given, every activity carries a fresh token for its serviceUrl
         self.team_id = "19:team-support@thread.tacv2"
         self._ids = itertools.count(1)
 
@@ -237,8 +242,11 @@ class TeamsSimulator:
     async def post(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None) -> InvokeAnswer:
         assert self.session is not None
         h = {"Content-Type": "application/json", **(headers or {})}
-        if self.token and "Authorization" not in h:
-            h["Authorization"] = f"Bearer {self.token}"
+        if "Authorization" not in h:
+            if self.login is not None:
+                h["Authorization"] = f"Bearer {self.login.token(service_url=activity.get('serviceUrl'))}"
+            elif self.token:
+                h["Authorization"] = f"Bearer {self.token}"
         async with self.session.post(self.url, json=activity, headers=h) as resp:
             text = await resp.text()
             try:

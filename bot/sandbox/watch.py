@@ -29,11 +29,11 @@ class Watched:
 
 
 async def serve_on_loopback(
-    app: web.Application, port: int = 0, *, handler_cancellation: bool = False
+    app: web.Application, port: int = 0, *, handler_cancellation: bool = False, ssl_context: Any = None
 ) -> tuple[web.AppRunner, int]:
     """Run an aiohttp app on 127.0.0.1 (any free port by default); returns the runner and the port."""
     runner = web.AppRunner(app, handler_cancellation=handler_cancellation, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, ssl_context=ssl_context)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

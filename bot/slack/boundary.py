@@ -104,8 +104,10 @@ def envelope_problem(body: dict[str, Any]) -> str | None:
                 return f"slash command field {key} is not text"
         if not _id(body.get("user_id")) or not _id(body.get("team_id")):
             return "slash command without a valid user_id and team_id"
-        if not _optional(body.get("channel_id")) or not _optional(body.get("trigger_id"), pattern=_LONG_ID):
-            return "slash command with a malformed channel_id or trigger_id"
+        if not _id(body.get("trigger_id"), pattern=_LONG_ID) or not isinstance(body.get("response_url"), str):
+            return "slash command without a trigger_id or response_url"
+        if not _optional(body.get("channel_id")):
+            return "slash command with a malformed channel_id"
         return None
     kind = body.get("type")
     if kind in INTERACTIVE:
@@ -118,13 +120,18 @@ def envelope_problem(body: dict[str, Any]) -> str | None:
             return "event_callback with a malformed event_id"
         if not _optional(body.get("team_id")) or not _optional(body.get("enterprise_id")):
             return "event_callback with a malformed team_id"
-        for key in ("user", "channel", "tab", "subtype", "bot_id", "ts", "thread_ts"):
+        for key in ("user", "channel", "tab", "subtype", "bot_id", "ts", "thread_ts", "channel_type"):
             if key in event and event[key] is not None and not isinstance(event[key], str):
                 return f"event field {key} is not text"
+        for key in ("message", "previous_message"):
+            if key in event and event[key] is not None and not isinstance(event[key], dict):
+                return f"event field {key} is not an object"
         return None
-    if kind == "url_verification" and not isinstance(body.get("challenge"), str):
-        return "url_verification without a challenge"
-    return None
+    if kind == "url_verification":
+        return None if isinstance(body.get("challenge"), str) else "url_verification without a challenge"
+    if "ssl_check" in body:
+        return None
+    return "not a request Slack sends (no command and no known type)"
 
 
 def _interactive_problem(kind: str, body: dict[str, Any]) -> str | None:
@@ -150,9 +157,13 @@ def _interactive_problem(kind: str, body: dict[str, Any]) -> str | None:
         view = body.get("view")
         if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
             return f"{kind} without a view"
+        if not isinstance(view.get("type"), str):
+            return f"{kind} with a view of no type"
     if kind in ("message_action", "shortcut"):
         if not isinstance(body.get("callback_id"), str):
             return f"{kind} without a callback_id"
+        if kind == "message_action" and not isinstance(body.get("response_url"), str):
+            return "message_action without a response_url"
         for key in ("message", "channel"):
             if key in body and body[key] is not None and not isinstance(body[key], dict):
                 return f"{kind} field {key} is not an object"

@@ -40,9 +40,9 @@ _TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
 _SLACK_ID = re.compile(r"[A-Z0-9]{1,32}")
 
 
-def slack_id(value: str) -> bool:
+def slack_id(value: object) -> bool:
     """Whether `value` looks like a Slack user or channel id (C0123ABCD, U0123ABCD)."""
-    return _SLACK_ID.fullmatch(value) is not None
+    return isinstance(value, str) and _SLACK_ID.fullmatch(value) is not None
 
 
 def slack_ts(value: str | None) -> str | None:

@@ -14,26 +14,28 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from microsoft_agents.activity import Activity, ActivityTypes, AdaptiveCardInvokeResponse
-from microsoft_agents.authentication.msal import MsalConnectionManager
-from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_decorator, start_agent_process
+from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import (
     AgentApplication,
-    AgentAuthConfiguration,
     MemoryStorage,
     TurnContext,
     TurnState,
 )
-from microsoft_agents.hosting.core.authorization import AuthTypes
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
 from bot.config import Settings
 from bot.logs import bind_log
 from bot.metrics import Metrics
 from bot.phrases import ago_phrase
 from bot.teams import cards
+from bot.teams.auth import auth_configuration, connection_manager
 from bot.teams.cards import CARD_TYPE
+from bot.teams.gate import Admitted, Refused, TeamsGate
 from handoff.domain import (
+    MAX_ID,
     AlreadyYours,
     ChangeOutcome,
     Closed,
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
 TRY_AGAIN = "I couldn't reach my database just now, so nothing changed. Please try again in a moment."
+SOMETHING_WRONG = "Something went wrong on my side and nothing changed. Please try again."
 HELP = (
     "Send me **escalate** (optionally with a one-line summary) to ask a senior for help. "
     "A lead sets me up by mentioning me with **setup** in the escalation channel, "
@@ -82,6 +85,7 @@ def who(context: TurnContext) -> Who:
     tenant = (a.conversation.tenant_id if a.conversation else None) or (channel_data.get("tenant") or {}).get("id")
     if not tenant:
         raise LookupError("activity carries no tenant id")
+    tenant = tenant.lower()  # the gate has checked it is this bot's tenant; one spelling for the workspace
     user_id = (getattr(sender, "aad_object_id", None) or sender.id) if sender else "unknown"
     return Who(tenant=tenant, user_id=user_id, name=(sender.name if sender and sender.name else user_id))
 
@@ -95,25 +99,39 @@ def reference_of(context: TurnContext, *, conversation_id: str | None = None) ->
     return data
 
 
-def auth_configuration(settings: Settings) -> AgentAuthConfiguration:
-    """The bot's identity: checks incoming tokens, and gets outgoing ones (client secret)."""
-    secret = settings.teams_app_password.get_secret_value() if settings.teams_app_password else None
-    return AgentAuthConfiguration(
-        auth_type=AuthTypes.client_secret,
-        client_id=settings.teams_app_id or "",
-        tenant_id=settings.teams_tenant_id,
-        client_secret=secret,
-        anonymous_allowed=settings.teams_allow_anonymous,
-    )
-
-
 BROKEN_BUTTON = "That button doesn't carry a valid escalation; nothing changed."
 
 
 def _button_handoff(data: dict[str, Any]) -> int | None:
     """The handoff id an Action.Execute carries, or None when it is missing or forged."""
     handoff_id = data.get("h")
-    return handoff_id if isinstance(handoff_id, int) and handoff_id >= 1 else None
+    if isinstance(handoff_id, bool) or not isinstance(handoff_id, int) or not 1 <= handoff_id <= MAX_ID:
+        return None  # `true` is not escalation 1, and nothing past the column's range is ours
+    return handoff_id
+
+
+class _Checked:
+    """The request as the SDK reads it, after the gate: its scrubbed activity and verified identity."""
+
+    def __init__(self, request: web.Request, admitted: Admitted):
+        self._request, self._admitted = request, admitted
+
+    @property
+    def method(self) -> str:
+        return self._request.method
+
+    @property
+    def headers(self) -> Any:
+        return self._request.headers
+
+    async def json(self) -> dict[str, Any]:
+        return self._admitted.activity
+
+    def get_claims_identity(self) -> ClaimsIdentity:
+        return self._admitted.identity
+
+    def get_path_param(self, name: str) -> str:
+        return self._request.match_info[name]
 
 
 class TeamsBot:
@@ -124,7 +142,7 @@ class TeamsBot:
         self.app_id = settings.teams_app_id or ""
         self.anonymous = settings.teams_allow_anonymous
         self.auth_config = auth_configuration(settings)
-        self.connections = MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": self.auth_config})
+        self.connections = connection_manager(self.auth_config)
         self.adapter = CloudAdapter(connection_manager=self.connections)
         self.adapter.on_turn_error = self._on_turn_error
         self.app: AgentApplication[TurnState] = AgentApplication[TurnState](
@@ -135,20 +153,34 @@ class TeamsBot:
         )
         self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
         self._register()
-        # The SDK's JWT check, on this route only: Slack's path keeps its own signature check.
-        self.handle = self._messages if self.anonymous else jwt_authorization_decorator(self._messages)
+        # The token check, on this route only: Slack's path keeps its own signature check.
+        self.gate = TeamsGate(settings, self.auth_config)
 
     # ---- HTTP ---------------------------------------------------------------
 
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
-        response = await start_agent_process(request, self.app, self.adapter)
-        return response if response is not None else web.Response(status=202)
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        admitted = await self.gate.admit(request)
+        if isinstance(admitted, Refused):
+            log.warning("Teams request refused (%s): %s", admitted.status, admitted.reason)
+            if self.metrics is not None:
+                reason = {401: "signature", 400: "malformed"}.get(admitted.status, "not_allowed")
+                self.metrics.rejected.labels("teams", reason).inc()
+            return admitted.response()
+        try:
+            answer = await self.adapter.process_request(_Checked(request, admitted), self.app)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pydantic's ValidationError included
+            log.warning("Teams activity refused: it does not parse as an activity (%s)", type(exc).__name__)
+            return web.json_response({"error": "malformed activity"}, status=400)
+        if answer.status_code >= 500:
+            # A turn that failed (already logged by the turn's error handler): the SDK answers an invoke
+            # it could not complete with 501. The clicker is told instead; Teams gets no 5xx.
+            log.warning("Teams activity failed with %s; answered with a message instead", answer.status_code)
+            return web.json_response(message_response(SOMETHING_WRONG).model_dump(mode="json", by_alias=True))
+        return CloudAdapter._to_aiohttp_response(answer)
 
     async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
         log.error("Teams turn failed: %s", error, exc_info=error)
-        text = (
-            TRY_AGAIN if isinstance(error, StorageUnavailable) else "Something went wrong on my side. Please try again."
-        )
+        text = TRY_AGAIN if isinstance(error, StorageUnavailable) else SOMETHING_WRONG
         try:
             if context.activity.type == ActivityTypes.message:
                 await context.send_activity(text)
@@ -226,11 +258,16 @@ class TeamsBot:
 
         async def answer_on_form(content: dict[str, Any]) -> None:
             if form_id:
-                await context.update_activity(
-                    Activity(type="message", id=form_id, attachments=[cards.attachment(content)])
-                )
-            else:
-                await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
+                try:
+                    await context.update_activity(
+                        Activity(type="message", id=form_id, attachments=[cards.attachment(content)])
+                    )
+                    return
+                except aiohttp.ClientResponseError as exc:
+                    if exc.status != 404:
+                        raise
+                    # The form's message is gone (deleted, or never ours): answer in a new message.
+            await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
 
         fields = {k: values.get(k) for k in ("summary", "severity", "customer", "tried", "details", "requested_senior")}
         fields = {k: (v if isinstance(v, str) else None) for k, v in fields.items()}

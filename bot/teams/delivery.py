@@ -22,6 +22,7 @@ from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handof
 from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot
+from bot.teams.text import plain
 from handoff.domain import Handoff, Outbound, Status
 from handoff.report import WeeklyReport, as_text
 from handoff.service import HandoffService, utcnow
@@ -190,13 +191,14 @@ class TeamsDelivery:
             await self._send(
                 leads,
                 f"⚠️ {h.ref} ({h.severity.label}) has been open {waited} and nobody has claimed it: "
-                f"{cards.cut(h.summary, 200)}",
+                f"{plain(cards.cut(h.summary, 200))}",
             )
             return Sent()
         return GiveUp(f"unknown outbox kind {kind!r}")
 
     async def _name(self, h: Handoff, user: str) -> str:
-        return (await self.service.names(h.workspace_id, [user])).get(user, "someone")
+        """A display name for a text message: people choose their own, so it is escaped like any typed text."""
+        return plain((await self.service.names(h.workspace_id, [user])).get(user, "someone"))
 
     async def _requester_text(self, h: Handoff, what: str, actor: str) -> str:
         if what == "created":
@@ -210,7 +212,7 @@ class TeamsDelivery:
         if what == "released":
             return f"{name} released {h.ref}; it is open again and waiting for a senior."
         if what == "resolved":
-            return f"{h.ref} was resolved by {name}.\n\nResolution: {cards.cut(h.resolution, 2500)}"
+            return f"{h.ref} was resolved by {name}.\n\nResolution: {plain(cards.cut(h.resolution, 2500))}"
         raise ValueError(what)
 
     async def _note_text(self, h: Handoff, what: str, actor: str) -> str:
@@ -219,7 +221,7 @@ class TeamsDelivery:
             return f"{name} claimed {h.ref}."
         if what == "released":
             return f"{name} released {h.ref}; it is open again."
-        return f"{name} resolved {h.ref}: {cards.cut(h.resolution, 2500)}"
+        return f"{name} resolved {h.ref}: {plain(cards.cut(h.resolution, 2500))}"
 
     async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:
         leads = await self.service.conversation(item.workspace_id, "leads")

@@ -46,21 +46,28 @@ def _teller(
 ) -> Tell:
     """How to answer the clicker alone: ephemerally under the card, or, for a click on the App
     Home tab (which has no response_url), on their Home tab itself, refreshed."""
-    if dict_at(body, "container").get("type") != "view" or body.get("response_url"):
+    if body.get("response_url"):
 
         async def ephemeral(text: str) -> None:
             await respond(text=text, response_type="ephemeral", replace_original=False)
 
         return ephemeral
 
-    async def on_home(text: str) -> None:
-        try:
-            ws = await deps.workspace(context)
-            await publish_home(client, deps.service, ws, body["user"]["id"], notice=text)
-        except (StorageUnavailable, SlackApiError) as exc:
-            log.warning("could not answer on the Home tab: %s", exc)
+    if dict_at(body, "container").get("type") == "view":
 
-    return on_home
+        async def on_home(text: str) -> None:
+            try:
+                ws = await deps.workspace(context)
+                await publish_home(client, deps.service, ws, body["user"]["id"], notice=text)
+            except (StorageUnavailable, SlackApiError) as exc:
+                log.warning("could not answer on the Home tab: %s", exc)
+
+        return on_home
+
+    async def nowhere(text: str) -> None:  # Slack always sends one of the two; be quiet, not broken
+        log.warning("a click with no response_url and no view to answer on: %s", text)
+
+    return nowhere
 
 
 async def _clicked(ack: AsyncAck, action: dict[str, Any], tell: Tell) -> CardAction | None:

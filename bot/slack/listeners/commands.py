@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners.common import admin_refusal, escalation_refusal, guarded, open_form
-from bot.slack.modals import config_modal, escalate_modal, prefill_from_text
+from bot.slack.modals import config_modal, escalate_modal, prefill_from_text, slack_id
 from bot.slack.report_blocks import report_blocks, report_fallback
 from storage.db import StorageUnavailable
 
@@ -59,7 +59,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         await ack()
         summary, details = prefill_from_text(typed)
-        view = escalate_modal(summary=summary, details=details, origin_channel=command.get("channel_id"))
+        channel = command.get("channel_id")
+        view = escalate_modal(summary=summary, details=details, origin_channel=channel if slack_id(channel) else None)
         await open_form(client, command["trigger_id"], view, respond, messages.open_form_failed())
 
     async def _stats(ws: int, user: str, respond: AsyncRespond) -> None:

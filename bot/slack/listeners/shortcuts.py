@@ -16,7 +16,7 @@ from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import CallbackId
 from bot.slack.listeners.common import escalation_refusal, guarded, open_form
-from bot.slack.modals import escalate_modal, prefill_from_text, slack_ts
+from bot.slack.modals import escalate_modal, prefill_from_text, slack_id, slack_ts
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -41,7 +41,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         view = escalate_modal(
             summary=summary,
             details=details,
-            origin_channel=channel if channel and len(channel) <= 64 else None,
+            origin_channel=channel if slack_id(channel) else None,
             source_ts=slack_ts(text_at(message, "ts")),
             source_thread=slack_ts(text_at(message, "thread_ts")),
         )

@@ -1,0 +1,113 @@
+"""The Teams harness: the bot with Teams on, a fake connector service on 127.0.0.1 receiving what
+the bot sends, a simulator posting activities as Teams does, and the steps people take.
+Registered from conftest through `pytest_plugins`, so every test module can use `teams`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.sandbox.fake_slack import FakeSlack
+from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Person, Posted, TeamsSimulator
+from bot.server import RUNTIME, Runtime
+from tests.conftest import bot_settings, start_bot
+
+APP_ID = "00000000-0000-0000-0000-00000000b007"
+ESC = "19:escalations@thread.tacv2"
+LEADS = "19:leads@thread.tacv2"
+LEAD = Person("aad-lead-lucy", "Lucy Lead")
+JUNIOR = Person("aad-junior-jo", "Jo Junior")
+SENIORS = [Person(f"aad-senior-{i:02d}", f"Senior {i:02d}") for i in range(40)]
+ANA, BEN = SENIORS[0], SENIORS[1]
+FORM = {
+    "summary": "Exports fail for EU tenants",
+    "severity": "P2",
+    "customer": "Contoso · ticket 77",
+    "tried": "Re-ran the export; cleared the cache.",
+    "details": "HTTP 502 from /export",
+}
+
+
+@dataclass
+class TeamsHarness:
+    url: str
+    app: web.Application
+    connector: FakeTeamsConnector
+    teams: TeamsSimulator
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app[RUNTIME]
+
+
+@pytest.fixture
+def teams_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def teams(db_url: str, fake_slack: FakeSlack, teams_overrides: dict[str, Any]) -> AsyncIterator[TeamsHarness]:
+    connector = await FakeTeamsConnector().start()
+    overrides = {
+        "teams_app_id": APP_ID,
+        "teams_tenant_id": TENANT,
+        "teams_allow_anonymous": True,
+        # The fake connector is on loopback: the one place besides Microsoft's hosts Teams may send us.
+        "teams_service_urls": [connector.service_url],
+    }
+    settings = bot_settings(db_url, fake_slack, **{**overrides, **teams_overrides})
+    runner, url, app = await start_bot(settings, fake_slack)
+    session = aiohttp.ClientSession()
+    try:
+        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session))
+    finally:
+        await session.close()
+        await runner.cleanup()
+        await connector.stop()
+
+
+async def set_up(t: TeamsHarness) -> None:
+    answer = await t.teams.say_in_channel(LEAD, ESC, "setup")
+    assert answer.status in (200, 202), answer
+    await t.connector.wait_for(lambda: any("escalation cards" in a.text for a in t.connector.activities))
+
+
+async def open_form(t: TeamsHarness, who: Person = JUNIOR, text: str = "escalate") -> Posted:
+    before = len(t.connector.activities)
+    await t.teams.say_personal(who, text)
+    found = await t.connector.wait_for(
+        lambda: [a for a in t.connector.activities[before:] if a.card and a.card["actions"][0]["title"] == "Escalate"]
+    )
+    return found[-1]
+
+
+async def escalate(t: TeamsHarness, who: Person = JUNIOR, **values: Any) -> Posted:
+    form = await open_form(t, who)
+    before = len(t.connector.cards_in(ESC))
+    answer = await t.teams.submit_form(who, form, {**FORM, **values})
+    assert answer.status in (200, 202), answer
+    cards = await t.connector.wait_for(lambda: len(t.connector.cards_in(ESC)) > before and t.connector.cards_in(ESC))
+    return cards[-1]
+
+
+def texts(card: dict[str, Any]) -> str:
+    out = []
+
+    def walk(el: Any) -> None:
+        if isinstance(el, dict):
+            for k in ("text", "title"):
+                if isinstance(el.get(k), str):
+                    out.append(el[k])
+            for v in el.values():
+                walk(v)
+        elif isinstance(el, list):
+            for v in el:
+                walk(v)
+
+    walk(card)
+    return "\n".join(out)

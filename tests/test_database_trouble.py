@@ -1,0 +1,162 @@
+"""A database the bot cannot use: one line naming the problem at start-up (for every command that
+opens it), and /readyz saying why while it is running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy.engine import make_url
+
+from tests.conftest import PG_URL, Bot, _admin
+from tests.helpers import FORM, open_form
+
+SLACK_ENV = {
+    "SLACK_SIGNING_SECRET": "signing-secret-for-startup",
+    "SLACK_BOT_TOKEN": "xoxb-startup-test",
+    "SLACK_ESCALATION_CHANNEL": "C0ESCALATE",
+    "SLACK_API_BASE_URL": "http://127.0.0.1:9/api/",
+}
+COMMANDS = [["serve", "--port", "0"], ["db", "upgrade"], ["report"], ["outbox", "list"]]
+
+
+@contextmanager
+def hung_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word (a firewall, a wedged server)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+@contextmanager
+def immutable(*paths: Path) -> Iterator[None]:
+    """Files even root cannot write (chattr +i), as a read-only mount or a locked-down volume would be."""
+    subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+
+async def run_cli(args: list[str], cwd: Path, database_url: str) -> tuple[int, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "DATABASE_URL", "LOG_"))}
+    env.update(SLACK_ENV, DATABASE_URL=database_url)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        _out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc.returncode or 0, [line for line in err.decode().splitlines() if line.strip()]
+
+
+def migrated_sqlite(tmp_path: Path) -> Path:
+    path = tmp_path / "migrated.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_URL")}
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{path}"
+    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, cwd=tmp_path, check=True, timeout=60)
+    return path
+
+
+async def test_every_command_names_the_database_problem_in_one_line(tmp_path: Path) -> None:
+    ro = migrated_sqlite(tmp_path)
+    (tmp_path / "a-folder.db").mkdir()
+    with hung_port() as hung, immutable(ro):
+        cases: dict[str, tuple[str, int, str]] = {
+            # name: (DATABASE_URL, exit status, what the line says)
+            "refused": ("postgresql+asyncpg://postgres@127.0.0.1:9/x", 1, "connection refused"),
+            "hung": (f"postgresql+asyncpg://postgres@127.0.0.1:{hung}/x", 1, "no answer within 3 s"),
+            "missing folder": (f"sqlite+aiosqlite:///{tmp_path}/nope/x.db", 1, "does not exist"),
+            "a folder": (f"sqlite+aiosqlite:///{tmp_path}/a-folder.db", 1, "is a folder"),
+            "under /proc": ("sqlite+aiosqlite:////proc/escalations.db", 1, "cannot create the SQLite file"),
+            "read-only file": (f"sqlite+aiosqlite:///{ro}", 1, "is read-only"),
+            "in memory": ("sqlite+aiosqlite:///", 2, "give the SQLite file's path"),
+            "other driver": ("postgresql+pg8000://u@127.0.0.1/x", 2, "not supported"),
+            "not a url": ("nonsense", 2, "not a database URL"),
+        }
+        if PG_URL:
+            base = make_url(PG_URL)
+            cases["missing database"] = (
+                base.set(database="eb_no_such_db").render_as_string(hide_password=False),
+                1,
+                'the database "eb_no_such_db" does not exist',
+            )
+            cases["unknown role"] = (
+                base.set(username="eb_nobody").render_as_string(hide_password=False),
+                1,
+                'role "eb_nobody" does not exist',
+            )
+        runs = [(name, cmd) for name in cases for cmd in COMMANDS]
+        results = await asyncio.gather(*(run_cli(cmd, tmp_path, cases[name][0]) for name, cmd in runs))
+    wrong = []
+    for (name, cmd), (status, lines) in zip(runs, results, strict=True):
+        _url, expected_status, says = cases[name]
+        if name == "read-only file" and cmd[0] == "outbox":
+            ok = status == 0  # listing only reads: a read-only database is fine for it
+        else:
+            ok = (
+                status == expected_status
+                and len(lines) == 1
+                and lines[0].startswith("escalation-bot: DATABASE_URL: ")
+                and says in lines[0]
+            )
+        if not ok:
+            wrong.append(f"{name} / {' '.join(cmd)}: status {status}, {lines[:3]}")
+    assert wrong == []
+
+
+@asynccontextmanager
+async def read_only(db_url: str) -> AsyncIterator[None]:
+    """Make the bot's database read-only under it, then writable again."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        with immutable(*(p for p in (path, path.with_name(path.name + "-wal")) if p.exists())):
+            yield
+        return
+
+    async def switch(on: bool) -> None:
+        await _admin(f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = {"on" if on else "off"}')
+        # Sessions keep the setting they began with: end them, so the pool reconnects under the new one.
+        await _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{url.database}'")
+
+    await switch(True)
+    try:
+        yield
+    finally:
+        await switch(False)
+
+
+async def test_ready_says_why_while_the_database_is_read_only_and_recovers(bot: Bot, db_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+
+        async def ready() -> tuple[int, dict[str, str]]:
+            async with http.get(bot.url + "/readyz") as resp:
+                return resp.status, await resp.json()
+
+        assert (await ready())[0] == 200
+        view = await open_form(bot)
+        async with read_only(db_url):
+            status, body = await ready()
+            assert status == 503 and "read-only" in body["database"], body
+            answer = await bot.slack.submit("U0JUNIOR", view, FORM)
+            assert answer.json()["response_action"] == "errors"  # the form stays open: nothing is lost
+            async with http.get(bot.url + "/healthz") as health:
+                assert health.status == 200  # the process itself is fine
+        assert (await ready())[0] == 200
+        again = await bot.slack.submit("U0JUNIOR", view, FORM)  # the person presses the button again
+        assert again.status == 200 and not again.body
+        await bot.fake.wait_for(lambda: bot.fake.channel_messages("C0ESCALATE"))
