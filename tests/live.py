@@ -22,8 +22,9 @@ from bot.sandbox.simulator import SlackSimulator
 from bot.sandbox.watch import serve_on_loopback
 from bot.server import RUNTIME, Runtime, make_web_app
 from storage.tables import handoff_events, handoffs, outbox
-from tests.conftest import SECRET, TEAM, TOKEN, bot_settings
+from tests.conftest import SECRET, TEAM, TOKEN
 from tests.edge import RawAnswer, raw_post
+from tests.teams import token_settings
 
 T = TypeVar("T")
 APP_ID = "00000000-0000-0000-0000-00000000f022"
@@ -103,19 +104,7 @@ def live(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
         login = await FakeLogin(tenant=TENANT, app_id=APP_ID, app_secret=APP_SECRET).start()
         for name, value in login.tls.trust_env().items():
             monkeypatch.setenv(name, value)
-        settings = bot_settings(
-            db_url,
-            slack,
-            teams_app_id=APP_ID,
-            teams_tenant_id=TENANT,
-            teams_app_password=APP_SECRET,
-            teams_allow_anonymous=False,
-            teams_service_urls=[connector.service_url],
-            teams_login_url=login.login_url,
-            teams_bot_framework_keys_url=login.bot_framework_keys_url,
-            scheduler_seconds=3600,
-        )
-        app = make_web_app(settings)
+        app = make_web_app(token_settings(db_url, slack, connector, login, scheduler_seconds=3600))
         runner, port = await serve_on_loopback(app)
         url = f"http://127.0.0.1:{port}"
         slack_sim = await SlackSimulator(url, SECRET, fake=slack, team_id=TEAM).__aenter__()

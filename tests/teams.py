@@ -111,3 +111,20 @@ def texts(card: dict[str, Any]) -> str:
 
     walk(card)
     return "\n".join(out)
+
+
+def token_settings(db_url: str, fake_slack: FakeSlack, connector: FakeTeamsConnector, login: Any, **more: Any) -> Any:
+    """The bot's settings with Teams tokens required: incoming ones checked against `login`'s keys,
+    outgoing ones fetched from it, and the fake connector the one allowed service URL."""
+    return bot_settings(
+        db_url,
+        fake_slack,
+        teams_app_id=login.app_id,
+        teams_tenant_id=login.tenant,
+        teams_app_password=login.app_secret,
+        teams_allow_anonymous=False,
+        teams_service_urls=[connector.service_url],
+        teams_login_url=login.login_url,
+        teams_bot_framework_keys_url=login.bot_framework_keys_url,
+        **more,
+    )

@@ -212,33 +212,19 @@ async def test_the_chart_is_a_png_of_the_expected_size(db: Database) -> None:
     assert len(data) > 10_000  # bars, lines and labels, not a blank canvas
 
 
-async def test_report_cli_prints_json_and_writes_the_chart(db: Database, db_url: str, tmp_path: Path) -> None:
-    await seed_week(db)
+async def report_cli(db_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "TIMEZONE"))}
     env["DATABASE_URL"] = db_url
-    chart = tmp_path / "week.png"
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "report",
-            "--week",
-            "2026-W47",
-            "--workspace",
-            "T0REPORT",
-            "--format",
-            "json",
-            "--chart",
-            str(chart),
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    command = [sys.executable, "-m", "bot.cli", "report", "--week", "2026-W47", "--workspace", "T0REPORT", *args]
+    return await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120
     )
+
+
+async def test_report_cli_prints_json_and_writes_the_chart(db: Database, db_url: str, tmp_path: Path) -> None:
+    await seed_week(db)
+    chart = tmp_path / "week.png"
+    result = await report_cli(db_url, tmp_path, "--format", "json", "--chart", str(chart))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out[0]["workspace"] == "T0REPORT" and out[0]["week"] == "2026-W47"
@@ -254,17 +240,7 @@ async def test_the_text_report_keeps_each_customer_on_its_line(db: Database, db_
     ws = await s.workspace_id("slack", "T0REPORT")
     forged = "Acme\nOpened 999 · claimed 999\r\x1b[2J\x1b[31mRED\u2028Claims: UBOSS 99\x85tail"
     await escalate(s, clock, ws, utc(16, 9), "P2", forged)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "TIMEZONE"))}
-    env["DATABASE_URL"] = db_url
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bot.cli", "report", "--week", "2026-W47", "--workspace", "T0REPORT"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = await report_cli(db_url, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert not any(line.startswith(("Opened 999", "Claims: UBOSS")) for line in lines), result.stdout

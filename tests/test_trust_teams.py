@@ -17,9 +17,9 @@ import pytest
 from bot.sandbox.fake_login import FakeLogin
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Person, TeamsSimulator
-from tests.conftest import bot_settings, start_bot
+from tests.conftest import start_bot
 from tests.edge import Outside, tracebacks
-from tests.teams import ANA, APP_ID, JUNIOR, TeamsHarness, escalate, set_up, texts
+from tests.teams import ANA, APP_ID, JUNIOR, TeamsHarness, escalate, set_up, texts, token_settings
 
 OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
 
@@ -42,18 +42,7 @@ async def login(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLogin]:
 async def guarded(db_url: str, fake_slack: FakeSlack, login: FakeLogin) -> AsyncIterator[TeamsHarness]:
     """The bot with Teams tokens required (no anonymous mode)."""
     connector = await FakeTeamsConnector().start()
-    settings = bot_settings(
-        db_url,
-        fake_slack,
-        teams_app_id=APP_ID,
-        teams_tenant_id=TENANT,
-        teams_app_password=APP_SECRET,
-        teams_allow_anonymous=False,
-        teams_service_urls=[connector.service_url],
-        teams_login_url=login.login_url,
-        teams_bot_framework_keys_url=login.bot_framework_keys_url,
-    )
-    runner, url, app = await start_bot(settings, fake_slack)
+    runner, url, app = await start_bot(token_settings(db_url, fake_slack, connector, login), fake_slack)
     session = aiohttp.ClientSession()
     try:
         yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session, login=login))
