@@ -140,7 +140,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from handoff.report import as_text, build_report, one_line
-    from handoff.schedule import parse_iso_week, week_start_of
+    from handoff.schedule import iso_week, parse_iso_week, week_start_of
     from storage import migrate
     from storage.db import DatabaseProblem, StorageUnavailable, open_checked
     from storage.tables import workspaces
@@ -199,23 +199,44 @@ def cmd_report(args: argparse.Namespace) -> int:
                 path.write_bytes(weekly_chart(r))
                 print(f"chart written to {path}", file=sys.stderr)
         if args.post:
-            return await post([ws for ws, _ in targets])
+            return await post([(ws, ext) for ws, ext in targets])
         return 0
 
-    async def post(workspace_ids: list[int]) -> int:
+    async def post(workspace_ids: list[tuple[int, str]]) -> int:
+        """Post now, and say what happened to each: exit 0 only if every report and chart went out."""
         from bot.server import start_runtime
 
         if not settings.slack_enabled or not settings.slack_bot_token:
             return _fail("--post needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and SLACK_LEADS_CHANNEL")
         rt = await start_runtime(settings, run_worker=False, run_scheduler=False, connect_socket=False)
+        failed = 0
         try:
-            for ws in workspace_ids:
-                await rt.service.queue_report_now(ws, week)
-            await rt.worker.drain(timeout=120)
+            keys = [(ext, await rt.service.queue_report_now(ws, week)) for ws, ext in workspace_ids]
+            try:
+                await rt.worker.drain(timeout=120)
+            except TimeoutError:
+                pass  # said below, row by row
+            for ext, key in keys:
+                row = await rt.service.outbox_row(key)
+                if row is not None and row.status == "sent" and not row.last_error:
+                    print(f"posted the {iso_week(week)} report for {ext}", file=sys.stderr)
+                    continue
+                failed += 1
+                if row is None:
+                    print(f"{ext}: the report was not queued", file=sys.stderr)
+                elif row.status == "sent":
+                    print(f"{ext}: the report was {row.last_error}", file=sys.stderr)
+                elif row.status == "dead":
+                    print(f"{ext}: the report was not posted: {row.last_error}", file=sys.stderr)
+                else:
+                    print(
+                        f"{ext}: the report is not posted yet ({row.last_error or 'still being sent'}); it stays "
+                        "queued and a running bot will send it",
+                        file=sys.stderr,
+                    )
         finally:
             await rt.close()
-        print("posted", file=sys.stderr)
-        return 0
+        return 1 if failed else 0
 
     try:
         return asyncio.run(run())

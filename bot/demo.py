@@ -62,7 +62,9 @@ def demo_settings(db_path: Path, fake: FakeSlack) -> Settings:
 
 async def run_demo(*, verbose: bool = False) -> int:
     setup_logging("INFO" if verbose else "ERROR", "text", [SECRET, TOKEN])
-    fake = await FakeSlack(team_id="T0DEMO", bot_token=TOKEN, users=NAMES).start()
+    fake = await FakeSlack(
+        team_id="T0DEMO", bot_token=TOKEN, users=NAMES, channels={ESC: "escalations", SUPPORT: "support"}
+    ).start()
     tmp = tempfile.TemporaryDirectory(prefix="escalation-bot-demo-")
     db_path = Path(tmp.name) / "demo.db"
     app = make_web_app(demo_settings(db_path, fake))

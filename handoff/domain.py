@@ -53,6 +53,7 @@ class Outbound(enum.StrEnum):
     ALERT_LEADS = "alert_leads"
     WEEKLY_REPORT = "weekly_report"
     REFRESH_HOME = "refresh_home"
+    NOTICE = "notice"  # something the leads of a workspace need to know once (payload: which notice)
 
 
 @dataclass(frozen=True)

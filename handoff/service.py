@@ -491,19 +491,41 @@ class HandoffService:
             self._committed()
         return queued
 
-    async def queue_report_now(self, workspace_id: int, week: date) -> bool:
-        """`escalation-bot report --post`: post a week's report now, whether or not it went out before."""
+    async def queue_report_now(self, workspace_id: int, week: date) -> str:
+        """`escalation-bot report --post`: post a week's report now, whether or not it went out before.
+        Returns the outbox key, to follow what became of it."""
         now = self.clock()
+        key = f"weekly_report:{workspace_id}:{week.isoformat()}:manual:{now.isoformat()}"
         async with self.db.write() as conn:
-            fresh = await outbox.enqueue(
+            await outbox.enqueue(
                 conn,
                 workspace_id=workspace_id,
                 kind=Outbound.WEEKLY_REPORT,
-                dedupe_key=f"weekly_report:{workspace_id}:{week.isoformat()}:manual:{now.isoformat()}",
+                dedupe_key=key,
                 payload={"week": week.isoformat()},
                 now=now,
             )
         self._committed()
+        return key
+
+    async def outbox_row(self, dedupe_key: str) -> outbox.OutboxItem | None:
+        async with self.db.read() as conn:
+            return await outbox.by_key(conn, dedupe_key)
+
+    async def queue_notice(self, workspace_id: int, notice: str) -> bool:
+        """Tell a workspace's leads something once, ever (each platform words it): True if queued now."""
+        now = self.clock()
+        async with self.db.single() as conn:
+            fresh = await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                kind=Outbound.NOTICE,
+                dedupe_key=f"notice:{notice}:{workspace_id}",
+                payload={"notice": notice},
+                now=now,
+            )
+        if fresh:
+            self._committed()
         return fresh
 
     # ---- similar past resolutions, the thread an escalation came from ---------
@@ -586,8 +608,24 @@ class HandoffService:
                 leads_channel=leads_channel,
                 settings=settings,
             )
+            woken = await outbox.wake_workspace(conn, workspace_id, self.clock())  # cards waiting for a channel
+        if woken:
+            self._committed()
 
     # ---- what the platforms report back ----------------------------------
+
+    async def card_failure(self, handoff_id: int) -> str | None:
+        """Why a handoff's card will not be posted (its post died), or None."""
+        async with self.db.read() as conn:
+            return await outbox.card_failure(conn, handoff_id)
+
+    async def channel_ready(self, workspace_id: int) -> int:
+        """A channel was set up in this workspace: what was waiting for one goes out now."""
+        async with self.db.single() as conn:
+            woken = await outbox.wake_workspace(conn, workspace_id, self.clock())
+        if woken:
+            self._committed()
+        return woken
 
     async def card_posted(
         self,

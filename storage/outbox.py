@@ -17,6 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage.handoffs import insert_ignore
 from storage.tables import handoffs, outbox, workspaces
 
+# The last_error of a row that is waiting (for its card, for a channel to be set up): not a failure.
+WAITING = "waiting: "
+# The last_error of a row that died with the card it needed.
+CARD_NEVER_POSTED = "card never posted"
+
 
 @dataclass(frozen=True)
 class OutboxItem:
@@ -33,6 +38,13 @@ class OutboxItem:
     status: str = "pending"
     next_attempt_at: datetime | None = None
     sent_at: datetime | None = None
+
+    @property
+    def tried_before(self) -> bool:
+        """An earlier attempt may have gone through: it failed in some way after it had started, or an
+        operator re-queued the row (`outbox retry` keeps the last error). Such a send is looked for
+        before it is made again. Waiting for the card does not count: nothing was sent then."""
+        return self.attempts > 1 or bool(self.last_error and not self.last_error.startswith(WAITING))
 
     @classmethod
     def from_row(cls, row: Any) -> OutboxItem:
@@ -154,11 +166,12 @@ async def lease(
     return sorted((OutboxItem.from_row(r) for r in rows), key=lambda i: i.id)
 
 
-async def complete(conn: AsyncConnection, item_id: int, owner: str, now: datetime) -> bool:
+async def complete(conn: AsyncConnection, item_id: int, owner: str, now: datetime, note: str | None = None) -> bool:
+    """Mark a row sent. `note`: what did not go out with it (a chart Slack refused), kept for operators."""
     result = await conn.execute(
         update(outbox)
         .where(outbox.c.id == item_id, outbox.c.lease_owner == owner, outbox.c.status == "pending")
-        .values(status="sent", sent_at=now, leased_until=None, last_error=None)
+        .values(status="sent", sent_at=now, leased_until=None, last_error=note)
     )
     return result.rowcount == 1
 
@@ -192,7 +205,39 @@ async def give_up(conn: AsyncConnection, item_id: int, owner: str, error: str) -
     return result.rowcount == 1
 
 
-WAITING = "waiting: "
+async def give_up_dependants(conn: AsyncConnection, handoff_id: int, reason: str) -> int:
+    """The card of this handoff will not be posted: what needed it dies with it, saying why, instead
+    of waiting for ever. `outbox retry` of the card brings them back (see `requeue`)."""
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.handoff_id == handoff_id, outbox.c.status == "pending", outbox.c.kind != "post_card")
+        .values(status="dead", leased_until=None, last_error=f"{CARD_NEVER_POSTED}: {reason}"[:2000])
+    )
+    return result.rowcount or 0
+
+
+async def card_failure(conn: AsyncConnection, handoff_id: int) -> str | None:
+    """Why this handoff's card will not be posted (its post_card row is dead), or None."""
+    return await conn.scalar(
+        select(outbox.c.last_error).where(
+            outbox.c.handoff_id == handoff_id, outbox.c.kind == "post_card", outbox.c.status == "dead"
+        )
+    )
+
+
+async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime) -> int:
+    """Make every row of a workspace that was waiting (for a channel to be set up) due now."""
+    result = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.workspace_id == workspace_id,
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at > now,
+            outbox.c.last_error.like(WAITING + "%"),
+        )
+        .values(next_attempt_at=now)
+    )
+    return result.rowcount or 0
 
 
 async def wake_waiting(conn: AsyncConnection, handoff_id: int, now: datetime) -> int:
@@ -244,13 +289,27 @@ async def list_items(
 
 
 async def requeue(conn: AsyncConnection, ids: list[int], now: datetime) -> int:
-    """Send dead (or stuck) rows again from a fresh count of attempts."""
-    result = await conn.execute(
+    """Send dead (or stuck) rows again from a fresh count of attempts. Their last error stays, so the
+    deliverer knows an earlier attempt may have gone out and looks before sending. A card brought
+    back brings back what died with it ("card never posted"). Returns how many of `ids` were queued."""
+    again = {"status": "pending", "attempts": 0, "next_attempt_at": now, "leased_until": None, "lease_owner": None}
+    result = await conn.execute(update(outbox).where(outbox.c.id.in_(ids), outbox.c.status != "sent").values(again))
+    cards = select(outbox.c.handoff_id).where(outbox.c.id.in_(ids), outbox.c.kind == "post_card").scalar_subquery()
+    await conn.execute(
         update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status != "sent")
-        .values(status="pending", attempts=0, next_attempt_at=now, leased_until=None, lease_owner=None)
+        .where(
+            outbox.c.handoff_id.in_(cards),
+            outbox.c.status == "dead",
+            outbox.c.last_error.like(CARD_NEVER_POSTED + "%"),
+        )
+        .values(again)
     )
     return result.rowcount or 0
+
+
+async def by_key(conn: AsyncConnection, dedupe_key: str) -> OutboxItem | None:
+    row = (await conn.execute(select(outbox).where(outbox.c.dedupe_key == dedupe_key))).first()
+    return OutboxItem.from_row(row) if row is not None else None
 
 
 async def counts(conn: AsyncConnection) -> dict[str, int]:

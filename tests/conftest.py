@@ -109,9 +109,13 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+# The workspace's channels, the bot invited to each; any other channel is one it was never invited to.
+CHANNELS = {ESC_CHANNEL: "escalations", "C0LEADS": "leads", "CGENERAL": "general", "C0NEWESC": "new-escalations"}
+
+
 @pytest.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack(team_id=TEAM, bot_token=TOKEN).start()
+    fake = await FakeSlack(team_id=TEAM, bot_token=TOKEN, channels=CHANNELS).start()
     try:
         yield fake
     finally:

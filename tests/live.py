@@ -22,7 +22,7 @@ from bot.sandbox.simulator import SlackSimulator
 from bot.sandbox.watch import serve_on_loopback
 from bot.server import RUNTIME, Runtime, make_web_app
 from storage.tables import handoff_events, handoffs, outbox
-from tests.conftest import SECRET, TEAM, TOKEN
+from tests.conftest import CHANNELS, SECRET, TEAM, TOKEN
 from tests.edge import RawAnswer, raw_post
 from tests.teams import token_settings
 
@@ -99,7 +99,7 @@ def live(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
         outside_app = web.Application()
         outside_app.router.add_route("*", "/{tail:.*}", record)
         outside_runner, outside_port = await serve_on_loopback(outside_app)
-        slack = await FakeSlack(team_id=TEAM, bot_token=TOKEN).start()
+        slack = await FakeSlack(team_id=TEAM, bot_token=TOKEN, channels=CHANNELS).start()
         connector = await FakeTeamsConnector().start()
         login = await FakeLogin(tenant=TENANT, app_id=APP_ID, app_secret=APP_SECRET).start()
         for name, value in login.tls.trust_env().items():

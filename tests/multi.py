@@ -50,6 +50,8 @@ async def install(url: str, fake: FakeSlack, team: str) -> str:
 async def multi(db_url: str) -> AsyncIterator[Multi]:
     fake = await FakeSlack(team_id="T0NOBODY", bot_token="xoxb-unused").start()
     fake.oauth_client = (CLIENT_ID, CLIENT_SECRET)
+    fake.add_channel("C0ALPHAESC", "escalations", team=ALPHA)
+    fake.add_channel("C0BETAESC", "escalations", team=BETA)
     fake.users.update({ADMIN: "Ada", JUNIOR: "Jun", SENIOR: "Sam"})
     fake.admins.add(ADMIN)
     settings = bot_settings(

@@ -7,11 +7,12 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import time_machine
 
-from bot.sandbox.fake_slack import Fail
 from bot.sandbox.simulator import button_value
 from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
 from tests.helpers import FORM, escalate, open_form
@@ -21,31 +22,45 @@ from tests.test_slack_flow import click, wait_card
 ANA, BEN = SENIORS[0], SENIORS[1]
 
 
-def cli(db_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL"))}
-    env["DATABASE_URL"] = db_url
+def cli(db_url: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "TEAMS_", "TIMEZONE"))}
+    env = {**clean, **(env or {}), "DATABASE_URL": db_url}
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 
 async def test_dead_messages_are_listed_and_can_be_sent_again(bot: Bot, db_url: str, tmp_path: Path) -> None:
-    bot.fake.fail_next("chat.postMessage", Fail(error="not_in_channel"))
+    """The bot was never invited to the escalation channel: the card can't go out, and what needed
+    the card (the requester's confirmation, a reminder) dies with it instead of waiting for ever.
+    Re-sending the card brings them back."""
+    bot.fake.channels[ESC_CHANNEL].bot_member = False
     view = await open_form(bot)
     await bot.slack.submit(JUNIOR, view, FORM)
     row = await outbox_row(bot, "post_card:1", until=lambda r: r.status == "dead")
     assert row.status == "dead"
+    notify = await outbox_row(bot, "notify:1:created", until=lambda r: r.status == "dead")
+    assert notify.status == "dead" and notify.last_error.startswith("card never posted: ")
+    # A reminder falls due later: it too dies with the card, instead of deferring for ever.
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=11), tick=True):
+        assert await bot.runtime.service.queue_reminders(reminder_minutes=10, lead_alert_minutes=30) == 1
+        bot.runtime.worker.wake()
+        reminder = await outbox_row(bot, "reminded:1", until=lambda r: r.status == "dead")
+    assert reminder.status == "dead" and reminder.last_error.startswith("card never posted: ")
 
     listed = await asyncio.to_thread(cli, db_url, "outbox", "list", "--dead", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "post_card" in listed.stdout and "T0ACME/ESC-1" in listed.stdout
     assert "not_in_channel" in listed.stdout and "invite the bot" in listed.stdout
+    assert listed.stdout.count("card never posted") == 2
 
-    # The operator invites the bot (the fake now accepts) and re-sends.
+    # The operator invites the bot and re-sends the card; what died with it comes back with it.
+    bot.fake.channels[ESC_CHANNEL].bot_member = True
     retried = await asyncio.to_thread(cli, db_url, "outbox", "retry", str(row.id), cwd=tmp_path)
     assert retried.returncode == 0 and "queued 1 of 1" in retried.stdout
     cards = await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=10)
     await bot.fake.wait_for(lambda: bot.fake.dms_to(JUNIOR))
+    await bot.fake.wait_for(lambda: bot.fake.thread(ESC_CHANNEL, cards[0].ts))  # the reminder
     assert len(cards) == 1
     after = await asyncio.to_thread(cli, db_url, "outbox", "list", "--dead", cwd=tmp_path)
     assert "no dead messages" in after.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from handoff.service import HandoffService
 from storage.db import Database
 from tests.conftest import ESC_CHANNEL, SENIORS, Bot
 from tests.helpers import card_text, escalate, settle
+from tests.test_operations import cli
 from tests.test_report import png_size
 from tests.test_slack_flow import click
 
@@ -154,3 +156,54 @@ async def test_lead_ids_are_told_by_dm(bot: Bot) -> None:
         dms = bot.fake.dms_to(lead)
         assert len(dms) == 1 and "ESC-1" in dms[0].text
     assert bot.fake.channel_messages(LEADS) == []
+
+
+async def test_an_install_without_files_write_gets_the_text_once_and_is_told_once_how_to_get_the_chart(
+    bot: Bot,
+) -> None:
+    """A workspace that installed the app before it asked for files:write: Slack refuses the chart
+    (missing_scope). The report text goes out once, the row is done (not dead, not retried into a
+    second text), and the leads are told once, ever, to reinstall."""
+    await escalate(bot)
+    token = bot.fake.bot_token or ""
+    bot.fake.set_scopes(token, [s for s in bot.fake.default_scopes if s != "files:write"])
+    service = bot.runtime.service
+    ws = await bot.workspace_id()
+    first = await service.queue_report_now(ws, (next_monday(9) - timedelta(days=7)).date())
+    second = await service.queue_report_now(ws, (next_monday(9) - timedelta(days=14)).date())
+    bot.runtime.worker.wake()
+    await bot.runtime.worker.drain(timeout=30)
+    await settle(bot)
+    for key in (first, second):
+        row = await service.outbox_row(key)
+        assert row is not None and row.status == "sent" and "without its chart" in (row.last_error or "")
+    assert len(report_posts(bot)) == 2 and bot.fake.files == []
+    notices = [m for m in bot.fake.channel_messages(LEADS) if "files:write" in m.text]
+    assert len(notices) == 1 and "reinstall" in notices[0].text
+    refused = bot.fake.calls_to("files.getUploadURLExternal", ok=False)
+    assert refused and all(c.status == 200 for c in refused)
+
+
+async def test_report_post_says_what_happened_and_fails_unless_the_chart_went_out(
+    bot: Bot, db_url: str, tmp_path: Path
+) -> None:
+    await escalate(bot)
+    await settle(bot)
+    env = {
+        "SLACK_BOT_TOKEN": bot.fake.bot_token or "",
+        "SLACK_SIGNING_SECRET": "signing-secret-cli",
+        "SLACK_ESCALATION_CHANNEL": ESC_CHANNEL,
+        "SLACK_LEADS_CHANNEL": LEADS,
+        "SLACK_API_BASE_URL": bot.fake.base_url,
+        "TIMEZONE": "Europe/Berlin",
+    }
+    ok = await asyncio.to_thread(cli, db_url, "report", "--post", cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "posted the" in ok.stderr and "report for T0ACME" in ok.stderr
+    bot.fake.set_scopes(bot.fake.bot_token or "", [s for s in bot.fake.default_scopes if s != "files:write"])
+    partial = await asyncio.to_thread(cli, db_url, "report", "--post", cwd=tmp_path, env=env)
+    assert partial.returncode == 1
+    assert "without its chart" in partial.stderr and "files:write" in partial.stderr
+    bot.fake.channels[LEADS].bot_member = False  # the bot was removed from the leads channel
+    refused = await asyncio.to_thread(cli, db_url, "report", "--post", cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and "not posted" in refused.stderr and "not_in_channel" in refused.stderr

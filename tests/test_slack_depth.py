@@ -66,6 +66,7 @@ async def new_card(bot: Bot, before: int) -> Message:
 
 
 async def test_escalate_this_message_prefills_the_form_and_copies_the_thread(bot: Bot) -> None:
+    bot.fake.add_channel(SUPPORT, "support")  # the bot was invited there: it may read the thread
     root = bot.fake.say(SUPPORT, "U0CUSTOMERSUCCESS", "Acme can't log in since the SSO change <!channel>")
     bot.fake.say(SUPPORT, JUNIOR, "I cleared their sessions, no luck", thread_ts=root.ts)
     bot.fake.say(SUPPORT, "U0OTHER", "Tried an incognito window too", thread_ts=root.ts)

@@ -9,7 +9,22 @@ from typing import Any
 import pytest
 
 from bot.sandbox.fake_slack import Fail
-from tests.teams import ANA, BEN, ESC, FORM, JUNIOR, LEAD, LEADS, SENIORS, TeamsHarness, escalate, set_up, texts
+from tests.helpers import eventually
+from tests.teams import (
+    ANA,
+    BEN,
+    ESC,
+    FORM,
+    JUNIOR,
+    LEAD,
+    LEADS,
+    SENIORS,
+    TeamsHarness,
+    escalate,
+    open_form,
+    set_up,
+    texts,
+)
 
 
 async def test_the_whole_flow_in_teams(teams: TeamsHarness) -> None:
@@ -240,3 +255,26 @@ async def test_reminders_and_the_weekly_report_reach_teams(teams: TeamsHarness) 
             lambda: [a for a in t.connector.cards_in(LEADS) if "Escalations, week" in texts(a.card)], timeout=20
         )
     assert len(reports) == 1 and "Opened 1" in texts(reports[0].card)
+
+
+async def test_an_escalation_made_before_setup_waits_and_goes_out_when_setup_runs(teams: TeamsHarness) -> None:
+    t = teams
+    form = await open_form(t)
+    answer = await t.teams.submit_form(JUNIOR, form, FORM)
+    assert answer.status in (200, 202)
+    said = await t.connector.wait_for(lambda: "Escalated as ESC-1" in texts(form.card or {}) and texts(form.card))
+    assert "as soon as a lead runs setup" in said
+
+    async def waiting() -> object:
+        row = await t.runtime.service.outbox_row("post_card:1")
+        return row is not None and row.attempts == 0 and row.last_error and row.last_error.startswith("waiting")
+
+    await eventually(waiting)  # tried, and waiting: not dead
+    assert (await t.runtime.service.outbox_row("post_card:1")).status == "pending"
+    await set_up(t)
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[0]
+    assert "ESC-1" in texts(card.card)
+    told = await t.connector.wait_for(
+        lambda: [a for a in t.connector.in_conversation(f"a:personal-{JUNIOR.aad}") if "is posted" in a.text]
+    )
+    assert "ESC-1" in told[0].text

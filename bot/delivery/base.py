@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from handoff.domain import Handoff
-from handoff.service import HandoffService
-from storage.outbox import OutboxItem
+from handoff.service import HandoffService, utcnow
+from storage.outbox import CARD_NEVER_POSTED, WAITING, OutboxItem
+
+WAITING_FOR_CARD = WAITING + "the card is not posted yet"
 
 
 @dataclass(frozen=True)
 class Sent:
     rendered_version: int | None = None  # a card render covers every update up to this version
+    note: str | None = None  # what did not go out with it (kept on the row for operators)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,18 @@ class GiveUp:
 
 
 DeliveryResult = Sent | Retry | Defer | GiveUp
+
+
+async def waiting_for_card(service: HandoffService, item: OutboxItem) -> Defer | GiveUp:
+    """A row that needs the card, and the card is not up: wait for it, or, if its post died, die
+    with it (`outbox retry` of the card brings both back)."""
+    assert item.handoff_id is not None
+    failure = await service.card_failure(item.handoff_id)
+    if failure is not None:
+        return GiveUp(f"{CARD_NEVER_POSTED}: {failure}")
+    # Normally the lease holds these back until the card is up; wait longer the longer it has been.
+    age = (utcnow() - item.created_at).total_seconds()
+    return Defer(min(300.0, max(2.0, age / 10)), WAITING_FOR_CARD)
 
 
 async def handoff_of(service: HandoffService, item: OutboxItem) -> Handoff | GiveUp:

@@ -169,7 +169,7 @@ class DeliveryWorker:
         try:
             async with self.db.single() as conn:
                 if isinstance(result, Sent):
-                    await outbox.complete(conn, item.id, self.owner, now)
+                    await outbox.complete(conn, item.id, self.owner, now, result.note)
                     if result.rendered_version is not None and item.handoff_id is not None:
                         await outbox.coalesce_card_updates(conn, item.handoff_id, result.rendered_version, now)
                 elif isinstance(result, Defer):
@@ -184,6 +184,8 @@ class DeliveryWorker:
                 elif isinstance(result, GiveUp) or item.attempts >= self.max_attempts:
                     error = result.error if isinstance(result, GiveUp | Retry) else "gave up"
                     await outbox.give_up(conn, item.id, self.owner, error)
+                    if item.kind == "post_card" and item.handoff_id is not None:
+                        await outbox.give_up_dependants(conn, item.handoff_id, error)
                     log.error(
                         "outbox row %s (%s) is dead after %s attempt(s): %s",
                         item.id,

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
-from bot.sandbox.fake_slack import FakeSlack, Message
+from bot.sandbox.fake_slack import FakeSlack, Message, trigger_for
 
 
 @dataclass
@@ -90,7 +90,7 @@ class SlackSimulator:
 
     @staticmethod
     def trigger_id(user: str) -> str:
-        return f"trig.{user}.{uuid.uuid4().hex[:12]}"
+        return trigger_for(user)  # Slack's come with the request and expire 3 s later
 
     def sign(self, body: str, timestamp: int | None = None) -> dict[str, str]:
         ts = str(int(time.time()) if timestamp is None else timestamp)

@@ -1,8 +1,10 @@
 """Turns outbox rows into Slack Web API calls.
 
-A card is rendered from the handoff's current row at send time, so several
-updates in a row coalesce into one and an old render can never overwrite a
-newer one.
+A card is rendered from the handoff's current row at send time, so several updates in a row
+coalesce into one and an old render can never overwrite a newer one. Posts (cards, DMs, thread
+notes, reminders, the weekly report and its chart) are never repeated blind: slack_sdk retries
+them only after a 429 (refused, so not applied), and a row whose earlier attempt may have gone
+through is first looked for (`bot.slack.sent`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of
+from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of, waiting_for_card
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload
-from bot.slack.client import make_client
 from bot.slack.home import publish_home
 from bot.slack.report_blocks import report_blocks, report_fallback
+from bot.slack.sent import CannotCheck, find_sent, metadata
 from bot.slack.text import cut_plain
 from bot.slack.workspaces import NotInstalled, SlackWorkspaces
 from handoff.domain import Handoff, Outbound, Status
@@ -33,20 +35,9 @@ from storage.outbox import WAITING, OutboxItem
 
 log = logging.getLogger(__name__)
 
-WAITING_FOR_CARD = WAITING + "the card is not posted yet"
-# Every message we post carries its outbox key, so a retry can tell whether it already went out.
-METADATA_TYPE = "escalation_bot_message"
-
-
+WAITING_FOR_CHANNEL = WAITING + "no escalation channel yet: an admin picks one with /escalate config"
 TRANSCRIPT_MESSAGES = 15  # what Slack allows a non-Marketplace app per conversations.replies call
 TRANSCRIPT_TEXT_MAX = 500
-
-NO_HISTORY_ACCESS = {"missing_scope", "not_in_channel", "channel_not_found", "not_allowed_token_type"}
-
-
-def _metadata(item: OutboxItem) -> dict[str, Any]:
-    return {"event_type": METADATA_TYPE, "event_payload": {"key": item.dedupe_key}}
-
 
 # Errors a retry cannot fix: an operator has to (invite the bot, fix a setting), then re-send.
 PERMANENT = {
@@ -90,189 +81,170 @@ class SlackDelivery:
     ):
         self.service = service
         self.workspaces = workspaces
-        self.client_for = workspaces.client_for
         self.report_for = report_for
-
-    async def channel_for(self, workspace_id: int) -> str | None:
-        return (await self.workspaces.config(workspace_id)).escalation_channel
-
-    async def leads_channel_for(self, workspace_id: int) -> str | None:
-        return (await self.workspaces.config(workspace_id)).leads_channel
 
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
         try:
             return await self._deliver(item)
         except NotInstalled as exc:
-            if item.kind in (Outbound.WEEKLY_REPORT, Outbound.REFRESH_HOME):
+            if item.kind in (Outbound.WEEKLY_REPORT, Outbound.REFRESH_HOME, Outbound.NOTICE):
                 log.info("%s not sent: %s", item.kind, exc)  # nobody there to read it: not an error
                 return Sent()
             return GiveUp(f"{exc}: reinstall it, then `escalation-bot outbox retry`")
+        except CannotCheck as exc:
+            return Retry(error=f"not sent again yet: {exc}; will check again before sending", after=exc.after)
         except SlackApiError as exc:
             return self._from_api_error(exc)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Retry(error=f"{type(exc).__name__}: {exc}")
 
+    # ---- the three ways of calling Slack ------------------------------------------
+
+    async def _updater(self, workspace_id: int) -> AsyncWebClient:
+        """For calls that may safely happen twice (updates, reads): slack_sdk retries what it can."""
+        return await self.workspaces.client_for(workspace_id, "all")
+
+    async def _poster(self, workspace_id: int) -> AsyncWebClient:
+        """For posts: retried by slack_sdk only after a 429, which Slack refused without posting."""
+        return await self.workspaces.client_for(workspace_id, "rate_limits")
+
+    async def _reader(self, workspace_id: int) -> AsyncWebClient:
+        """For the check and the thread copy: no retries; a 429 comes back with its Retry-After."""
+        return await self.workspaces.client_for(workspace_id, "none")
+
+    async def _post_once(
+        self, item: OutboxItem, *, channel: str, thread_ts: str | None = None, look_in: str | None = None, **fields: Any
+    ) -> str:
+        """Post a message unless an earlier attempt already did (then its ts). `look_in`: where a
+        message sent to `channel` shows up (a DM to a user id lands in the DM's own channel)."""
+        if item.tried_before:
+            where = look_in or channel
+            found = await find_sent(await self._reader(item.workspace_id), item, channel=where, thread_ts=thread_ts)
+            if found is not None:
+                return found
+        poster = await self._poster(item.workspace_id)
+        if thread_ts is not None:
+            fields["thread_ts"] = thread_ts
+        resp = await poster.chat_postMessage(channel=channel, metadata=metadata(item), **fields)
+        return str(resp["ts"])
+
+    async def _dm_channel(self, item: OutboxItem, user: str) -> str | None:
+        """The DM's channel id, needed only to look for an earlier attempt (conversations.open)."""
+        if not item.tried_before:
+            return None
+        opened = await (await self._reader(item.workspace_id)).conversations_open(users=user)
+        return str(opened["channel"]["id"])
+
+    # ---- rows -------------------------------------------------------------------------
+
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
         if item.kind == Outbound.WEEKLY_REPORT:
-            return await self._weekly_report(await self.client_for(item.workspace_id), item)
+            return await self._weekly_report(item)
         if item.kind == Outbound.REFRESH_HOME:
             return await self._refresh_homes(item)
+        if item.kind == Outbound.NOTICE:
+            return await self._notice(item)
         h = await handoff_of(self.service, item)
         if isinstance(h, GiveUp):
             return h
         bind_log(handoff=h.ref)
-        client = await self.client_for(item.workspace_id)
         kind = item.kind
         if kind == Outbound.POST_CARD:
-            return await self._post_card(client, h, item)
-        if kind == Outbound.UPDATE_CARD:
-            if not h.card_ref or not h.card_channel:
-                return self._wait_for_card(item)
-            await client.chat_update(channel=h.card_channel, ts=h.card_ref, **card_payload(h))
-            return Sent(rendered_version=h.version)
-        if kind == Outbound.NOTIFY_REQUESTER:
-            if item.payload.get("what") == "created" and not h.card_ref:
-                return self._wait_for_card(item)  # the confirmation carries the card's link
-            text = messages.requester_message(h, item.payload["what"], item.payload.get("actor", ""))
-            if item.attempts > 1:
-                dm = (await client.conversations_open(users=h.requester_id))["channel"]["id"]
-                if await self._find_sent(client, item, channel=dm):
-                    return Sent()
-            await client.chat_postMessage(
-                channel=h.requester_id, text=text, unfurl_links=False, metadata=_metadata(item)
-            )
-            return Sent()
-        if kind == Outbound.THREAD_NOTE:
-            if not h.card_ref or not h.card_channel:
-                return self._wait_for_card(item)
-            if item.attempts > 1 and await self._find_sent(client, item, channel=h.card_channel, thread_ts=h.card_ref):
-                return Sent()
-            text = messages.thread_note(h, item.payload["what"], item.payload.get("actor", ""))
-            await client.chat_postMessage(
-                channel=h.card_channel, thread_ts=h.card_ref, text=text, metadata=_metadata(item)
-            )
-            return Sent()
-        if kind == Outbound.REMIND_SENIORS:
+            return await self._post_card(h, item)
+        if kind == Outbound.REMIND_SENIORS or kind == Outbound.ALERT_LEADS:
             if h.status != Status.OPEN:
                 return Sent()  # claimed (or closed) since it was queued: nobody needs chasing
-            if not h.card_ref or not h.card_channel:
-                return self._wait_for_card(item)
-            if item.attempts > 1 and await self._find_sent(client, item, channel=h.card_channel, thread_ts=h.card_ref):
-                return Sent()
+        if kind == Outbound.ALERT_LEADS:
+            return await self._alert_leads(h, item)
+        if not h.card_ref or not h.card_channel:
+            return await waiting_for_card(self.service, item)
+        if kind == Outbound.UPDATE_CARD:
+            await (await self._updater(h.workspace_id)).chat_update(
+                channel=h.card_channel, ts=h.card_ref, **card_payload(h)
+            )
+            return Sent(rendered_version=h.version)
+        if kind == Outbound.NOTIFY_REQUESTER:
+            text = messages.requester_message(h, item.payload["what"], item.payload.get("actor", ""))
+            look_in = await self._dm_channel(item, h.requester_id)
+            await self._post_once(item, channel=h.requester_id, look_in=look_in, text=text, unfurl_links=False)
+            return Sent()
+        if kind == Outbound.THREAD_NOTE:
+            text = messages.thread_note(h, item.payload["what"], item.payload.get("actor", ""))
+            await self._post_once(item, channel=h.card_channel, thread_ts=h.card_ref, text=text)
+            return Sent()
+        if kind == Outbound.REMIND_SENIORS:
             cfg = await self.workspaces.config(h.workspace_id)
             ping = messages.senior_ping(cfg.senior_user_ids, cfg.senior_usergroup)
-            await client.chat_postMessage(
-                channel=h.card_channel,
-                thread_ts=h.card_ref,
-                text=messages.reminder(h, ping, utcnow()),
-                metadata=_metadata(item),
-            )
-            return Sent()
-        if kind == Outbound.ALERT_LEADS:
-            if h.status != Status.OPEN:
-                return Sent()
-            text = messages.lead_alert(h, utcnow())
-            lead_ids = (await self.workspaces.config(h.workspace_id)).lead_user_ids
-            if lead_ids:
-                for lead in lead_ids:  # a DM each; on a retry, skip the leads already told
-                    if item.attempts > 1:
-                        dm = (await client.conversations_open(users=lead))["channel"]["id"]
-                        if await self._find_sent(client, item, channel=dm):
-                            continue
-                    await client.chat_postMessage(channel=lead, text=text, metadata=_metadata(item))
-                return Sent()
-            channel = await self.leads_channel_for(h.workspace_id)
-            if not channel:
-                log.warning("%s: no SLACK_LEAD_USER_IDS or SLACK_LEADS_CHANNEL, so no lead was told", h.ref)
-                return Sent()
-            if item.attempts > 1 and await self._find_sent(client, item, channel=channel):
-                return Sent()
-            await client.chat_postMessage(channel=channel, text=text, metadata=_metadata(item))
+            text = messages.reminder(h, ping, utcnow())
+            await self._post_once(item, channel=h.card_channel, thread_ts=h.card_ref, text=text)
             return Sent()
         return GiveUp(f"unknown outbox kind {kind!r}")
 
-    async def _weekly_report(self, client: AsyncWebClient, item: OutboxItem) -> DeliveryResult:
-        channel = await self.leads_channel_for(item.workspace_id)
+    async def _alert_leads(self, h: Handoff, item: OutboxItem) -> DeliveryResult:
+        text = messages.lead_alert(h, utcnow())
+        cfg = await self.workspaces.config(h.workspace_id)
+        for lead in cfg.lead_user_ids:  # a DM each; on a retry, the leads already told are skipped
+            await self._post_once(item, channel=lead, look_in=await self._dm_channel(item, lead), text=text)
+        if cfg.lead_user_ids:
+            return Sent()
+        if not cfg.leads_channel:
+            log.warning("%s: no SLACK_LEAD_USER_IDS or SLACK_LEADS_CHANNEL, so no lead was told", h.ref)
+            return Sent()
+        await self._post_once(item, channel=cfg.leads_channel, text=text)
+        return Sent()
+
+    async def _notice(self, item: OutboxItem) -> DeliveryResult:
+        text = messages.NOTICES.get(str(item.payload.get("notice")))
+        channel = (await self.workspaces.config(item.workspace_id)).leads_channel
+        if text is None or not channel:
+            return Sent()
+        await self._post_once(item, channel=channel, text=text)
+        return Sent()
+
+    async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:
+        channel = (await self.workspaces.config(item.workspace_id)).leads_channel
         if not channel or self.report_for is None:
             log.warning("weekly report for %s not posted: no SLACK_LEADS_CHANNEL", item.payload.get("week"))
-            return Sent()
+            return Sent(note="not posted: no leads channel is set")
         report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]))
-        posted = await self._find_sent(client, item, channel=channel) if item.attempts > 1 else None
-        if posted is None:
-            await client.chat_postMessage(
-                channel=channel,
-                blocks=[b.to_dict() for b in report_blocks(report)],
-                text=report_fallback(report),
-                metadata=_metadata(item),
-            )
+        await self._post_once(
+            item,
+            channel=channel,
+            blocks=[b.to_dict() for b in report_blocks(report)],
+            text=report_fallback(report),
+        )
+        filename = f"escalations-{report.week}.png"
+        if item.tried_before:
+            reader = await self._reader(item.workspace_id)
+            if await find_sent(reader, item, channel=channel, filename=filename) is not None:
+                return Sent()
         from bot.charts import weekly_chart  # matplotlib: loaded once a week, not at every start-up
 
         png = await asyncio.to_thread(weekly_chart, report)
-        await client.files_upload_v2(
-            channel=channel,
-            file=png,
-            filename=f"escalations-{report.week}.png",
-            title=f"Escalations per day and median time to claim, week {report.week}",
-        )
+        try:
+            await (await self._poster(item.workspace_id)).files_upload_v2(
+                channel=channel,
+                file=png,
+                filename=filename,
+                title=f"Escalations per day and median time to claim, week {report.week}",
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") != "missing_scope":
+                raise
+            # Installed before the app asked for files:write: the report is out, its chart can't be.
+            # The leads are told once, ever, how to get it; the row is done, with a note saying so.
+            await self.service.queue_notice(item.workspace_id, "chart_scope")
+            log.warning("weekly report %s posted to %s without its chart: no files:write scope", report.week, channel)
+            return Sent(note="posted without its chart: the app lacks files:write (reinstall it to get the chart)")
         log.info("weekly report %s posted to %s", report.week, channel)
         return Sent()
-
-    @staticmethod
-    def _wait_for_card(item: OutboxItem) -> Defer:
-        # Normally the lease holds these back until the card is up; this is for a card whose
-        # post failed for good. Wait longer the longer it has been, until someone re-sends it.
-        age = (utcnow() - item.created_at).total_seconds()
-        return Defer(min(300.0, max(2.0, age / 10)), WAITING_FOR_CARD)
-
-    async def _find_sent(
-        self, client: AsyncWebClient, item: OutboxItem, *, channel: str, thread_ts: str | None = None
-    ) -> str | None:
-        """After an attempt whose outcome we never learned (the process died, or timed out
-        mid-call), look for the message itself, by the key it carries in its metadata.
-
-        If the lookup itself fails for a passing reason, the error propagates and the row is
-        retried later: sending blind then could post it twice.
-        """
-        oldest = f"{item.created_at.timestamp() - 60:.6f}"
-        cursor: str | None = None
-        try:
-            for _page in range(5):
-                if thread_ts:
-                    resp = await client.conversations_replies(
-                        channel=channel,
-                        ts=thread_ts,
-                        oldest=oldest,
-                        include_all_metadata=True,
-                        limit=200,
-                        cursor=cursor,
-                    )
-                else:
-                    resp = await client.conversations_history(
-                        channel=channel, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor
-                    )
-                for m in resp.get("messages") or []:
-                    md = m.get("metadata") or {}
-                    if md.get("event_type") == METADATA_TYPE and (md.get("event_payload") or {}).get("key") == (
-                        item.dedupe_key
-                    ):
-                        log.info("%s was already delivered by an earlier attempt", item.dedupe_key)
-                        return str(m["ts"])
-                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
-                if not cursor:
-                    break
-        except SlackApiError as exc:
-            if exc.response.get("error") not in NO_HISTORY_ACCESS:
-                raise
-            # Without history access we can never tell; sending again risks a double, never a loss.
-            log.warning("could not check whether %s was sent: %s", item.dedupe_key, exc.response.get("error"))
-        return None
 
     async def _refresh_homes(self, item: OutboxItem) -> DeliveryResult:
         """Everyone who looked at their Home tab lately sees the queue as it is now."""
         viewers = await self.service.home_viewers(item.workspace_id)
         if not viewers:
             return Sent()
-        client = await self.client_for(item.workspace_id)
+        client = await self._updater(item.workspace_id)
         queue = await self.service.open_queue(item.workspace_id)  # the same for everyone: read it once
         for user in viewers:
             try:
@@ -283,7 +255,7 @@ class SlackDelivery:
                 log.info("home of %s not refreshed: %s", user, exc.response.get("error"))
         return Sent()
 
-    async def _capture_thread(self, client: AsyncWebClient, h: Handoff) -> Handoff:
+    async def _capture_thread(self, h: Handoff) -> Handoff:
         """An escalation made from a message: keep its permalink and, where Slack lets us read it, its
         thread (capped). Whatever the reason it cannot be read, the card goes out with the thread linked."""
         source = dict(h.source or {})
@@ -292,9 +264,7 @@ class SlackDelivery:
         channel, ts = str(source.get("channel")), str(source.get("thread_ts") or source.get("ts"))
         # No retries here: conversations.replies can be limited to one call a minute, and the card
         # must not wait for it.
-        quick = make_client(
-            token=client.token, base_url=client.base_url, session=client.session, timeout=5, retries=False
-        )
+        quick = await self._reader(h.workspace_id)
         if not source.get("permalink"):
             try:
                 source["permalink"] = (
@@ -313,7 +283,7 @@ class SlackDelivery:
                     "text": cut_plain(str(m.get("text") or ""), TRANSCRIPT_TEXT_MAX),
                 }
                 for m in found[:TRANSCRIPT_MESSAGES]
-                if (m.get("metadata") or {}).get("event_type") != METADATA_TYPE
+                if (m.get("metadata") or {}).get("event_type") != "escalation_bot_message"
             ]
             source["thread"] = "copied"
         except SlackApiError as exc:
@@ -324,29 +294,26 @@ class SlackDelivery:
             log.info("%s: thread %s not copied (%s); the card links it", h.ref, ts, source.get("why"))
         return await self.service.record_thread(h, transcript, source)
 
-    async def _post_card(self, client: AsyncWebClient, h: Handoff, item: OutboxItem) -> DeliveryResult:
+    async def _post_card(self, h: Handoff, item: OutboxItem) -> DeliveryResult:
         if h.card_ref:
             return Sent()  # already posted by an earlier attempt that recorded it
-        channel = await self.channel_for(h.workspace_id)
+        channel = (await self.workspaces.config(h.workspace_id)).escalation_channel
         if not channel:
-            return GiveUp("no escalation channel configured (SLACK_ESCALATION_CHANNEL or /escalate config)")
-        h = await self._capture_thread(client, h)
+            # Not lost: it waits, and goes out the moment an admin picks a channel (/escalate config).
+            age = (utcnow() - item.created_at).total_seconds()
+            return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
+        h = await self._capture_thread(h)
         h = await self.service.with_similar(h)
-        ts = await self._find_sent(client, item, channel=channel) if item.attempts > 1 else None
-        posted_channel = channel
-        if ts is None:
-            resp = await client.chat_postMessage(
-                channel=channel, **card_payload(h), unfurl_links=False, metadata=_metadata(item)
-            )
-            posted_channel, ts = resp["channel"], resp["ts"]
+        ts = await self._post_once(item, channel=channel, unfurl_links=False, **card_payload(h))
         # The card is up: recording where must not be cut short by the worker's deadline.
-        await asyncio.shield(self._record_card(client, h, posted_channel, ts))
+        await asyncio.shield(self._record_card(h, channel, ts))
         return Sent(rendered_version=h.version)
 
-    async def _record_card(self, client: AsyncWebClient, h: Handoff, channel: str, ts: str) -> None:
+    async def _record_card(self, h: Handoff, channel: str, ts: str) -> None:
         url: str | None = None
         try:
-            url = (await client.chat_getPermalink(channel=channel, message_ts=ts)).get("permalink")
+            reader = await self._reader(h.workspace_id)
+            url = (await reader.chat_getPermalink(channel=channel, message_ts=ts)).get("permalink")
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             # A missing link is not worth re-posting for; the DM names the channel anyway.
             log.warning("no permalink for %s: %s", h.ref, exc)
@@ -359,6 +326,8 @@ class SlackDelivery:
         status = getattr(resp, "status_code", 0)
         error = resp.get("error") if hasattr(resp, "get") else None
         desc = f"HTTP {status} {error or ''}".strip()
+        if error == "missing_scope" and resp.get("needed"):
+            desc += f" (needs {resp.get('needed')})"
         if status == 429 or error == "ratelimited":
             retry_after = None
             headers = getattr(resp, "headers", {}) or {}

@@ -174,3 +174,12 @@ def lead_alert(h: Handoff, now: datetime) -> str:
         f":warning: {h.ref} ({h.severity.label}) has been open {waited}{where} and nobody has claimed it: "
         f"_{t.fit(h.summary, 300)}_{_open_card(h)}"
     )
+
+
+NOTICES = {
+    "chart_scope": (
+        ":warning: The weekly escalation report is posted without its chart: this workspace installed "
+        "Escalation Bot before it asked for the `files:write` scope. A workspace admin can reinstall the app "
+        "(from manifest.yml, or through the install page) to get the chart from next week on."
+    ),
+}

@@ -24,6 +24,7 @@ BOT_SCOPES = [
     "groups:history",
     "im:write",
     "im:history",
+    "files:write",
 ]
 
 INSTALL_PATH = "/slack/install"

@@ -17,7 +17,7 @@ from slack_sdk.oauth.installation_store.async_installation_store import AsyncIns
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.slack.client import make_client
+from bot.slack.client import Retries, make_client
 from bot.slack.seniors import Seniors
 from handoff.service import HandoffService
 
@@ -61,7 +61,7 @@ class SlackWorkspaces:
         self.base_client = base_client
         self.installation_store = installation_store
         self._seniors: dict[int, tuple[WorkspaceConfig, Seniors]] = {}
-        self._clients: dict[str, AsyncWebClient] = {}
+        self._clients: dict[tuple[str, str], AsyncWebClient] = {}
         self._teams: dict[int, str] = {}
         self._configs: dict[int, tuple[float, WorkspaceConfig]] = {}
 
@@ -123,22 +123,28 @@ class SlackWorkspaces:
             team = self._teams[workspace_id] = row.external_id
         return team
 
-    async def client_for(self, workspace_id: int) -> AsyncWebClient:
-        """The Web API client that acts as the bot in this workspace."""
-        if not self.multi:
+    async def client_for(self, workspace_id: int, retries: Retries = "all") -> AsyncWebClient:
+        """The Web API client that acts as the bot in this workspace. `retries`: what slack_sdk may
+        retry by itself (`bot.slack.client.retry_handlers`): posts must not use "all"."""
+        if self.multi:
+            assert self.installation_store is not None
+            team = await self.team_id(workspace_id)
+            bot = await self.installation_store.async_find_bot(enterprise_id=None, team_id=team)
+            if bot is None or not bot.bot_token:
+                raise NotInstalled(f"the app is not installed in Slack workspace {team}")
+            token = bot.bot_token
+        elif retries == "all":
             return self.base_client
-        assert self.installation_store is not None
-        team = await self.team_id(workspace_id)
-        bot = await self.installation_store.async_find_bot(enterprise_id=None, team_id=team)
-        if bot is None or not bot.bot_token:
-            raise NotInstalled(f"the app is not installed in Slack workspace {team}")
-        client = self._clients.get(bot.bot_token)
+        else:
+            token = self.base_client.token or ""
+        client = self._clients.get((token, retries))
         if client is None:
-            client = self._clients[bot.bot_token] = make_client(
-                token=bot.bot_token,
+            client = self._clients[(token, retries)] = make_client(
+                token=token,
                 base_url=self.base_client.base_url,
                 session=self.base_client.session,
                 timeout=self.base_client.timeout,
+                retries=retries,
             )
         return client
 

@@ -207,6 +207,8 @@ class TeamsBot:
                 ws, "leads" if leads else "escalation", reference_of(context, conversation_id=channel_id)
             )
             await self.service.remember_person(ws, me.user_id, me.name)
+            if not leads:
+                await self.service.channel_ready(ws)  # escalations made before setup go out now
             bind_log(workspace=me.tenant)
             log.info("Teams %s channel set up by %s", "leads" if leads else "escalation", me.user_id)
             await context.send_activity(

@@ -18,7 +18,7 @@ from microsoft_agents.activity import Activity, ConversationReference
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
-from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of
+from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of, waiting_for_card
 from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot
@@ -30,7 +30,7 @@ from storage.outbox import WAITING, OutboxItem
 
 log = logging.getLogger(__name__)
 
-WAITING_FOR_CARD = WAITING + "the card is not posted yet"
+WAITING_FOR_CHANNEL = WAITING + "no Teams escalation channel yet: a lead mentions the bot with `setup` there"
 ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
 
 
@@ -118,8 +118,8 @@ class TeamsDelivery:
         return ref
 
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
-        if item.kind == Outbound.REFRESH_HOME:
-            return Sent()  # Slack's App Home; Teams has no counterpart
+        if item.kind in (Outbound.REFRESH_HOME, Outbound.NOTICE):
+            return Sent()  # Slack's App Home and Slack's notices; Teams has no counterpart
         if item.kind == Outbound.WEEKLY_REPORT:
             return await self._weekly_report(item)
         h = await handoff_of(self.service, item)
@@ -129,6 +129,10 @@ class TeamsDelivery:
         if kind == Outbound.POST_CARD:
             if h.card_ref:
                 return Sent()
+            if await self.service.conversation(h.workspace_id, "escalation") is None:
+                # Not lost: it waits, and goes out the moment a lead runs `setup` in a channel.
+                age = (utcnow() - item.created_at).total_seconds()
+                return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
             channel = await self._channel(h.workspace_id, "escalation")
             content = await self.bot.card_for(h)
             activity = Activity(type="message", summary=cards.card_summary(h), attachments=[cards.attachment(content)])
@@ -143,7 +147,7 @@ class TeamsDelivery:
             return Sent(rendered_version=h.version)
         if kind == Outbound.UPDATE_CARD:
             if not h.card_ref or not h.card_channel:
-                return Defer(2.0, WAITING_FOR_CARD)
+                return await waiting_for_card(self.service, item)
             channel = await self._channel(h.workspace_id, "escalation")
             content = await self.bot.card_for(h)
             await self._update(
@@ -159,7 +163,7 @@ class TeamsDelivery:
             return Sent(rendered_version=h.version)
         if kind == Outbound.NOTIFY_REQUESTER:
             if item.payload.get("what") == "created" and not h.card_ref:
-                return Defer(2.0, WAITING_FOR_CARD)
+                return await waiting_for_card(self.service, item)
             text = await self._requester_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
             ref = await self.service.conversation(
                 h.workspace_id, f"user:{h.requester_id}"
@@ -173,7 +177,7 @@ class TeamsDelivery:
             if kind == Outbound.REMIND_SENIORS and h.status != Status.OPEN:
                 return Sent()
             if not h.card_ref or not h.card_channel:
-                return Defer(2.0, WAITING_FOR_CARD)
+                return await waiting_for_card(self.service, item)
             channel = await self._channel(h.workspace_id, "escalation")
             if kind == Outbound.THREAD_NOTE:
                 text = await self._note_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
