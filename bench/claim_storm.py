@@ -183,7 +183,8 @@ async def run(cards: int, clicks: int) -> int:
 
 async def run_teams(cards: int, clicks: int) -> int:
     """The same storm as Universal Actions invokes on /api/messages (Teams answers them synchronously)."""
-    from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Person, TeamsSimulator
+    from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector
+    from bot.sandbox.teams_simulator import Person, TeamsSimulator
 
     tmp = Path(tempfile.mkdtemp(prefix="claim-storm-teams-"))
     connector = await FakeTeamsConnector().start()

@@ -98,15 +98,30 @@ class QuietBadRequests(logging.Filter):
         return True
 
 
+_CONNECTOR_REFUSAL = re.compile(r"^An error occurred in the AgentApplication: (\d{3}), message=")
+
+
 class QuietActivityErrors(logging.Filter):
-    """The Agents SDK logs an activity that fails its schema at ERROR with a traceback before raising;
-    the gate refuses it with 400 and says why in one line, so the SDK's line becomes a short WARNING."""
+    """Two things the Agents SDK logs at ERROR with a traceback that are not faults of ours: an activity
+    that fails its schema (the gate refuses it with 400 and says why), and Teams refusing an answer
+    (429 throttled, 404 gone: the turn's error handler says so in a line). Each becomes one WARNING."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith("Validation error for Activity"):
+        if record.levelno < logging.ERROR:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        message = str(record.msg)
+        # The SDK formats the error into its message and logs outside the except block (no exc_info).
+        refused = _CONNECTOR_REFUSAL.search(message)
+        if message.startswith("Validation error for Activity"):
             record.msg, record.args = "an activity failed the Activity schema", None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info = record.exc_text = None
+        elif type(exc).__name__ == "ClientResponseError" or refused:
+            status = getattr(exc, "status", None) or (refused.group(1) if refused else "?")
+            record.msg, record.args = "the Teams connector refused an answer: %s", (status,)
+        else:
+            return True
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
         return True
 
 
@@ -115,6 +130,7 @@ def quiet_bad_requests() -> None:
     for name, kind in (
         ("aiohttp.server", QuietBadRequests),
         ("microsoft_agents.activity.activity", QuietActivityErrors),
+        ("microsoft_agents.hosting.core.app.agent_application", QuietActivityErrors),
     ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in logger.filters):

@@ -17,11 +17,13 @@ from sqlalchemy import select
 
 from bot.sandbox.fake_login import FakeLogin
 from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, TeamsSimulator
+from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector
 from bot.sandbox.simulator import SlackSimulator
+from bot.sandbox.teams_simulator import TeamsSimulator
 from bot.sandbox.watch import serve_on_loopback
 from bot.server import RUNTIME, Runtime, make_web_app
 from storage.tables import handoff_events, handoffs, outbox
+from tests.cardcheck import card_problems
 from tests.conftest import CHANNELS, SECRET, TEAM, TOKEN
 from tests.edge import RawAnswer, raw_post
 from tests.teams import token_settings
@@ -100,8 +102,8 @@ def live(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
         outside_app.router.add_route("*", "/{tail:.*}", record)
         outside_runner, outside_port = await serve_on_loopback(outside_app)
         slack = await FakeSlack(team_id=TEAM, bot_token=TOKEN, channels=CHANNELS).start()
-        connector = await FakeTeamsConnector().start()
         login = await FakeLogin(tenant=TENANT, app_id=APP_ID, app_secret=APP_SECRET).start()
+        connector = await FakeTeamsConnector(login=login, card_check=card_problems).start()
         for name, value in login.tls.trust_env().items():
             monkeypatch.setenv(name, value)
         app = make_web_app(token_settings(db_url, slack, connector, login, scheduler_seconds=3600))

@@ -12,9 +12,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot.sandbox.fake_login import FakeLogin
 from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Person, Posted, TeamsSimulator
+from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Posted
+from bot.sandbox.teams_simulator import Person, TeamsSimulator
 from bot.server import RUNTIME, Runtime
+from tests.cardcheck import card_problems
 from tests.conftest import bot_settings, start_bot
 
 APP_ID = "00000000-0000-0000-0000-00000000b007"
@@ -45,26 +48,38 @@ class TeamsHarness:
         return self.app[RUNTIME]
 
 
+APP_SECRET = "app-secret-value-7e1"
+
+
+@pytest.fixture
+async def login(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLogin]:
+    """Microsoft's sign-in service: the keys Teams signs with, and the tokens the bot asks for."""
+    fake = await FakeLogin(tenant=TENANT, app_id=APP_ID, app_secret=APP_SECRET).start()
+    for name, value in fake.tls.trust_env().items():  # MSAL speaks to https authorities only
+        monkeypatch.setenv(name, value)
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
 @pytest.fixture
 def teams_overrides() -> dict[str, Any]:
     return {}
 
 
 @pytest.fixture
-async def teams(db_url: str, fake_slack: FakeSlack, teams_overrides: dict[str, Any]) -> AsyncIterator[TeamsHarness]:
-    connector = await FakeTeamsConnector().start()
-    overrides = {
-        "teams_app_id": APP_ID,
-        "teams_tenant_id": TENANT,
-        "teams_allow_anonymous": True,
-        # The fake connector is on loopback: the one place besides Microsoft's hosts Teams may send us.
-        "teams_service_urls": [connector.service_url],
-    }
-    settings = bot_settings(db_url, fake_slack, **{**overrides, **teams_overrides})
+async def teams(
+    db_url: str, fake_slack: FakeSlack, login: FakeLogin, teams_overrides: dict[str, Any]
+) -> AsyncIterator[TeamsHarness]:
+    """The bot with Teams on, as in production: every request to it carries a Bot Framework token,
+    every call it makes a token from Entra, and every card it sends is checked against the schema."""
+    connector = await FakeTeamsConnector(login=login, card_check=card_problems).start()
+    settings = token_settings(db_url, fake_slack, connector, login, **teams_overrides)
     runner, url, app = await start_bot(settings, fake_slack)
     session = aiohttp.ClientSession()
     try:
-        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session))
+        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session, login=login))
     finally:
         await session.close()
         await runner.cleanup()
@@ -116,15 +131,13 @@ def texts(card: dict[str, Any]) -> str:
 def token_settings(db_url: str, fake_slack: FakeSlack, connector: FakeTeamsConnector, login: Any, **more: Any) -> Any:
     """The bot's settings with Teams tokens required: incoming ones checked against `login`'s keys,
     outgoing ones fetched from it, and the fake connector the one allowed service URL."""
-    return bot_settings(
-        db_url,
-        fake_slack,
-        teams_app_id=login.app_id,
-        teams_tenant_id=login.tenant,
-        teams_app_password=login.app_secret,
-        teams_allow_anonymous=False,
-        teams_service_urls=[connector.service_url],
-        teams_login_url=login.login_url,
-        teams_bot_framework_keys_url=login.bot_framework_keys_url,
-        **more,
-    )
+    values = {
+        "teams_app_id": login.app_id,
+        "teams_tenant_id": login.tenant,
+        "teams_app_password": login.app_secret,
+        "teams_allow_anonymous": False,
+        "teams_service_urls": [connector.service_url],
+        "teams_login_url": login.login_url,
+        "teams_bot_framework_keys_url": login.bot_framework_keys_url,
+    }
+    return bot_settings(db_url, fake_slack, **{**values, **more})

@@ -17,7 +17,7 @@ from bot.sandbox.simulator import SlackSimulator
 from storage.db import Database
 from storage.tables import outbox
 from tests.conftest import ESC_CHANNEL, JUNIOR, SECRET, TEAM, TOKEN, Bot
-from tests.helpers import FORM, escalate, open_form
+from tests.helpers import FORM, escalate, eventually, open_form
 
 
 async def outbox_row(bot: Bot, key: str, until, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -60,14 +60,16 @@ async def test_outbox_retries_after_the_client_gives_up_honouring_retry_after(bo
 async def test_a_permanent_error_makes_a_dead_row_logged_with_its_reason(
     bot: Bot, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bot.fake.fail_next("chat.postMessage", Fail(error="not_in_channel"))
+    bot.fake.channels[ESC_CHANNEL].bot_member = False  # nobody invited the bot
     view = await open_form(bot)
     with caplog.at_level(logging.ERROR, logger="bot.delivery.worker"):
         assert (await bot.slack.submit(JUNIOR, view, FORM)).status == 200
         row = await outbox_row(bot, "post_card:1", until=lambda r: r.status != "pending")
-    assert row.status == "dead" and "not_in_channel" in row.last_error
-    assert "invite the bot" in row.last_error
-    assert any("not_in_channel" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+        assert row.status == "dead" and "not_in_channel" in row.last_error
+        assert "invite the bot" in row.last_error
+        await eventually(
+            lambda: any("not_in_channel" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+        )
     assert bot.fake.channel_messages(ESC_CHANNEL) == []
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from bot.sandbox.fake_login import FakeLogin
 from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector, Person, TeamsSimulator
+from bot.sandbox.fake_teams import FakeTeamsConnector
+from bot.sandbox.teams_simulator import Person, TeamsSimulator
+from tests.cardcheck import card_problems
 from tests.conftest import start_bot
 from tests.edge import Outside, tracebacks
 from tests.teams import ANA, APP_ID, JUNIOR, TeamsHarness, escalate, set_up, texts, token_settings
@@ -24,24 +26,10 @@ from tests.teams import ANA, APP_ID, JUNIOR, TeamsHarness, escalate, set_up, tex
 OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
 
 
-APP_SECRET = "app-secret-value-7e1"
-
-
-@pytest.fixture
-async def login(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLogin]:
-    fake = await FakeLogin(tenant=TENANT, app_id=APP_ID, app_secret=APP_SECRET).start()
-    for name, value in fake.tls.trust_env().items():  # MSAL speaks to https authorities only
-        monkeypatch.setenv(name, value)
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
 @pytest.fixture
 async def guarded(db_url: str, fake_slack: FakeSlack, login: FakeLogin) -> AsyncIterator[TeamsHarness]:
     """The bot with Teams tokens required (no anonymous mode)."""
-    connector = await FakeTeamsConnector().start()
+    connector = await FakeTeamsConnector(login=login, card_check=card_problems).start()
     runner, url, app = await start_bot(token_settings(db_url, fake_slack, connector, login), fake_slack)
     session = aiohttp.ClientSession()
     try:

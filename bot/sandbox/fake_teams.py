@@ -1,30 +1,44 @@
 """A fake of the Bot Framework connector service Teams bots talk to, on 127.0.0.1.
 
-It answers the v3 conversation routes (send, reply, update, create), records every call,
-keeps each activity as it now is (updates replace it), and fails on demand. Also a
-`TeamsSimulator` that posts activities to the bot's `/api/messages` the way Teams does.
+It is held to what the connector does: every call needs a bearer token the bot got from Entra
+(`bot.sandbox.fake_login` issues and checks them; without one configured it behaves like Microsoft's
+local emulator, which takes none); cards must be valid Adaptive Cards (a check the tests hand it,
+from the official 1.5 schema); a message over Teams' 40 KB is refused (413 MessageSizeTooBig); an
+unknown conversation, or a reply to or update of an activity it doesn't have, is 404; each
+conversation is throttled as Teams documents for bots (429 with Retry-After). It answers the v3
+conversation routes (send, reply, update, create), records every call as it arrives, keeps each
+activity as it now is (updates replace it), and fails on demand, before or after taking effect.
+`TeamsSimulator` (bot.sandbox.teams_simulator) posts activities to the bot the way Teams does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+import json
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bot.sandbox.fake_login import FakeLogin
-from bot.sandbox.fake_slack import Fail
+from bot.sandbox.faults import Fail, Script, reset_connection, stall
 from bot.sandbox.watch import Watched, serve_on_loopback
 
 BOT_ID = "28:escalation-bot"
+BOT_NAME = "Escalation Bot"
 # A tenant id as Entra writes them (a GUID): the simulated organisation's.
 TENANT = "0f0e0d0c-aaaa-4bbb-8ccc-00000000acce"
-BOT_NAME = "Escalation Bot"
+CARD = "application/vnd.microsoft.card.adaptive"
+
+MESSAGE_LIMIT = 40 * 1024  # bytes of the message as UTF-16, base64 images not counted
+# Teams' per-bot, per-conversation limits: (messages, seconds).
+THROTTLE = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
+
+CardCheck = Callable[[dict[str, Any]], list[str]]
 
 
 @dataclass
@@ -34,8 +48,9 @@ class ConnectorCall:
     conversation: str
     activity_id: str | None
     body: dict[str, Any]
-    status: int
-    at: float
+    status: int  # 0 while it is being answered
+    at: float  # when it arrived
+    applied: bool = False
 
 
 @dataclass
@@ -51,7 +66,7 @@ class Posted:
     @property
     def card(self) -> dict[str, Any] | None:
         for a in self.body.get("attachments") or []:
-            if a.get("contentType") == "application/vnd.microsoft.card.adaptive":
+            if a.get("contentType") == CARD:
                 return a.get("content")
         return None
 
@@ -60,16 +75,41 @@ class Posted:
         return self.body.get("text") or ""
 
 
+def message_size(body: dict[str, Any]) -> int:
+    """A message's size as Teams counts it: the payload as UTF-16, images sent as base64 left out."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:image/"):
+            return ""
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return len(json.dumps(strip(body), ensure_ascii=False).encode("utf-16-le"))
+
+
+def base_conversation(conversation: str) -> str:
+    return conversation.split(";")[0]
+
+
 class FakeTeamsConnector(Watched):
-    def __init__(self) -> None:
+    def __init__(self, *, login: FakeLogin | None = None, card_check: CardCheck | None = None, throttle: bool = True):
+        super().__init__()
+        self.login = login
+        self.card_check = card_check
+        self.throttle = throttle
         self.calls: list[ConnectorCall] = []
         self.activities: list[Posted] = []
-        self._failures: list[tuple[Fail, str | None]] = []
+        self.conversations: set[str] = set()
+        self.incoming: dict[str, str] = {}  # what people sent (activity id -> conversation): replies go there
+        self.refused: list[tuple[ConnectorCall, str]] = []  # and why
+        self._script = Script()
+        self._sent_at: dict[str, deque[float]] = {}
         self._ids = itertools.count(1_700_000_000_000)
-        super().__init__()
         self._runner: web.AppRunner | None = None
         self.port = 0
-        self.auth_headers: list[str | None] = []
 
     async def start(self) -> FakeTeamsConnector:
         app = web.Application()
@@ -88,9 +128,16 @@ class FakeTeamsConnector(Watched):
     def service_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    def know(self, conversation: str, activity_id: str | None = None) -> None:
+        """A conversation exists (Teams made it: a channel, a personal chat with the bot), and, if
+        given, someone's activity in it (the bot may reply to it)."""
+        self.conversations.add(base_conversation(conversation))
+        if activity_id is not None:
+            self.incoming[activity_id] = base_conversation(conversation)
+
     def fail_next(self, *failures: Fail, conversation: str | None = None) -> None:
         """Fail the next calls (only those to `conversation`, if given)."""
-        self._failures.extend((f, conversation) for f in failures)
+        self._script.queue(conversation or "*", *failures)
 
     # ---- reading ------------------------------------------------------------
 
@@ -103,223 +150,158 @@ class FakeTeamsConnector(Watched):
     def cards_in(self, conversation: str) -> list[Posted]:
         return [a for a in self.in_conversation(conversation) if a.card is not None]
 
+    # ---- the rules ------------------------------------------------------------
+
+    def _problem(self, request: web.Request, conv: str, body: dict[str, Any]) -> tuple[int, str, str] | None:
+        """(status, code, message) for a call the connector refuses, before it takes effect."""
+        if self.login is not None:
+            problem = self.login.connector_token_problem(request.headers.get("Authorization"))
+            if problem is not None:
+                return 401, "Unauthorized", problem
+        if base_conversation(conv) not in self.conversations:
+            return 404, "ConversationNotFound", "Conversation not found."
+        if body.get("type") in ("message", None):
+            for attachment in body.get("attachments") or []:
+                if attachment.get("contentType") == CARD and self.card_check is not None:
+                    problems = self.card_check(attachment.get("content") or {})
+                    if problems:
+                        return 400, "BadArgument", "; ".join(problems)[:500]
+            if message_size(body) > MESSAGE_LIMIT:
+                return 413, "MessageSizeTooBig", "Message size too big."
+        return None
+
+    def _throttled(self, conv: str) -> int:
+        """0, or the Retry-After seconds for one more message in this conversation now."""
+        if not self.throttle:
+            return 0
+        now = time.monotonic()
+        sent = self._sent_at.setdefault(base_conversation(conv), deque())
+        while sent and now - sent[0] > THROTTLE[-1][1]:
+            sent.popleft()
+        for count, seconds in THROTTLE:
+            recent = [t for t in sent if now - t < seconds]
+            if len(recent) >= count:
+                return max(1, int(seconds - (now - recent[0])) + 1)
+        sent.append(now)
+        return 0
+
     # ---- routes -------------------------------------------------------------
 
-    async def _maybe_fail(
-        self, request: web.Request, conv: str, aid: str | None, body: dict[str, Any]
-    ) -> web.Response | None:
-        match = next((i for i, (_f, c) in enumerate(self._failures) if c is None or c == conv), None)
-        if match is None:
-            return None
-        f, _conv = self._failures.pop(match)
-        if f.stall:
-            await asyncio.sleep(f.stall)
-        if f.status == 200 and not f.error:
-            return None
-        self.calls.append(ConnectorCall(request.method, request.path, conv, aid, body, f.status, time.monotonic()))
+    async def _handle(
+        self, request: web.Request, conv: str, aid: str | None, act: Callable[[dict[str, Any]], web.Response]
+    ) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return web.json_response({"error": {"code": "BadSyntax", "message": "not an activity"}}, status=400)
+        call = ConnectorCall(request.method, request.path, conv, aid, body, 0, time.monotonic())
+        self.calls.append(call)
         await self._notify()
-        headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
+        failure = self._script.next(conv, "*")
+        if failure is not None and not failure.applied:
+            await stall(failure.stall)
+            if not failure.answers_normally:
+                return await self._fail(request, call, failure)
+        problem = self._problem(request, conv, body)
+        if problem is None and request.method == "POST" and body.get("type") in ("message", None):
+            wait = self._throttled(conv)
+            if wait:
+                problem = (429, "Throttled", f"Retry after {wait} s")
+                call.status = 429
+                self.refused.append((call, problem[2]))
+                await self._notify()
+                return web.json_response(
+                    {"error": {"code": problem[1], "message": problem[2]}},
+                    status=429,
+                    headers={"Retry-After": str(wait)},
+                )
+        if problem is not None:
+            call.status = problem[0]
+            self.refused.append((call, f"{problem[1]}: {problem[2]}"))
+            await self._notify()
+            return web.json_response({"error": {"code": problem[1], "message": problem[2]}}, status=problem[0])
+        response = act(body)
+        call.applied = response.status == 200
+        if failure is not None and failure.applied:
+            await self._notify()
+            await stall(failure.stall)
+            return await self._fail(request, call, failure)
+        call.status = response.status
+        await self._notify()
+        return response
+
+    async def _fail(self, request: web.Request, call: ConnectorCall, failure: Fail) -> web.StreamResponse:
+        call.status = failure.status if failure.status != 200 else 500
+        await self._notify()
+        if failure.reset:
+            return await reset_connection(request)
+        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
         return web.json_response(
-            {"error": {"code": f.error or "ServiceError", "message": "fake failure"}},
-            status=f.status if f.status != 200 else 500,
+            {"error": {"code": failure.error or "ServiceError", "message": "fake failure"}},
+            status=call.status,
             headers=headers,
         )
 
-    async def _record(self, request: web.Request, conv: str, aid: str | None, body: dict[str, Any]) -> None:
-        self.auth_headers.append(request.headers.get("Authorization"))
-        self.calls.append(ConnectorCall(request.method, request.path, conv, aid, body, 200, time.monotonic()))
-
-    async def _send(self, request: web.Request) -> web.Response:
-        conv, body = request.match_info["conv"], await request.json()
-        failed = await self._maybe_fail(request, conv, None, body)
-        if failed is not None:
-            return failed
-        await self._record(request, conv, None, body)
+    def _post(self, conv: str, body: dict[str, Any], reply_to: str | None) -> web.Response:
         if body.get("type") not in ("message", None):
-            await self._notify()
             return web.json_response({"id": str(next(self._ids))})
-        new = Posted(conversation=conv, id=str(next(self._ids)), body=body)
+        new = Posted(conversation=conv, id=str(next(self._ids)), body=body, reply_to=reply_to)
         self.activities.append(new)
-        await self._notify()
         return web.json_response({"id": new.id})
 
-    async def _reply(self, request: web.Request) -> web.Response:
-        conv, aid, body = request.match_info["conv"], request.match_info["aid"], await request.json()
-        failed = await self._maybe_fail(request, conv, aid, body)
-        if failed is not None:
-            return failed
-        await self._record(request, conv, aid, body)
-        if body.get("type") not in ("message", None):
-            await self._notify()
-            return web.json_response({"id": str(next(self._ids))})
-        new = Posted(conversation=conv, id=str(next(self._ids)), body=body, reply_to=aid)
-        self.activities.append(new)
-        await self._notify()
-        return web.json_response({"id": new.id})
-
-    async def _update(self, request: web.Request) -> web.Response:
-        conv, aid, body = request.match_info["conv"], request.match_info["aid"], await request.json()
-        failed = await self._maybe_fail(request, conv, aid, body)
-        if failed is not None:
-            return failed
-        await self._record(request, conv, aid, body)
+    def _known_activity(self, conv: str, aid: str) -> Posted | None:
         found = self.find(aid)
-        if found is None or found.conversation.split(";")[0] != conv.split(";")[0]:
-            await self._notify()
-            return web.json_response({"error": {"code": "NotFound", "message": "no such activity"}}, status=404)
-        found.updates.append(found.body)
-        found.body = body
-        await self._notify()
-        return web.json_response({"id": aid})
+        return found if found is not None and base_conversation(found.conversation) == base_conversation(conv) else None
 
-    async def _create(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        await self._record(request, "", None, body)
+    def _known(self, conv: str, aid: str) -> bool:
+        return self._known_activity(conv, aid) is not None or self.incoming.get(aid) == base_conversation(conv)
+
+    async def _send(self, request: web.Request) -> web.StreamResponse:
+        conv = request.match_info["conv"]
+        thread = conv.partition(";messageid=")[2]
+
+        def act(body: dict[str, Any]) -> web.Response:
+            if thread and not self._known(conv, thread):
+                return web.json_response({"error": {"code": "NotFound", "message": "no such thread"}}, status=404)
+            return self._post(conv, body, None)
+
+        return await self._handle(request, conv, None, act)
+
+    async def _reply(self, request: web.Request) -> web.StreamResponse:
+        conv, aid = request.match_info["conv"], request.match_info["aid"]
+
+        def act(body: dict[str, Any]) -> web.Response:
+            if not self._known(conv, aid):
+                return web.json_response({"error": {"code": "NotFound", "message": "no such activity"}}, status=404)
+            return self._post(conv, body, aid)
+
+        return await self._handle(request, conv, aid, act)
+
+    async def _update(self, request: web.Request) -> web.StreamResponse:
+        conv, aid = request.match_info["conv"], request.match_info["aid"]
+
+        def act(body: dict[str, Any]) -> web.Response:
+            found = self._known_activity(conv, aid)
+            if found is None:
+                return web.json_response({"error": {"code": "NotFound", "message": "no such activity"}}, status=404)
+            found.updates.append(found.body)
+            found.body = body
+            return web.json_response({"id": aid})
+
+        return await self._handle(request, conv, aid, act)
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
         conv = f"a:{uuid.uuid4().hex[:12]}"
-        await self._notify()
-        return web.json_response({"id": conv, "activityId": str(next(self._ids))})
 
+        def act(body: dict[str, Any]) -> web.Response:
+            self.conversations.add(conv)
+            return web.json_response({"id": conv, "activityId": str(next(self._ids))})
 
-@dataclass
-class Person:
-    aad: str
-    name: str
-
-    @property
-    def teams_id(self) -> str:
-        return f"29:{self.aad}"
-
-
-@dataclass
-class InvokeAnswer:
-    status: int
-    body: dict[str, Any] | None
-
-
-class TeamsSimulator:
-    """Posts activities to the bot the way Teams does: with a token from `login`, or `token`, or none."""
-
-    def __init__(
-        self,
-        bot_url: str,
-        connector: FakeTeamsConnector,
-        *,
-        tenant: str = TENANT,
-        session: aiohttp.ClientSession | None = None,
-        token: str | None = None,
-        login: FakeLogin | None = None,
-    ):
-        self.url = bot_url.rstrip("/") + "/api/messages"
-        self.connector = connector
-        self.tenant = tenant
-        self.session = session
-        self.token = token
-        self.login = login  # when given, every activity carries a fresh token for its serviceUrl
-        self.team_id = "19:team-support@thread.tacv2"
-        self._ids = itertools.count(1)
-
-    def _base(self, who: Person, conversation: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": f"f:{next(self._ids)}",
-            "timestamp": "2026-11-25T10:00:00.000Z",
-            "serviceUrl": self.connector.service_url,
-            "channelId": "msteams",
-            "from": {"id": who.teams_id, "name": who.name, "aadObjectId": who.aad},
-            "conversation": {**conversation, "tenantId": self.tenant},
-            "recipient": {"id": BOT_ID, "name": BOT_NAME},
-            "channelData": {"tenant": {"id": self.tenant}},
-            "locale": "en-US",
-        }
-
-    def channel_conversation(self, channel: str, root: str | None = None) -> dict[str, Any]:
-        cid = channel if root is None else f"{channel};messageid={root}"
-        return {"id": cid, "isGroup": True, "conversationType": "channel"}
-
-    @staticmethod
-    def personal_conversation(who: Person) -> dict[str, Any]:
-        return {"id": f"a:personal-{who.aad}", "conversationType": "personal"}
-
-    async def post(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None) -> InvokeAnswer:
-        assert self.session is not None
-        h = {"Content-Type": "application/json", **(headers or {})}
-        if "Authorization" not in h:
-            if self.login is not None:
-                h["Authorization"] = f"Bearer {self.login.token(service_url=activity.get('serviceUrl'))}"
-            elif self.token:
-                h["Authorization"] = f"Bearer {self.token}"
-        async with self.session.post(self.url, json=activity, headers=h) as resp:
-            text = await resp.text()
-            try:
-                body = await resp.json(content_type=None) if text else None
-            except ValueError:
-                body = {"raw": text}
-            return InvokeAnswer(resp.status, body)
-
-    async def say_in_channel(self, who: Person, channel: str, text: str) -> InvokeAnswer:
-        a = self._base(who, self.channel_conversation(channel))
-        a.update(
-            type="message",
-            text=f"<at>{BOT_NAME}</at> {text}",
-            entities=[
-                {"type": "mention", "mentioned": {"id": BOT_ID, "name": BOT_NAME}, "text": f"<at>{BOT_NAME}</at>"}
-            ],
-        )
-        a["channelData"].update(
-            {
-                "teamsChannelId": channel,
-                "teamsTeamId": self.team_id,
-                "channel": {"id": channel},
-                "team": {"id": self.team_id},
-            }
-        )
-        return await self.post(a)
-
-    async def say_personal(self, who: Person, text: str) -> InvokeAnswer:
-        a = self._base(who, self.personal_conversation(who))
-        a.update(type="message", text=text)
-        return await self.post(a)
-
-    async def submit_form(self, who: Person, form: Posted, values: dict[str, Any]) -> InvokeAnswer:
-        """Action.Submit on a form card: a message whose value holds the inputs and the action's data."""
-        a = self._base(who, {"id": form.conversation, "conversationType": "personal"})
-        data = {}
-        for action in (form.card or {}).get("actions", []):
-            if action.get("type") == "Action.Submit":
-                data = dict(action.get("data") or {})
-        a.update(type="message", replyToId=form.id, value={**data, **values})
-        return await self.post(a)
-
-    async def execute(
-        self,
-        who: Person,
-        card: Posted,
-        verb: str,
-        inputs: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> InvokeAnswer:
-        """Action.Execute on a card (Universal Actions): an invoke answered in the HTTP response."""
-        if data is None:
-            data = {}
-            for action in _actions(card.card or {}):
-                if action.get("verb") == verb:
-                    data = dict(action.get("data") or {})
-        channel = card.conversation.split(";")[0]
-        a = self._base(who, self.channel_conversation(channel, card.id))
-        a.update(
-            type="invoke",
-            name="adaptiveCard/action",
-            replyToId=card.id,
-            value={
-                "action": {"type": "Action.Execute", "verb": verb, "data": {**data, **(inputs or {})}},
-                "trigger": "manual",
-            },
-        )
-        return await self.post(a)
-
-
-def _actions(card: dict[str, Any]) -> list[dict[str, Any]]:
-    out = list(card.get("actions") or [])
-    for el in card.get("body") or []:
-        if el.get("type") == "ActionSet":
-            out += el.get("actions") or []
-    return out
+        self.conversations.add(conv)  # for the checks of the call that creates it
+        try:
+            return await self._handle(request, conv, None, act)
+        finally:
+            if not any(c.conversation == conv and c.applied for c in self.calls):
+                self.conversations.discard(conv)

@@ -168,9 +168,11 @@ class TeamsBot:
             return admitted.response()
         try:
             answer = await self.adapter.process_request(_Checked(request, admitted), self.app)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pydantic's ValidationError included
-            log.warning("Teams activity refused: it does not parse as an activity (%s)", type(exc).__name__)
-            return web.json_response({"error": "malformed activity"}, status=400)
+        except Exception as exc:
+            # The gate has checked the activity, so this is ours: most often the bot could not get its
+            # Bot Connector token (a wrong TEAMS_APP_PASSWORD, Entra unreachable). Teams retries later.
+            log.error("Teams activity not handled: %s: %s", type(exc).__name__, " ".join(str(exc).split())[:300])
+            return web.json_response({"error": "not handled just now"}, status=503, headers={"Retry-After": "5"})
         if answer.status_code >= 500:
             # A turn that failed (already logged by the turn's error handler): the SDK answers an invoke
             # it could not complete with 501. The clicker is told instead; Teams gets no 5xx.
@@ -179,6 +181,10 @@ class TeamsBot:
         return CloudAdapter._to_aiohttp_response(answer)
 
     async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
+        if isinstance(error, aiohttp.ClientResponseError):
+            # Teams refused our answer (throttled, gone, too big): theirs to say, not a bug of ours.
+            log.warning("Teams turn not answered: the connector said %s %s", error.status, error.message[:200])
+            return
         log.error("Teams turn failed: %s", error, exc_info=error)
         text = TRY_AGAIN if isinstance(error, StorageUnavailable) else SOMETHING_WRONG
         try:
@@ -225,9 +231,8 @@ class TeamsBot:
             typed = re.sub(r"^\s*escalate\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
             summary = " ".join(typed.split())
             values = {"summary": cards.cut(summary, 150), "details": typed if len(summary) > 150 else ""}
-            await context.send_activity(
-                Activity(type="message", attachments=[cards.attachment(cards.form_card(values))])
-            )
+            form = cards.form_card(values, seniors=await self._senior_choices(ws))
+            await context.send_activity(Activity(type="message", attachments=[cards.attachment(form)]))
 
         @app.adaptive_card.action_submit("escalate")
         async def submitted(context: TurnContext, _state: TurnState, data: Any) -> None:
@@ -276,7 +281,7 @@ class TeamsBot:
         try:
             draft = validate_draft(fields, requester_id=me.user_id)
         except FormErrors as exc:
-            await answer_on_form(cards.form_card(fields, exc.errors))
+            await answer_on_form(cards.form_card(fields, exc.errors, await self._senior_choices_for(me.tenant)))
             return
         try:
             ws = await self.service.workspace_id("teams", me.tenant)
@@ -286,7 +291,7 @@ class TeamsBot:
             result = await self.service.escalate(ws, me.user_id, draft, key=key)
             await self.service.remember_conversation(ws, f"origin:{result.handoff.id}", reference_of(context))
         except StorageUnavailable:
-            await answer_on_form(cards.form_card(fields, {"summary": TRY_AGAIN}))
+            await answer_on_form(cards.form_card(fields, {"summary": TRY_AGAIN}))  # no database to read names from
             return
         h = result.handoff
         bind_log(workspace=me.tenant, handoff=h.ref)
@@ -301,6 +306,17 @@ class TeamsBot:
         await answer_on_form(
             cards.done_card(f"Escalated as {h.ref}. {where}; I'll tell you here when a senior picks it up.")
         )
+
+    async def _senior_choices(self, ws: int) -> list[tuple[str, str]]:
+        """Who the form offers under "ask a specific senior": the configured seniors, by name where
+        the bot has met them."""
+        if not self.seniors:
+            return []
+        names = await self.service.names(ws, self.seniors)
+        return [(uid, names.get(uid) or f"Senior {uid[:8]}") for uid in self.seniors]
+
+    async def _senior_choices_for(self, tenant: str) -> list[tuple[str, str]]:
+        return await self._senior_choices(await self.service.workspace_id("teams", tenant))
 
     def _may_claim(self, user_id: str) -> bool:
         return not self.seniors or user_id in self.seniors

@@ -127,7 +127,14 @@ def card_summary(h: Handoff) -> str:
 # ---- the escalation form -----------------------------------------------------
 
 
-def form_card(values: dict[str, Any] | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
+def form_card(
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    seniors: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The escalation form. `seniors` ((id, name) of who may claim) become a plain choice list for
+    "ask a specific senior": it renders on every Teams client, where the People Picker (Adaptive
+    Cards 1.6, desktop and web only) would not."""
     v = values or {}
     errors = errors or {}
     body: list[dict[str, Any]] = [
@@ -174,17 +181,19 @@ def form_card(values: dict[str, Any] | None = None, errors: dict[str, str] | Non
     text_input("customer", "Customer / ticket", CUSTOMER_MAX, placeholder="Acme Corp · ticket #4821")
     text_input("tried", "What have you tried?", TEXT_MAX, multiline=True, required=True)
     text_input("details", "Details / errors", TEXT_MAX, multiline=True)
-    body.append(
-        {
-            "type": "Input.ChoiceSet",
-            "id": "requested_senior",
-            "label": "Ask a specific senior (optional)",
-            "isMultiSelect": False,
-            "style": "filtered",
-            "choices": [],
-            "choices.data": {"type": "Data.Query", "dataset": "graph.microsoft.com/users"},
-        }
-    )
+    if seniors:
+        body.append(
+            {
+                "type": "Input.ChoiceSet",
+                "id": "requested_senior",
+                "label": "Ask a specific senior (optional)",
+                "style": "compact",
+                "isMultiSelect": False,
+                "placeholder": "Anyone who is free",
+                "value": str(v.get("requested_senior") or ""),
+                "choices": [{"title": cut(name, 100), "value": uid} for uid, name in seniors[:100]],
+            }
+        )
     return card(body, [{"type": "Action.Submit", "title": "Escalate", "data": {"verb": "escalate"}}])
 
 

@@ -56,6 +56,9 @@ class TeamsDelivery:
         if conversation_id is not None:
             ref.conversation.id = conversation_id
         continuation = ref.get_continuation_activity()
+        # A proactive message is a new post in the conversation (sendToConversation), not a reply
+        # to the made-up id the SDK gives the continuation: the connector has no such activity.
+        continuation.id = None
         result: dict[str, Any] = {}
 
         async def callback(context: TurnContext) -> None:
