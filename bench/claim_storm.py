@@ -183,19 +183,27 @@ async def run(cards: int, clicks: int) -> int:
 
 async def run_teams(cards: int, clicks: int) -> int:
     """The same storm as Universal Actions invokes on /api/messages (Teams answers them synchronously)."""
+    from bot.sandbox.fake_login import FakeLogin
     from bot.sandbox.fake_teams import TENANT, FakeTeamsConnector
     from bot.sandbox.teams_simulator import Person, TeamsSimulator
 
     tmp = Path(tempfile.mkdtemp(prefix="claim-storm-teams-"))
-    connector = await FakeTeamsConnector().start()
+    # As in production: every invoke carries a Bot Framework token the bot checks, and every call the
+    # bot makes to the connector carries a token it got from (the fake) Entra.
+    app_id = "1b2c3d4e-0000-4000-8000-00000000b0b0"
+    login = await FakeLogin(tenant=TENANT, app_id=app_id, app_secret="bench-secret").start()
+    connector = await FakeTeamsConnector(login=login).start()
     bot = ServeProcess(
         {
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
-            "TEAMS_APP_ID": "1b2c3d4e-0000-4000-8000-00000000b0b0",
-            "TEAMS_ALLOW_ANONYMOUS": "true",
+            "TEAMS_APP_ID": app_id,
+            "TEAMS_APP_PASSWORD": "bench-secret",
             "TEAMS_TENANT_ID": TENANT,
             "TEAMS_SERVICE_URLS": connector.service_url,
+            "TEAMS_LOGIN_URL": login.login_url,
+            "TEAMS_BOT_FRAMEWORK_KEYS_URL": login.bot_framework_keys_url,
             "LOG_LEVEL": "ERROR",
+            **login.tls.trust_env(),
         },
         cwd=tmp,
         log_path=tmp / "serve.log",
@@ -208,7 +216,7 @@ async def run_teams(cards: int, clicks: int) -> int:
         await bot.wait_ready()
         connector_limit = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector_limit, timeout=aiohttp.ClientTimeout(total=60)) as s:
-            teams = TeamsSimulator(bot.url, connector, session=s)
+            teams = TeamsSimulator(bot.url, connector, session=s, login=login)
             await teams.say_in_channel(lead, esc, "setup")
             for n in range(0, cards + 1):  # card 0 warms up
                 before = len(connector.cards_in(esc))
@@ -245,6 +253,7 @@ async def run_teams(cards: int, clicks: int) -> int:
     finally:
         bot.stop()
         await connector.stop()
+        await login.stop()
     print(f"claim storm, Teams: {cards} cards x {clicks} concurrent Action.Execute claim invokes; serve on SQLite")
     print(f"{'card':>4} {'winners':>7} {'invoke p50':>11} {'invoke p99':>11}")
     for n, w, b50, b99 in rows:

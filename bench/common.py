@@ -90,9 +90,25 @@ class Child:
 
 
 def start_fake_slack(log_dir: Path) -> Child:
+    """The fake Slack, with the escalation channel (the bot in it). Its rate limits are raised a
+    thousandfold: the benches measure the bot, and Slack would pace hundreds of cards a minute to
+    one channel to about one a second."""
     port = free_port()
     return Child(
-        ["-m", "bot.sandbox.fake_slack", "--port", str(port), "--token", TOKEN, "--team", TEAM],
+        [
+            "-m",
+            "bot.sandbox.fake_slack",
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--team",
+            TEAM,
+            "--channel",
+            CHANNEL,
+            "--rate-scale",
+            "1000",
+        ],
         port,
         log_dir / "fake_slack.log",
     )

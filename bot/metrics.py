@@ -45,6 +45,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.events = Counter(
+            "events_handled",
+            "Platform events handled, by outcome (recorded, ignored, duplicate, not_a_card, shown, failed)",
+            ["platform", "outcome"],
+            registry=r,
+        )
         self.duplicate_events = Counter(
             "duplicate_events", "Platform event re-deliveries recognised and skipped", ["platform"], registry=r
         )
@@ -57,6 +63,15 @@ class Metrics:
         self.storage_unavailable = Counter(
             "storage_unavailable", "Requests answered 'try again' because the database did not answer", registry=r
         )
+
+    def handled(self, platform: str) -> int:
+        """How many events of a platform have been handled so far, whatever the outcome."""
+        total = 0.0
+        for metric in self.events.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels.get("platform") == platform:
+                    total += sample.value
+        return int(total)
 
     async def render(self, db: Database) -> bytes:
         try:

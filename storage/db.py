@@ -48,23 +48,40 @@ async def open_checked(url: str, *, write: bool = True) -> Database:
 _UNAVAILABLE = (OperationalError, PoolTimeout, ConnectionError, OSError, asyncio.TimeoutError)
 
 
+# Errors that mean the database is away (not that a statement was wrong): by name, anywhere in the
+# chain of causes, or by SQLSTATE class (08 connection, 53 resources, 57P operator intervention).
+_UNAVAILABLE_NAMES = {
+    "ReadOnlySQLTransactionError",
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "InternalClientError",
+    "TooManyConnectionsError",
+}
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    # asyncpg raises its own connection errors, wrapped as DBAPIError (InterfaceError).
-    name = type(getattr(exc, "orig", exc)).__name__
-    return name in {
-        "ReadOnlySQLTransactionError",
-        "ConnectionDoesNotExistError",
-        "CannotConnectNowError",
-        "ConnectionFailureError",
-        "InterfaceError",
-        "AdminShutdownError",
-        "InternalClientError",
-        "TooManyConnectionsError",
-    }
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if type(current).__name__ in _UNAVAILABLE_NAMES:
+            return True
+        sqlstate = str(getattr(current, "sqlstate", "") or "")
+        if sqlstate[:2] in ("08", "53") or sqlstate.startswith("57P"):
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
 
 
 SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite")

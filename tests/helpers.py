@@ -90,6 +90,27 @@ async def settle(bot: Bot, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def outbox_quiet(db_url: str, timeout: float = 15.0) -> None:
+    """For bots in other processes: wait until their outbox has nothing left to send (every row sent
+    or dead), so nothing can still arrive twice."""
+    from sqlalchemy import func, select
+
+    from storage.db import Database
+    from storage.tables import outbox
+
+    db = Database(db_url)
+    try:
+
+        async def quiet() -> bool:
+            async with db.read() as conn:
+                left = await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.status == "pending"))
+            return left == 0
+
+        await eventually(quiet, timeout=timeout)
+    finally:
+        await db.dispose()
+
+
 async def eventually(check: Any, timeout: float = 10.0) -> Any:
     """Wait for an effect nobody announces (a row the bot writes after it has answered): ask
     `check()` (sync or async) until it is truthy; fail the test if it never is."""
@@ -107,3 +128,9 @@ async def eventually(check: Any, timeout: float = 10.0) -> Any:
         if _time.monotonic() > deadline:
             raise AssertionError(f"still not true after {timeout} s: {check}")
         await asyncio.sleep(0.02)
+
+
+async def events_handled(bot: Bot, count: int, timeout: float = 10.0) -> None:
+    """Wait until the bot has finished handling `count` Slack events (they are acknowledged first and
+    handled just after), whatever it made of them."""
+    await eventually(lambda: bot.runtime.metrics.handled("slack") >= count, timeout=timeout)

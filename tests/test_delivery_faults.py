@@ -14,10 +14,9 @@ from sqlalchemy import select
 from bot.sandbox.fake_slack import Fail, FakeSlack
 from bot.sandbox.process import ServeProcess
 from bot.sandbox.simulator import SlackSimulator
-from storage.db import Database
 from storage.tables import outbox
 from tests.conftest import ESC_CHANNEL, JUNIOR, SECRET, TEAM, TOKEN, Bot
-from tests.helpers import FORM, escalate, eventually, open_form
+from tests.helpers import FORM, escalate, eventually, open_form, outbox_quiet
 
 
 async def outbox_row(bot: Bot, key: str, until, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -32,7 +31,6 @@ async def outbox_row(bot: Bot, key: str, until, timeout: float = 10.0):  # type:
 
 async def test_429_then_500_the_card_still_arrives_exactly_once(bot: Bot) -> None:
     bot.fake.fail_next("chat.postMessage", Fail(status=429, retry_after=1), Fail(status=500))
-    started = time.monotonic()
     card = await escalate(bot)
     await bot.runtime.worker.drain()
     await bot.fake.wait_for(lambda: bot.fake.dms_to(JUNIOR))
@@ -43,7 +41,7 @@ async def test_429_then_500_the_card_still_arrives_exactly_once(bot: Bot) -> Non
     # Retry-After: 1 was honoured before the next try.
     posted = next(c for c in bot.fake.calls_to("chat.postMessage") if c.args.get("channel") == ESC_CHANNEL)
     assert posted.at - failed[0].at >= 1.0
-    assert card.ts and time.monotonic() - started < 10
+    assert card.ts
 
 
 async def test_outbox_retries_after_the_client_gives_up_honouring_retry_after(bot: Bot) -> None:
@@ -95,21 +93,8 @@ async def test_killed_after_storing_before_posting_posts_once_after_restart(
             view = (await fake_slack.wait_for(lambda: fake_slack.views_for(JUNIOR)))[-1]
             answer = await slack.submit(JUNIOR, view, FORM)
             assert answer.status == 200 and not answer.body
-        db = Database(db_url)
-        try:
-
-            async def leased() -> bool:
-                async with db.read() as conn:
-                    row = (await conn.execute(select(outbox).where(outbox.c.kind == "post_card"))).first()
-                return row is not None and row.leased_until is not None
-
-            deadline = time.monotonic() + 10
-            while not await leased():
-                assert time.monotonic() < deadline, "the worker never picked the card up"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)  # the request is now hanging at Slack
-        finally:
-            await db.dispose()
+        # The card's post has reached Slack and hangs there (the fake records a call as it arrives).
+        await fake_slack.wait_for(lambda: fake_slack.calls_to("chat.postMessage", ok=None), timeout=10)
         first.kill()
     finally:
         first.stop()
@@ -119,7 +104,7 @@ async def test_killed_after_storing_before_posting_posts_once_after_restart(
     try:
         await second.wait_ready()
         await fake_slack.wait_for(lambda: fake_slack.dms_to(JUNIOR), timeout=20)
-        await asyncio.sleep(1.0)  # anything doubled would have arrived by now
+        await outbox_quiet(db_url)  # nothing left to send: anything doubled would have been sent
     finally:
         second.stop()
     cards = fake_slack.channel_messages(ESC_CHANNEL)

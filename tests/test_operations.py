@@ -15,7 +15,7 @@ import time_machine
 
 from bot.sandbox.simulator import button_value
 from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
-from tests.helpers import FORM, escalate, open_form
+from tests.helpers import FORM, escalate, events_handled, eventually, open_form
 from tests.test_delivery_faults import outbox_row
 from tests.test_slack_flow import click, wait_card
 
@@ -83,16 +83,14 @@ async def test_metrics_count_escalations_claims_and_the_outbox(bot: Bot) -> None
         'delivery_seconds_count{kind="post_card",result="sent"} 1.0',
         "delivery_lag_seconds_bucket",
     ]
-    text = ""
-    for _ in range(50):  # delivery figures are recorded just after the send they measure
+
+    async def figures() -> str | None:  # delivery figures are recorded just after the send they measure
         async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
             assert r.status == 200
             text = await r.text()
-        if all(e in text for e in expected):
-            break
-        await asyncio.sleep(0.1)
-    for e in expected:
-        assert e in text
+        return text if all(e in text for e in expected) else None
+
+    await eventually(figures)
 
 
 def reply_event(card, user: str, text: str = "On it", **extra) -> dict:  # type: ignore[no-untyped-def]
@@ -122,15 +120,11 @@ async def test_only_the_claimers_first_thread_reply_is_the_first_action(bot: Bot
     await bot.slack.event(reply_event(card, ANA, bot_id="B1"))
     await bot.slack.event(reply_event(card, ANA, subtype="message_changed"))
     await bot.slack.event({**reply_event(card, ANA), "thread_ts": None})
-    await asyncio.sleep(0.3)
+    await events_handled(bot, 4)
     assert await first_actions(bot) == []
     await bot.slack.event(reply_event(card, ANA, "Looking at the IdP logs"))
     await bot.slack.event(reply_event(card, ANA, "Found it"))
-    for _ in range(50):
-        if await first_actions(bot):
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await events_handled(bot, 6)
     found = await first_actions(bot)
     assert len(found) == 1 and found[0]["actor"] == ANA
     ws = await bot.workspace_id()
@@ -152,7 +146,7 @@ async def test_a_retried_event_counts_once(bot: Bot) -> None:
         bot.slack.event(event, event_id="Ev0RETRY1", retry_num=2),
     )
     assert [a.status for a in answers] == [200, 200, 200]
-    await asyncio.sleep(0.5)
+    await events_handled(bot, 3)
     assert len(await first_actions(bot)) == 1
     # The first-action rule alone would also hold; the two re-deliveries are recognised as such.
     async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:

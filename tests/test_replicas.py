@@ -7,29 +7,40 @@ failing on demand.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from bot.sandbox.fake_slack import Fail, FakeSlack, Message
+from bot.sandbox.faults import APPLIED_THEN_500, APPLIED_THEN_RESET
 from bot.sandbox.process import ServeProcess
 from bot.sandbox.simulator import SlackSimulator, button_value
 from bot.slack.modals import escalate_modal
 from tests.conftest import ESC_CHANNEL, PG_URL, SECRET, TEAM, TOKEN, _drop_pg_database, _fresh_pg_database
-from tests.helpers import FORM, card_text
+from tests.helpers import FORM, card_text, eventually, outbox_quiet
+from tests.private_pg import PrivatePostgres, private_postgres
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set: replica tests need PostgreSQL")
 
-CHAOS = [Fail(status=429, retry_after=1), Fail(status=500), Fail(stall=5.0)]
+# Refused (429, 500 before doing anything), slow (answered after 5 s), and ambiguous: Slack took the
+# call, then answered 500 or dropped the connection. Nothing may be lost or doubled through any of them.
+CHAOS = [Fail(status=429, retry_after=1), Fail(status=500), Fail(stall=5.0), APPLIED_THEN_500, APPLIED_THEN_RESET]
 CHAOS_METHODS = ("chat.postMessage", "chat.update", "chat.getPermalink", "conversations.history", "conversations.open")
+# A cold burst of 500 submissions at once. Slack shows the person an error when the bot has not
+# answered within 3 s, and they press Submit again: at most this share of submissions may meet that
+# (the bot acks first, so even a starved replica answers in time; 0 of 500 in each run here). The
+# form saying the database was too slow to store it and asking for another press is counted and
+# printed too but not bounded: it measures this 2-core machine running three replicas, PostgreSQL,
+# the fake and the load at once (36-62% of submissions), which is bench/'s business (issue 12).
+SLACK_TIMEOUT_BOUND = 0.02
 
 
 @dataclass
@@ -75,6 +86,10 @@ async def start_cluster(pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3
 
 @pytest.fixture
 async def cluster(pg_url: str, fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Cluster]:
+    # Hundreds of cards in a minute to one channel is more than Slack allows (about a post a second
+    # per channel, each method a tier a minute): these tests are about replicas and faults, not about
+    # Slack's pace, so the fake's limits are raised a hundredfold.
+    fake_slack.limits.scale = 100
     c = await start_cluster(pg_url, fake_slack, tmp_path)
     try:
         yield c
@@ -90,25 +105,44 @@ def new_view(n: int) -> dict:
     return view
 
 
-async def submit_with_failover(c: Cluster, n: int, user: str) -> None:
-    """Submit escalation n as a load balancer would: to a replica, and to the next if that one is gone."""
+WHY_AGAIN: Counter[str] = Counter()
+
+
+async def submit_with_failover(c: Cluster, n: int, user: str) -> int:
+    """Submit escalation n as a load balancer would: to a replica, and to the next if that one is gone.
+    Returns how many times the person had to press Submit again."""
     for attempt in range(20):
         try:
             answer = await c.sim(n + attempt).submit(user, new_view(n), {**FORM, "summary": f"Problem {n}"})
         except aiohttp.ClientError:
-            await asyncio.sleep(0.2)
+            WHY_AGAIN["replica gone"] += 1
+            await asyncio.sleep(0.2)  # the load balancer notices the replica is gone
             continue
         if answer.status == 200 and "press the button again" in answer.body:
+            WHY_AGAIN["database too slow"] += 1
             await asyncio.sleep(0.5)  # overloaded: the person presses Submit again, as the form asks
             continue
         if answer.status == 404 and "unhandled request" in answer.body:
+            WHY_AGAIN["no answer in 3 s"] += 1
             # No ack inside Slack's 3 s (Bolt gave up waiting on a starved event loop): Slack shows the
             # person an error on the form and they press Submit again. The view id makes that safe.
             await asyncio.sleep(0.5)
             continue
         assert answer.status == 200 and not answer.body, answer.body
-        return
+        return attempt
     raise AssertionError(f"escalation {n} could not be submitted")
+
+
+def report_resubmits(resubmits: list[int]) -> None:
+    pressed_again = sum(1 for r in resubmits if r)
+    print(
+        f"\nresubmissions: {pressed_again} of {len(resubmits)} submissions needed Submit pressed again "
+        f"({sum(resubmits)} extra presses: {dict(WHY_AGAIN)}; "
+        f"bound on no answer in 3 s: {SLACK_TIMEOUT_BOUND:.0%} of submissions)"
+    )
+    timed_out = WHY_AGAIN["no answer in 3 s"]
+    WHY_AGAIN.clear()
+    assert timed_out <= SLACK_TIMEOUT_BOUND * len(resubmits), f"{timed_out} submissions met Slack's 3 s timeout"
 
 
 def cards(fake: FakeSlack) -> list[Message]:
@@ -147,14 +181,15 @@ async def test_claim_storm_across_three_replicas_one_winner_per_card(cluster: Cl
         assert len(set(shown)) == 1 and shown[0].startswith(f"U{number:03d}SENIOR")
 
 
-async def wait_delivered(fake: FakeSlack, n: int, timeout: float) -> None:
-    """Every card posted and every requester told (or the timeout), then a pause for any doubles."""
+async def wait_delivered(c: Cluster, n: int, timeout: float) -> None:
+    """Every card posted and every requester told, and then the outbox empty: nothing due, nothing
+    being sent, so nothing can still arrive twice."""
 
     def done() -> bool:
-        return len(cards(fake)) >= n and sum(1 for m in fake.messages if m.to_user) >= n
+        return len(cards(c.fake)) >= n and sum(1 for m in c.fake.messages if m.to_user) >= n
 
-    await fake.wait_for(done, timeout=timeout)
-    await asyncio.sleep(2.0)
+    await c.fake.wait_for(done, timeout=timeout)
+    await outbox_quiet(c.db_url, timeout=timeout)
 
 
 def assert_each_once(fake: FakeSlack, n: int) -> None:
@@ -171,8 +206,9 @@ async def test_burst_of_500_while_slack_fails_30_percent(cluster: Cluster) -> No
     c, fake = cluster, cluster.fake
     fake.chaos(0.3, CHAOS_METHODS, CHAOS)
     n = 500
-    await asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:04d}") for i in range(n)))
-    await wait_delivered(fake, n, timeout=180)
+    resubmits = await asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:04d}") for i in range(n)))
+    report_resubmits(list(resubmits))
+    await wait_delivered(c, n, timeout=180)
     assert_each_once(fake, n)
     failed = Counter(call.status for call in fake.calls if not call.ok)
     assert failed[429] > 20 and failed[500] > 20  # the faults really happened
@@ -182,13 +218,12 @@ async def test_a_replica_killed_mid_burst_loses_and_doubles_nothing(cluster: Clu
     c, fake = cluster, cluster.fake
     fake.chaos(0.3, CHAOS_METHODS, CHAOS)
     n = 500
-    first = asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:04d}") for i in range(n // 2)))
-    await first
+    await asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:04d}") for i in range(n // 2)))
     # Let replica 0 lease some work (some of it stalled at Slack), then kill it without warning.
     await fake.wait_for(lambda: len(cards(fake)) >= 50, timeout=60)
     c.replicas[0].kill()
     await asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:04d}") for i in range(n // 2, n)))
-    await wait_delivered(fake, n, timeout=240)
+    await wait_delivered(c, n, timeout=240)
     assert_each_once(fake, n)
 
 
@@ -210,13 +245,17 @@ async def test_same_event_delivered_to_three_replicas_has_one_effect(cluster: Cl
         *(sim.event(event, event_id="Ev0SAME", retry_num=i or None) for i, sim in enumerate(c.sims))
     )
     assert [a.status for a in answers] == [200, 200, 200]
-    await asyncio.sleep(1.0)
-    duplicates = 0
-    for r in c.replicas:
-        async with c.session.get(r.url + "/metrics") as resp:
-            m = re.search(r'duplicate_events_total\{platform="slack"\} (\d+)', await resp.text())
-            duplicates += int(float(m.group(1))) if m else 0
-    assert duplicates == 2
+
+    async def counted(name: str) -> int:
+        total = 0
+        for r in c.replicas:
+            async with c.session.get(r.url + "/metrics") as resp:
+                for m in re.finditer(name + r'\{[^}]*platform="slack"[^}]*\} (\d+)', await resp.text()):
+                    total += int(float(m.group(1)))
+        return total
+
+    await eventually(lambda: _at_least(counted("events_handled_total"), 3))  # all three handled, wherever
+    assert await counted("duplicate_events_total") == 2
     from sqlalchemy import select
 
     from storage.db import Database
@@ -234,35 +273,34 @@ async def test_same_event_delivered_to_three_replicas_has_one_effect(cluster: Cl
 # ---- PostgreSQL itself goes away -------------------------------------------------------
 
 
-def _pg(action: str) -> None:
-    version = os.listdir("/etc/postgresql")[0]
-    subprocess.run(
-        [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            version,
-            "main",
-            action,
-            *(["-m", "fast"] if action == "stop" else []),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+@pytest.fixture
+async def private_cluster(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[tuple[Cluster, PrivatePostgres]]:
+    """Three replicas on a PostgreSQL server of this test's own, which it may stop and start."""
+    with private_postgres() as server:
+        admin = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres", database="postgres")
+        try:
+            await admin.execute("CREATE DATABASE escalations")
+        finally:
+            await admin.close()
+        c = await start_cluster(server.url.rsplit("/", 1)[0] + "/escalations", fake_slack, tmp_path)
+        try:
+            yield c, server
+        finally:
+            await c.session.close()
+            for r in c.replicas:
+                r.stop()
 
 
-def _pg_ready() -> bool:
-    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], check=False).returncode == 0
-
-
-@pytest.mark.skipif(not os.path.isdir("/etc/postgresql"), reason="needs the local PostgreSQL cluster to stop and start")
-async def test_database_outage_gets_try_again_and_recovers_without_restart(cluster: Cluster) -> None:
-    c, fake = cluster, cluster.fake
+async def test_database_outage_gets_try_again_and_recovers_without_restart(
+    private_cluster: tuple[Cluster, PrivatePostgres],
+) -> None:
+    c, server = private_cluster
+    fake = c.fake
     await submit_with_failover(c, 0, "U0BEFORE")
     before = (await fake.wait_for(lambda: cards(fake)))[0]
     value = button_value(before, "claim")
     try:
-        await asyncio.to_thread(_pg, "stop")
+        await asyncio.to_thread(server.stop)
         t0 = time.monotonic()
         # A click during the outage: acked at once, then told to try again, not left hanging.
         answer = await c.sims[1].click("U0ANA", before, "claim", value=value)
@@ -273,14 +311,9 @@ async def test_database_outage_gets_try_again_and_recovers_without_restart(clust
         sub = await c.sims[2].submit("U0DURING", new_view(1), {**FORM, "summary": "During the outage"})
         assert sub.status == 200 and sub.json()["response_action"] == "errors"
         assert "press the button again" in next(iter(sub.json()["errors"].values()))
-        assert time.monotonic() - t0 < 10
-        await asyncio.sleep(max(0.0, 5 - (time.monotonic() - t0)))
+        await asyncio.sleep(max(0.0, 5 - (time.monotonic() - t0)))  # the outage lasts five seconds
     finally:
-        await asyncio.to_thread(_pg, "start")
-        for _ in range(100):
-            if _pg_ready():
-                break
-            await asyncio.sleep(0.1)
+        await asyncio.to_thread(server.start)  # returns once the server accepts connections
     # Same processes, no restart: the person presses again and it works.
     for _ in range(50):
         sub = await c.sims[2].submit("U0DURING", new_view(1), {**FORM, "summary": "During the outage"})
@@ -300,3 +333,7 @@ async def test_database_outage_gets_try_again_and_recovers_without_restart(clust
         timeout=30,
     )
     assert sorted(m.to_user for m in confirmations) == ["U0BEFORE", "U0DURING"]
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return (await count) >= n

@@ -61,7 +61,7 @@ async def test_three_schedulers_due_at_once_post_once_with_the_chart(bot: Bot) -
             await asyncio.gather(*ticks)
             bot.runtime.worker.wake()
             await bot.fake.wait_for(lambda: bot.fake.files, timeout=30)
-            await asyncio.sleep(0.5)
+            await settle(bot)  # nothing more to send: a second report would have gone out by now
     finally:
         for d in others:
             await d.dispose()

@@ -3,7 +3,6 @@ workspaces side by side with their own settings and tokens, uninstall and token 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,7 @@ from sqlalchemy import MetaData, inspect
 
 from storage.db import Database
 from tests.conftest import Bot
-from tests.helpers import card_text
+from tests.helpers import card_text, eventually
 from tests.multi import ALPHA, BETA, JUNIOR, SENIOR, Multi, configure, escalate_in
 
 
@@ -58,11 +57,11 @@ async def test_uninstall_or_revocation_removes_that_workspaces_tokens_only(multi
     fake.revoke(BETA)
     assert (await m.sims[BETA].event(event)).status == 200
     store = m.bot.runtime.slack_app.installation_store  # type: ignore[union-attr]
-    for _ in range(100):  # the event is acked first and handled just after
-        if await store.async_find_bot(enterprise_id=None, team_id=BETA) is None:
-            break
-        await asyncio.sleep(0.05)
-    assert await store.async_find_bot(enterprise_id=None, team_id=BETA) is None
+
+    async def forgotten() -> bool:  # the event is acked first and handled just after
+        return await store.async_find_bot(enterprise_id=None, team_id=BETA) is None
+
+    await eventually(forgotten)
     assert await store.async_find_bot(enterprise_id=None, team_id=ALPHA) is not None
     # Alpha carries on as before.
     card = await escalate_in(m, ALPHA, "C0ALPHAESC", "Still works in Alpha")

@@ -208,5 +208,7 @@ class DeliveryWorker:
                         wait,
                     )
         except StorageUnavailable as exc:
-            # The lease runs out and the row is tried again; a card might be sent twice, never lost.
+            # The lease runs out and the row is tried again; it looks before it sends, so nothing doubles.
             log.warning("could not record delivery of outbox row %s: %s", item.id, exc)
+        except Exception:  # a failed record must not take the send task down with it; the lease runs out
+            log.exception("could not record delivery of outbox row %s", item.id)

@@ -23,16 +23,8 @@ from aiohttp import web
 
 from bot.sandbox.faults import Fail, Script, failure_from_json, reset_connection, stall
 from bot.sandbox.slack_contract import HISTORY, METHODS, RateLimits, history_scope
-from bot.sandbox.slack_methods import (
-    Channel,
-    Install,
-    Message,
-    Reply,
-    SlackMethods,
-    block_problems,
-    maybe_json,
-    trigger_for,
-)
+from bot.sandbox.slack_methods import SlackMethods
+from bot.sandbox.slack_state import Channel, Install, Message, Reply, block_problems, maybe_json, trigger_for
 from bot.sandbox.watch import Watched, serve_on_loopback
 
 __all__ = ["ApiCall", "Channel", "Fail", "FakeSlack", "Message", "Reply", "block_problems", "trigger_for"]

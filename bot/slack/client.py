@@ -5,7 +5,7 @@ slack_sdk retries only connection errors by default; which calls may retry what 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -16,19 +16,45 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-Retries = Literal["all", "rate_limits", "none"]
+Retries = Literal["all", "rate_limits", "reads", "none"]
+
+
+class ShortRateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """Waits out a 429 only when Slack asks for a short wait; a long one (a minute, for history reads
+    by apps outside the Marketplace) comes back to the caller, which can wait without holding a send."""
+
+    def __init__(self, max_wait: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_wait = max_wait
+
+    async def _can_retry_async(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        for key, value in response.headers.items():
+            if key.lower() == "retry-after":
+                try:
+                    return float(value[0] if isinstance(value, list) else value) <= self.max_wait
+                except (TypeError, ValueError):
+                    return False
+        return True
 
 
 def retry_handlers(retries: Retries = "all") -> list[AsyncRetryHandler]:
     """What slack_sdk may retry by itself. "all": a dropped connection, a 429 (after its Retry-After)
-    and a 5xx, for calls that are safe to repeat (updates, reads). "rate_limits": only a 429, which
-    Slack refused before doing anything, for calls that must not happen twice (posts, uploads): after
-    a 5xx or a dropped connection the post may have gone through, and the outbox looks before sending
-    again. "none": the caller copes with failing (a 429 comes back to it with its Retry-After)."""
+    and a 5xx, for calls that are safe to repeat (updates). "rate_limits": only a 429, which Slack
+    refused before doing anything, for calls that must not happen twice (posts, uploads): after a 5xx
+    or a dropped connection the post may have gone through, and the outbox looks before sending again.
+    "reads": everything a read may safely repeat, but only short 429 waits. "none": nothing."""
     if retries == "none":
         return []
     if retries == "rate_limits":
         return [AsyncRateLimitErrorRetryHandler(max_retry_count=2)]
+    if retries == "reads":
+        return [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            ShortRateLimitRetry(max_wait=5, max_retry_count=2),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ]
     return [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         AsyncRateLimitErrorRetryHandler(max_retry_count=2),

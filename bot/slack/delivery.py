@@ -109,7 +109,12 @@ class SlackDelivery:
         return await self.workspaces.client_for(workspace_id, "rate_limits")
 
     async def _reader(self, workspace_id: int) -> AsyncWebClient:
-        """For the check and the thread copy: no retries; a 429 comes back with its Retry-After."""
+        """For the check: reads repeat safely, but a long 429 (history, outside the Marketplace: a
+        minute) comes back with its Retry-After, and the row waits it out instead of holding a send."""
+        return await self.workspaces.client_for(workspace_id, "reads")
+
+    async def _quick(self, workspace_id: int) -> AsyncWebClient:
+        """For the thread copy on the way to the card: no retries at all; the card doesn't wait for it."""
         return await self.workspaces.client_for(workspace_id, "none")
 
     async def _post_once(
@@ -117,16 +122,24 @@ class SlackDelivery:
     ) -> str:
         """Post a message unless an earlier attempt already did (then its ts). `look_in`: where a
         message sent to `channel` shows up (a DM to a user id lands in the DM's own channel)."""
+        ts, _ = await self._post_or_find(item, channel=channel, thread_ts=thread_ts, look_in=look_in, **fields)
+        return ts
+
+    async def _post_or_find(
+        self, item: OutboxItem, *, channel: str, thread_ts: str | None = None, look_in: str | None = None, **fields: Any
+    ) -> tuple[str, bool]:
+        """The ts of the message, and whether it was found from an earlier attempt (so it shows what
+        was rendered then) rather than posted now."""
         if item.tried_before:
             where = look_in or channel
             found = await find_sent(await self._reader(item.workspace_id), item, channel=where, thread_ts=thread_ts)
             if found is not None:
-                return found
+                return found, True
         poster = await self._poster(item.workspace_id)
         if thread_ts is not None:
             fields["thread_ts"] = thread_ts
         resp = await poster.chat_postMessage(channel=channel, metadata=metadata(item), **fields)
-        return str(resp["ts"])
+        return str(resp["ts"]), False
 
     async def _dm_channel(self, item: OutboxItem, user: str) -> str | None:
         """The DM's channel id, needed only to look for an earlier attempt (conversations.open)."""
@@ -264,7 +277,7 @@ class SlackDelivery:
         channel, ts = str(source.get("channel")), str(source.get("thread_ts") or source.get("ts"))
         # No retries here: conversations.replies can be limited to one call a minute, and the card
         # must not wait for it.
-        quick = await self._reader(h.workspace_id)
+        quick = await self._quick(h.workspace_id)
         if not source.get("permalink"):
             try:
                 source["permalink"] = (
@@ -304,9 +317,13 @@ class SlackDelivery:
             return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
         h = await self._capture_thread(h)
         h = await self.service.with_similar(h)
-        ts = await self._post_once(item, channel=channel, unfurl_links=False, **card_payload(h))
+        ts, found = await self._post_or_find(item, channel=channel, unfurl_links=False, **card_payload(h))
         # The card is up: recording where must not be cut short by the worker's deadline.
         await asyncio.shield(self._record_card(h, channel, ts))
+        if found:
+            # Posted by an attempt whose record was lost: it shows the escalation as it was then.
+            # The changes since (a claim during the outage) queued card updates; they go out now.
+            return Sent()
         return Sent(rendered_version=h.version)
 
     async def _record_card(self, h: Handoff, channel: str, ts: str) -> None:

@@ -3,8 +3,9 @@ have gone through (an answer that never came, a 5xx, a dropped connection, a cra
 
 Every message the bot posts carries its outbox key in Slack message metadata; the check reads the
 conversation (or the thread) back from shortly before the row was queued, newest first, within
-Slack's limits: at most 15 messages a call (what apps distributed outside the Marketplace may read)
-and a few calls per attempt. A file share carries no metadata: it is recognised by its file name.
+Slack's limits: it asks for 200 messages a call (Slack's recommended most; apps distributed outside
+the Marketplace are given 15, and may call once a minute: a longer wait comes back as "rate
+limited" and the row waits it out). A file share carries no metadata: it is recognised by its name.
 If the check cannot run (the history cannot be read, or Slack rate-limits the reading), the row
 waits and checks again; it never sends blind.
 """
@@ -23,7 +24,7 @@ from storage.outbox import OutboxItem
 log = logging.getLogger(__name__)
 
 METADATA_TYPE = "escalation_bot_message"
-PAGE = 15  # messages per history call: the most a non-Marketplace app may ask for
+PAGE = 200  # messages asked for per history call (Slack gives apps outside the Marketplace 15)
 PAGES_PER_ATTEMPT = 20  # stops earlier if Slack rate-limits the reading (then the row waits)
 
 
@@ -95,4 +96,4 @@ async def find_sent(
             raise CannotCheck("Slack rate-limited reading the history back", _retry_after(exc)) from None
         hint = " (the app needs its *:history scopes and to be in the channel)" if error != "internal_error" else ""
         raise CannotCheck(f"Slack would not let me read the history back: {error}{hint}") from None
-    raise CannotCheck(f"more than {PAGE * PAGES_PER_ATTEMPT} messages to look through since it was queued")
+    raise CannotCheck(f"more than {PAGES_PER_ATTEMPT} pages of messages to look through since it was queued")

@@ -1,7 +1,8 @@
 """Events API: thread replies under a card (the claimer's first one is the first action), and
 the App Home tab being opened (it is drawn afresh each time).
 
-Slack re-delivers an event it thinks we missed (same event_id, X-Slack-Retry-Num).
+Slack re-delivers an event it thinks we missed (same event_id, X-Slack-Retry-Num), and one we
+answered with anything but a 2xx.
 A retry that was already handled, on any replica, is answered and skipped here; the
 handling itself records the event id in the same transaction as its effect.
 """
@@ -36,6 +37,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             if seen:
                 if deps.metrics is not None:
                     deps.metrics.duplicate_events.labels("slack").inc()
+                deps.count("events", "slack", "duplicate")
                 return BoltResponse(status=200, body="")
         return await next()
 
@@ -43,6 +45,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     @guarded
     async def home_opened(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         if event.get("tab") != "home" or not event.get("user"):
+            deps.count("events", "slack", "ignored")
             return
         user = event["user"]
         try:
@@ -51,31 +54,53 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await publish_home(client, deps.service, ws, user)
         except StorageUnavailable as exc:
             log.warning("home of %s not shown, database unavailable: %s", user, exc)
+            deps.count("events", "slack", "failed")
+            return
+        deps.count("events", "slack", "shown")
 
-    @app.event("message")
-    @guarded
-    async def thread_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    @app.middleware
+    async def thread_replies_before_the_ack(
+        req: AsyncBoltRequest, body: dict[str, Any], next: Any
+    ) -> BoltResponse | None:
+        """A reply in a card's thread is stored before Slack hears back, so nothing is lost if the
+        database is away: the answer is then 503 and Slack delivers the event again later (it does so
+        for any answer but a 2xx). Bolt would otherwise acknowledge events before running listeners."""
+        event = body.get("event")
+        if body.get("type") != "event_callback" or not isinstance(event, dict) or event.get("type") != "message":
+            return await next()
+        outcome = "failed"
+        try:
+            outcome = await _thread_reply(event, body, req.context)
+        except StorageUnavailable as exc:
+            log.warning(
+                "thread reply %s not stored yet, database unavailable (%s): Slack will send it again",
+                body.get("event_id"),
+                exc,
+            )
+            return BoltResponse(status=503, body="", headers={"Retry-After": "60"})
+        finally:
+            deps.count("events", "slack", outcome)
+        return BoltResponse(status=200, body="")
+
+    async def _thread_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> str:
         # Only a person's new reply in a thread: not bots (our own notes included), edits or deletions.
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
-            return
+            return "ignored"
         thread_ts, ts, channel = event.get("thread_ts"), event.get("ts"), event.get("channel")
         if not thread_ts or thread_ts == ts or not channel:
-            return
-        try:
-            ws = await deps.workspace(context)
-            outcome = await deps.service.first_reply(
-                ws,
-                channel=channel,
-                thread_ref=thread_ts,
-                user=event["user"],
-                event_id=body.get("event_id"),
-                source="slack",
-            )
-        except StorageUnavailable as exc:
-            log.error("thread reply %s not recorded, database unavailable: %s", body.get("event_id"), exc)
-            return
+            return "ignored"
+        ws = await deps.workspace(context)
+        outcome = await deps.service.first_reply(
+            ws,
+            channel=channel,
+            thread_ref=thread_ts,
+            user=event["user"],
+            event_id=body.get("event_id"),
+            source="slack",
+        )
         if outcome == "duplicate" and deps.metrics is not None:
             deps.metrics.duplicate_events.labels("slack").inc()
         if outcome == "recorded":
             bind_log(workspace=context.get("team_id"))
             log.info("first action by %s in thread %s", event["user"], thread_ts)
+        return outcome
