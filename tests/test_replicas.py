@@ -28,7 +28,10 @@ from tests.conftest import ESC_CHANNEL, PG_URL, SECRET, TEAM, TOKEN, _drop_pg_da
 from tests.helpers import FORM, card_text, eventually, outbox_quiet
 from tests.private_pg import PrivatePostgres, private_postgres
 
-pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set: replica tests need PostgreSQL")
+pytestmark = [
+    pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set: replica tests need PostgreSQL"),
+    pytest.mark.xdist_group("replicas"),  # three bot processes each: one such test at a time
+]
 
 # Refused (429, 500 before doing anything), slow (answered after 5 s), and ambiguous: Slack took the
 # call, then answered 500 or dropped the connection. Nothing may be lost or doubled through any of them.
