@@ -84,7 +84,7 @@ async def start_runtime(
     connect_socket: bool = True,
     worker_owner: str | None = None,
 ) -> Runtime:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
     try:
         await migrate.upgrade(db)
     except Exception as exc:  # the one line `serve` prints; the traceback helps nobody here

@@ -193,7 +193,8 @@ class Database:
             # ROLLBACK). Write transactions ask for READ COMMITTED, which is what issues their BEGIN.
             kwargs["isolation_level"] = "AUTOCOMMIT"
             # Big enough that a busy replica reuses connections instead of opening and closing
-            # overflow ones; three replicas stay well inside PostgreSQL's default 100 connections.
+            # overflow ones; three replicas at the default (15 + 10 each) stay inside PostgreSQL's
+            # default 100 connections. DATABASE_POOL_SIZE sizes it for more replicas.
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 10
             kwargs["pool_timeout"] = 10

@@ -15,7 +15,9 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_URL, Bot, _admin
+from bot.sandbox.fake_slack import FakeSlack
+from bot.server import RUNTIME
+from tests.conftest import PG_URL, Bot, _admin, bot_settings, start_bot
 from tests.helpers import FORM, open_form
 
 SLACK_ENV = {
@@ -160,3 +162,14 @@ async def test_ready_says_why_while_the_database_is_read_only_and_recovers(bot: 
         again = await bot.slack.submit("U0JUNIOR", view, FORM)  # the person presses the button again
         assert again.status == 200 and not again.body
         await bot.fake.wait_for(lambda: bot.fake.channel_messages("C0ESCALATE"))
+
+
+async def test_each_replica_keeps_as_many_connections_as_database_pool_size_says(
+    db_url: str, fake_slack: FakeSlack
+) -> None:
+    # Three replicas at the default fit PostgreSQL's 100 connections; more need a smaller pool.
+    runner, _, app = await start_bot(bot_settings(db_url, fake_slack, database_pool_size=4), fake_slack)
+    try:
+        assert app[RUNTIME].db.engine.pool.size() == 4  # type: ignore[attr-defined]
+    finally:
+        await runner.cleanup()

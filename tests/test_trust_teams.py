@@ -21,7 +21,7 @@ from bot.sandbox.teams_simulator import Person, TeamsSimulator
 from tests.cardcheck import card_problems
 from tests.conftest import start_bot
 from tests.edge import Outside, tracebacks
-from tests.teams import ANA, APP_ID, JUNIOR, TeamsHarness, escalate, set_up, texts, token_settings
+from tests.teams import ANA, APP_ID, JUNIOR, TENANT, TeamsHarness, escalate, set_up, texts, token_settings
 
 OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
 
@@ -159,8 +159,29 @@ async def test_an_activity_of_the_wrong_shape_is_400_not_500(guarded: TeamsHarne
 # ---- anonymous mode (local development) keeps the allow-list and the tenant check -------------------
 
 
-async def test_anonymous_mode_still_never_answers_outside_the_allow_list(teams: TeamsHarness, outside: Outside) -> None:
-    t = teams
+@pytest.fixture
+async def anonymous(db_url: str, fake_slack: FakeSlack, login: FakeLogin) -> AsyncIterator[TeamsHarness]:
+    """The bot in local-development mode: TEAMS_ALLOW_ANONYMOUS on, no secret, requests without tokens.
+    (The one place the tests run it: to show what it still refuses.)"""
+    connector = await FakeTeamsConnector(card_check=card_problems).start()
+    settings = token_settings(db_url, fake_slack, connector, login, teams_allow_anonymous=True, teams_app_password=None)
+    runner, url, app = await start_bot(settings, fake_slack)
+    session = aiohttp.ClientSession()
+    try:
+        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session))
+    finally:
+        await session.close()
+        await runner.cleanup()
+        await connector.stop()
+
+
+async def test_anonymous_mode_still_never_answers_outside_the_allow_list(
+    anonymous: TeamsHarness, outside: Outside
+) -> None:
+    t = anonymous
+    assert t.runtime.settings.teams_allow_anonymous and t.teams.login is None and t.teams.token is None
+    admitted = await t.teams.say_personal(JUNIOR, "help")  # no token, and let in: that is the mode
+    assert admitted.status in (200, 202)
     activity = t.teams._base(JUNIOR, t.teams.personal_conversation(JUNIOR))
     activity.update(type="message", text="help", serviceUrl=outside.url + "/")
     answer = await t.teams.post(activity)
@@ -191,6 +212,25 @@ def test_teams_without_a_tenant_stops_start_up_with_one_line(tmp_path: Path, ten
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"escalation-bot: {said}"), result.stderr
+
+
+def test_anonymous_mode_refuses_to_start_without_its_explicit_flag(tmp_path: Path) -> None:
+    # A Teams app id and tenant but no client secret: the bot could neither check who calls it nor
+    # sign its own calls. It starts only if TEAMS_ALLOW_ANONYMOUS=true says that is meant (locally).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "DATABASE_URL"))}
+    env.update({"TEAMS_APP_ID": APP_ID, "TEAMS_TENANT_ID": TENANT})
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("escalation-bot: TEAMS_APP_PASSWORD: missing"), result.stderr
+    assert "TEAMS_ALLOW_ANONYMOUS=true" in lines[0]
 
 
 # ---- 6. user text in Teams text messages cannot forge links or formatting --------------------------
