@@ -35,7 +35,11 @@ _fuzz = {
     "database": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-hypothesis_settings.register_profile("ci", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), **_fuzz)
+# `ci` is derandomized so that CI is repeatable (the same examples every run); `deep` explores afresh
+# each time, and what it finds becomes a test of its own.
+hypothesis_settings.register_profile(
+    "ci", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), derandomize=True, **_fuzz
+)
 hypothesis_settings.register_profile("deep", max_examples=2000, **_fuzz)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -14,7 +14,7 @@ import pytest
 from bot.sandbox.simulator import button_value
 from tests.conftest import ESC_CHANNEL, JUNIOR, SECRET, SENIORS, TEAM, Bot
 from tests.edge import Outside, form, raw_post, stored, tracebacks, warnings_from
-from tests.helpers import FORM, card_text, escalate, eventually, open_form, settle
+from tests.helpers import FORM, card_text, escalate, events_handled, eventually, open_form, settle
 
 ANA = SENIORS[0]
 
@@ -239,6 +239,27 @@ async def test_nul_in_metadata_and_odd_event_ids_change_nothing_and_fail_nothing
         return h is not None and h.first_action_at
 
     await eventually(first_action)  # the event is acknowledged first and recorded just after
+    assert tracebacks(caplog.records) == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "app_uninstalled"},  # in the manifest; a single-workspace install has nothing to delete
+        {"type": "reaction_added", "user": JUNIOR, "reaction": "eyes", "item": {"type": "message"}},
+    ],
+    ids=["app_uninstalled", "not-subscribed"],
+)
+async def test_an_event_nobody_handles_is_acknowledged_so_slack_does_not_resend_it(
+    bot: Bot, event: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Bolt answers 404 to an event without a listener; Slack then delivers it again, and turns off
+    # an app's subscriptions when too many deliveries fail.
+    answer = await bot.slack.event(event)
+    assert answer.status == 200, answer.body
+    await events_handled(bot, 1)
+    # Nothing said or changed in Slack (Bolt's own auth.test to authorize the request aside).
+    assert [c.method for c in bot.fake.calls if c.method != "auth.test"] == []
     assert tracebacks(caplog.records) == []
 
 

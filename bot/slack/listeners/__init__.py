@@ -14,3 +14,4 @@ def register_all(app: AsyncApp, deps: SlackDeps) -> None:
     views.register(app, deps)
     actions.register(app, deps)
     events.register(app, deps)
+    events.register_last(app, deps)  # the catch-all for events: after every other listener

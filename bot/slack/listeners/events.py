@@ -10,6 +10,7 @@ handling itself records the event id in the same transaction as its effect.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -104,3 +105,14 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             bind_log(workspace=context.get("team_id"))
             log.info("first action by %s in thread %s", event["user"], thread_ts)
         return outcome
+
+
+def register_last(app: AsyncApp, deps: SlackDeps) -> None:
+    """After every other listener: an event nobody handles is acknowledged, not answered 404 by Bolt
+    (Slack would deliver it again, and turn a subscription off that keeps failing). A single-workspace
+    app gets app_uninstalled, for one; anything Slack adds to a subscription is another."""
+
+    @app.event(re.compile(".+"))
+    async def not_handled(event: dict[str, Any]) -> None:
+        log.debug("event %s not handled", event.get("type"))
+        deps.count("events", "slack", "ignored")
