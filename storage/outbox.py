@@ -225,12 +225,12 @@ async def card_failure(conn: AsyncConnection, handoff_id: int) -> str | None:
     )
 
 
-async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime) -> int:
-    """Make every row of a workspace that was waiting (for a channel to be set up) due now."""
+async def _wake(conn: AsyncConnection, which: Any, now: datetime) -> int:
+    """Make the rows of `which` that were waiting (not failing) due now."""
     result = await conn.execute(
         update(outbox)
         .where(
-            outbox.c.workspace_id == workspace_id,
+            which,
             outbox.c.status == "pending",
             outbox.c.next_attempt_at > now,
             outbox.c.last_error.like(WAITING + "%"),
@@ -238,21 +238,16 @@ async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime
         .values(next_attempt_at=now)
     )
     return result.rowcount or 0
+
+
+async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime) -> int:
+    """Make every row of a workspace that was waiting (for a channel to be set up) due now."""
+    return await _wake(conn, outbox.c.workspace_id == workspace_id, now)
 
 
 async def wake_waiting(conn: AsyncConnection, handoff_id: int, now: datetime) -> int:
     """Make rows that were waiting on this handoff (for its card to be posted) due now."""
-    result = await conn.execute(
-        update(outbox)
-        .where(
-            outbox.c.handoff_id == handoff_id,
-            outbox.c.status == "pending",
-            outbox.c.next_attempt_at > now,
-            outbox.c.last_error.like(WAITING + "%"),
-        )
-        .values(next_attempt_at=now)
-    )
-    return result.rowcount or 0
+    return await _wake(conn, outbox.c.handoff_id == handoff_id, now)
 
 
 async def coalesce_card_updates(conn: AsyncConnection, handoff_id: int, version: int, now: datetime) -> int:

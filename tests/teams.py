@@ -5,6 +5,7 @@ Registered from conftest through `pytest_plugins`, so every test module can use 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,12 +75,25 @@ async def teams(
 ) -> AsyncIterator[TeamsHarness]:
     """The bot with Teams on, as in production: every request to it carries a Bot Framework token,
     every call it makes a token from Entra, and every card it sends is checked against the schema."""
-    connector = await FakeTeamsConnector(login=login, card_check=card_problems).start()
-    settings = token_settings(db_url, fake_slack, connector, login, **teams_overrides)
+    async with running_teams(db_url, fake_slack, login, **teams_overrides) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def running_teams(
+    db_url: str, fake_slack: FakeSlack, login: FakeLogin, *, anonymous: bool = False, **overrides: Any
+) -> AsyncIterator[TeamsHarness]:
+    """The bot with Teams on and a simulator of Teams in front of it. `anonymous`: local-development
+    mode (TEAMS_ALLOW_ANONYMOUS, no secret), with neither side carrying tokens."""
+    connector = await FakeTeamsConnector(login=None if anonymous else login, card_check=card_problems).start()
+    if anonymous:
+        overrides = {"teams_allow_anonymous": True, "teams_app_password": None, **overrides}
+    settings = token_settings(db_url, fake_slack, connector, login, **overrides)
     runner, url, app = await start_bot(settings, fake_slack)
     session = aiohttp.ClientSession()
+    sim = TeamsSimulator(url, connector, session=session, login=None if anonymous else login)
     try:
-        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session, login=login))
+        yield TeamsHarness(url, app, connector, sim)
     finally:
         await session.close()
         await runner.cleanup()

@@ -16,12 +16,19 @@ import pytest
 
 from bot.sandbox.fake_login import FakeLogin
 from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.fake_teams import FakeTeamsConnector
-from bot.sandbox.teams_simulator import Person, TeamsSimulator
-from tests.cardcheck import card_problems
-from tests.conftest import start_bot
+from bot.sandbox.teams_simulator import Person
 from tests.edge import Outside, tracebacks
-from tests.teams import ANA, APP_ID, JUNIOR, TENANT, TeamsHarness, escalate, set_up, texts, token_settings
+from tests.teams import (
+    ANA,
+    APP_ID,
+    JUNIOR,
+    TENANT,
+    TeamsHarness,
+    escalate,
+    running_teams,
+    set_up,
+    texts,
+)
 
 OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
 
@@ -29,15 +36,8 @@ OTHER_TENANT = "11111111-2222-4333-8444-555555555555"
 @pytest.fixture
 async def guarded(db_url: str, fake_slack: FakeSlack, login: FakeLogin) -> AsyncIterator[TeamsHarness]:
     """The bot with Teams tokens required (no anonymous mode)."""
-    connector = await FakeTeamsConnector(login=login, card_check=card_problems).start()
-    runner, url, app = await start_bot(token_settings(db_url, fake_slack, connector, login), fake_slack)
-    session = aiohttp.ClientSession()
-    try:
-        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session, login=login))
-    finally:
-        await session.close()
-        await runner.cleanup()
-        await connector.stop()
+    async with running_teams(db_url, fake_slack, login) as harness:
+        yield harness
 
 
 def claim_invoke(t: TeamsHarness, who: Person, *, service_url: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -163,16 +163,8 @@ async def test_an_activity_of_the_wrong_shape_is_400_not_500(guarded: TeamsHarne
 async def anonymous(db_url: str, fake_slack: FakeSlack, login: FakeLogin) -> AsyncIterator[TeamsHarness]:
     """The bot in local-development mode: TEAMS_ALLOW_ANONYMOUS on, no secret, requests without tokens.
     (The one place the tests run it: to show what it still refuses.)"""
-    connector = await FakeTeamsConnector(card_check=card_problems).start()
-    settings = token_settings(db_url, fake_slack, connector, login, teams_allow_anonymous=True, teams_app_password=None)
-    runner, url, app = await start_bot(settings, fake_slack)
-    session = aiohttp.ClientSession()
-    try:
-        yield TeamsHarness(url, app, connector, TeamsSimulator(url, connector, session=session))
-    finally:
-        await session.close()
-        await runner.cleanup()
-        await connector.stop()
+    async with running_teams(db_url, fake_slack, login, anonymous=True) as harness:
+        yield harness
 
 
 async def test_anonymous_mode_still_never_answers_outside_the_allow_list(
@@ -193,6 +185,22 @@ async def test_anonymous_mode_still_never_answers_outside_the_allow_list(
 # ---- 5. TEAMS_TENANT_ID is required -------------------------------------------------------------
 
 
+def refused_line(tmp_path: Path, env: dict[str, str]) -> str:
+    """`serve` with these settings: it must stop with exit 2 and one line on stderr, returned."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     ("tenant", "said"), [(None, "TEAMS_TENANT_ID: missing"), ("contoso", "TEAMS_TENANT_ID: must be")]
 )
@@ -201,17 +209,7 @@ def test_teams_without_a_tenant_stops_start_up_with_one_line(tmp_path: Path, ten
     env.update({"TEAMS_APP_ID": APP_ID, "TEAMS_APP_PASSWORD": "secret-value-1"})
     if tenant is not None:
         env["TEAMS_TENANT_ID"] = tenant
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"escalation-bot: {said}"), result.stderr
+    assert refused_line(tmp_path, env).startswith(f"escalation-bot: {said}")
 
 
 def test_anonymous_mode_refuses_to_start_without_its_explicit_flag(tmp_path: Path) -> None:
@@ -219,18 +217,9 @@ def test_anonymous_mode_refuses_to_start_without_its_explicit_flag(tmp_path: Pat
     # sign its own calls. It starts only if TEAMS_ALLOW_ANONYMOUS=true says that is meant (locally).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "DATABASE_URL"))}
     env.update({"TEAMS_APP_ID": APP_ID, "TEAMS_TENANT_ID": TENANT})
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("escalation-bot: TEAMS_APP_PASSWORD: missing"), result.stderr
-    assert "TEAMS_ALLOW_ANONYMOUS=true" in lines[0]
+    line = refused_line(tmp_path, env)
+    assert line.startswith("escalation-bot: TEAMS_APP_PASSWORD: missing")
+    assert "TEAMS_ALLOW_ANONYMOUS=true" in line
 
 
 # ---- 6. user text in Teams text messages cannot forge links or formatting --------------------------
