@@ -9,9 +9,14 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from handoff.service import HandoffService
+    from storage.outbox import OutboxItem
 
 log = logging.getLogger("escalation-bot")
 
@@ -212,12 +217,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         failed = 0
         try:
             keys = [(ext, await rt.service.queue_report_now(ws, week)) for ws, ext in workspace_ids]
+            deadline = asyncio.get_running_loop().time() + 120
             try:
                 await rt.worker.drain(timeout=120)
             except TimeoutError:
                 pass  # said below, row by row
             for ext, key in keys:
-                row = await rt.service.outbox_row(key)
+                row = await _first_outcome(rt.service, key, deadline)
                 if row is not None and row.status == "sent" and not row.last_error:
                     print(f"posted the {iso_week(week)} report for {ext}", file=sys.stderr)
                     continue
@@ -242,6 +248,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         return asyncio.run(run())
     except (DatabaseProblem, StorageUnavailable) as exc:
         return _database_failed(exc)
+
+
+async def _first_outcome(service: HandoffService, key: str, deadline: float) -> OutboxItem | None:
+    """The report's row once something happened to it. A running bot's worker may have taken the
+    row (it is woken too, on PostgreSQL): wait for its attempt rather than say "still being sent"."""
+    loop = asyncio.get_running_loop()
+    while True:
+        row = await service.outbox_row(key)
+        if row is None or row.status in ("sent", "dead") or row.last_error or loop.time() >= deadline:
+            return row
+        await asyncio.sleep(0.2)
 
 
 def cmd_teams_package(args: argparse.Namespace) -> int:

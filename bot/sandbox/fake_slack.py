@@ -120,8 +120,10 @@ class FakeSlack(SlackMethods, Watched):
 
     # ---- failure on demand ------------------------------------------------
 
-    def fail_next(self, method: str, *failures: Fail) -> None:
-        self.script.queue(method, *failures)
+    def fail_next(self, method: str, *failures: Fail, channel: str | None = None) -> None:
+        """The next calls to `method` fail this way; with `channel`, only calls to that channel
+        (a DM's user id, say) do, so a test can aim at one of several sends racing each other."""
+        self.script.queue(f"{method}:{channel}" if channel else method, *failures)
 
     def chaos(self, rate: float, methods: tuple[str, ...], failures: list[Fail], seed: int = 7) -> None:
         """Fail `rate` of calls to `methods`, each time with one of `failures` at random."""
@@ -205,7 +207,9 @@ class FakeSlack(SlackMethods, Watched):
         self.calls.append(call)  # recorded as it arrives: a stalled call is seen while it stalls
         await self._notify()
 
-        failure = self.script.next(method)
+        channel = args.get("channel")
+        keys = (f"{method}:{channel}", method) if isinstance(channel, str) else (method,)
+        failure = self.script.next(*keys)
         if failure is not None and not failure.applied:
             await stall(failure.stall)
             if not failure.answers_normally:
