@@ -111,6 +111,8 @@ async def run(cards: int, clicks: int) -> int:
             bot_lat: list[float] = []
             floor_lat: list[float] = []
             rows = []
+            card_lat: list[float] = []
+            loser_lat: list[float] = []
             replies_seen = 0
             for n in range(0, cards + 1):  # card 0 warms both servers up and is not counted
                 msg = await post_card(sim, session, fake, n + 1)
@@ -122,7 +124,7 @@ async def run(cards: int, clicks: int) -> int:
                 bodies = [sim.click_body(f"USENIOR{i:03d}", _M, "claim", value=value).encode() for i in range(clicks)]
                 ctype = {"Content-Type": "application/x-www-form-urlencoded"}
                 order = ["bot", "floor"] if n % 2 == 0 else ["floor", "bot"]
-                result: dict[str, tuple[list[float], list[int]]] = {}
+                result: dict[str, tuple[list[float], list[int], list[float]]] = {}
                 for target in order:
                     signed = [(b, {**ctype, **sim.sign(b.decode())}) for b in bodies]
                     url = sim.url if target == "bot" else floor_url
@@ -139,14 +141,26 @@ async def run(cards: int, clicks: int) -> int:
                 replies_seen += len(new)
                 winners = sum(r["text"].startswith("You claimed") for r in new)
                 told = sum(r["text"].startswith("Already claimed by") for r in new)
+                # Seen, from the fake's arrival times: the winning click -> the card changed for
+                # everyone (its first edit), and each losing click -> that person told.
+                sent_at = {f"USENIOR{i:03d}": t for i, t in enumerate(result["bot"][2])}
+                won_by = [r["user"] for r in new if r["text"].startswith("You claimed")]
+                card = next(m for m in state["messages"] if m["ts"] == msg["ts"] and m["channel"] == msg["channel"])
+                edits = [t for t in card["edited_at"] if t >= min(sent_at.values())]
+                card_seen = min(edits) - sent_at[won_by[0]] if won_by and edits else float("nan")
+                losers_seen = [r["at"] - sent_at[r["user"]] for r in new if r["text"].startswith("Already claimed by")]
                 statuses = set(result["bot"][1]) | set(result["floor"][1])
                 if n == 0:
                     continue
                 bot_lat += result["bot"][0]
                 floor_lat += result["floor"][0]
+                card_lat.append(card_seen)
+                loser_lat += losers_seen
                 b50, b99, _ = summary(result["bot"][0])
                 f50, f99, _ = summary(result["floor"][0])
-                rows.append((n, winners, told, len(new), b50, b99, f50, f99, statuses))
+                rows.append(
+                    (n, winners, told, len(new), b50, b99, f50, f99, card_seen, summary(losers_seen)[1], statuses)
+                )
     finally:
         bot.stop()
         floor.stop()
@@ -155,10 +169,13 @@ async def run(cards: int, clicks: int) -> int:
     print(f"claim storm: {cards} cards x {clicks} concurrent signed Claim clicks; escalation-bot serve on SQLite")
     print(
         f"{'card':>4} {'winners':>7} {'told':>5} {'replies':>7} {'bot p50':>11} {'bot p99':>11} "
-        f"{'floor p50':>11} {'floor p99':>11}  HTTP"
+        f"{'floor p50':>11} {'floor p99':>11} {'card seen':>11} {'told p99':>11}  HTTP"
     )
-    for n, w, told, rep, b50, b99, f50, f99, st in rows:
-        print(f"{n:>4} {w:>7} {told:>5} {rep:>7} {ms(b50)} {ms(b99)} {ms(f50)} {ms(f99)}  {sorted(st)}")
+    for n, w, told, rep, b50, b99, f50, f99, seen, told99, st in rows:
+        print(
+            f"{n:>4} {w:>7} {told:>5} {rep:>7} {ms(b50)} {ms(b99)} {ms(f50)} {ms(f99)} {ms(seen)} {ms(told99)}"
+            f"  {sorted(st)}"
+        )
     b50, b99, bmax = summary(bot_lat)
     f50, f99, fmax = summary(floor_lat)
     exact = sum(1 for r in rows if r[1] == 1)
@@ -177,6 +194,18 @@ async def run(cards: int, clicks: int) -> int:
     print(
         f"target (1 winner every card; p50 and p99 within 1.5x of the floor; no ack over 3 s): "
         f"{'MET' if ok else 'NOT MET'}"
+    )
+    # What people see, from the fake's arrival times. Targets: 200 clicks 300 / 500 ms; 40 clicks 150 / 200 ms.
+    card_target, told_target = (0.150, 0.200) if clicks <= 40 else (0.300, 0.500)
+    worst_card = max(card_lat) if card_lat else float("nan")
+    told99 = summary(loser_lat)[1]
+    print(f"{'seen':<24} {'p50':>11} {'p99':>11} {'max':>11}")
+    print(f"{'winning click -> card':<24} {ms(summary(card_lat)[0])} {ms(summary(card_lat)[1])} {ms(worst_card)}")
+    print(f"{'losing click -> told':<24} {ms(summary(loser_lat)[0])} {ms(told99)} {ms(summary(loser_lat)[2])}")
+    print(
+        f"target (card changed <= {card_target * 1000:.0f} ms after the winning click on every card: "
+        f"{'MET' if worst_card <= card_target else 'NOT MET'}; losers told p99 <= {told_target * 1000:.0f} ms: "
+        f"{'MET' if told99 <= told_target else 'NOT MET'})"
     )
     return 0 if exact == len(rows) else 1
 

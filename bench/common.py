@@ -121,17 +121,19 @@ async def fake_state(session: aiohttp.ClientSession, fake: Child) -> dict:
 
 async def storm(
     session: aiohttp.ClientSession, url: str, requests: list[tuple[bytes, dict[str, str]]]
-) -> tuple[list[float], list[int]]:
-    """Send all requests at once; return each one's time to a complete answer, and the statuses."""
+) -> tuple[list[float], list[int], list[float]]:
+    """Send all requests at once; return each one's time to a complete answer, the statuses, and
+    when each was sent (time.monotonic(): the clock the fakes stamp arrivals with, system-wide)."""
 
-    async def one(body: bytes, headers: dict[str, str]) -> tuple[float, int]:
+    async def one(body: bytes, headers: dict[str, str]) -> tuple[float, int, float]:
+        sent = time.monotonic()
         t0 = time.perf_counter()
         async with session.post(url, data=body, headers=headers) as resp:
             await resp.read()
-            return time.perf_counter() - t0, resp.status
+            return time.perf_counter() - t0, resp.status, sent
 
     results = await asyncio.gather(*(one(b, h) for b, h in requests))
-    return [r[0] for r in results], [r[1] for r in results]
+    return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
 
 
 def summary(values: list[float]) -> tuple[float, float, float]:

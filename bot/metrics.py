@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from storage import outbox
@@ -60,6 +62,12 @@ class Metrics:
             ["platform", "reason"],
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.1 s (everything this process does waits that long)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.storage_unavailable = Counter(
             "storage_unavailable", "Requests answered 'try again' because the database did not answer", registry=r
         )
@@ -82,3 +90,12 @@ class Metrics:
         except StorageUnavailable:
             pass  # the gauges keep their last value; /readyz says the database is down
         return generate_latest(self.registry)
+
+
+async def watch_loop_lag(metrics: Metrics, every: float = 0.1) -> None:
+    """Sleep `every` seconds, again and again, and record how much later than asked each wake-up came."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(every)
+        metrics.loop_lag.observe(max(0.0, loop.time() - start - every))

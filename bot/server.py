@@ -24,7 +24,7 @@ from bot.config import ConfigError, Settings
 from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
 from bot.logs import quiet_bad_requests
-from bot.metrics import Metrics
+from bot.metrics import Metrics, watch_loop_lag
 from bot.scheduler import Scheduler
 from bot.slack import boundary
 from bot.slack.app import VERIFIED, build_slack_app
@@ -67,6 +67,9 @@ class Runtime:
             self.scheduler.stop()
         if self.socket_handler is not None:
             await self.socket_handler.close_async()
+        for task in self.tasks:
+            if task.get_name() == "loop-lag":
+                task.cancel()  # a watch, with nothing to finish
         # Let the worker finish the batch in hand (its rows are recorded, not left to lease expiry).
         _done, pending = await asyncio.wait(self.tasks, timeout=5.0) if self.tasks else (set(), set())
         for task in pending:
@@ -144,7 +147,12 @@ async def start_runtime(
         rt.slack_client = client
         rt.slack_verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
         rt.slack_app = build_slack_app(
-            signing_secret=settings.slack_signing_secret.get_secret_value(), client=client, deps=deps, oauth=oauth
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            client=client,
+            deps=deps,
+            oauth=oauth,
+            session=session,
+            reply_timeout=settings.slack_api_timeout_seconds,
         )
         deliverers["slack"] = SlackDelivery(service, workspaces, report_for=report_for)
 
@@ -164,6 +172,7 @@ async def start_runtime(
 
     if run_worker:
         rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
+        rt.tasks.append(asyncio.create_task(watch_loop_lag(metrics), name="loop-lag"))
     if run_scheduler:
         rt.scheduler = Scheduler(service, settings, every_seconds=settings.scheduler_seconds)
         rt.tasks.append(asyncio.create_task(rt.scheduler.run(), name="scheduler"))

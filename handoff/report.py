@@ -59,7 +59,7 @@ async def build_report(
 ) -> WeeklyReport:
     tz = ZoneInfo(timezone)
     previous = week_start - timedelta(days=7)
-    async with db.read(snapshot=True) as conn:
+    async with db.read(snapshot=True, heavy=True) as conn:
         start, end = week_bounds(week_start, tz)
         this = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz))
         p_start, p_end = week_bounds(previous, tz)

@@ -533,7 +533,7 @@ class HandoffService:
     async def similar_resolved(self, workspace_id: int, h: Handoff, limit: int = 3) -> list[dict[str, Any]]:
         """Up to `limit` resolved escalations of this workspace that look like `h`, best first."""
         terms = similar.query_terms(h.summary, h.details, h.tried)
-        async with self.db.read() as conn:
+        async with self.db.read(heavy=True) as conn:
             candidates = await search.resolved_candidates(conn, workspace_id, terms, exclude_id=h.id)
         return [m.as_json() for m in similar.pick(terms, candidates, limit)]
 

@@ -9,6 +9,8 @@ one failing when it upgrades its read lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from storage import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -170,6 +174,41 @@ def _describe_sqlite(path: str, text: str) -> str:
 CONNECT_TIMEOUT = 3.0
 
 
+class WriteTurn:
+    """One writer at a time, first come first served, except that an urgent writer goes before
+    those waiting (never before the one writing)."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._urgent: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._waiting).append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed the turn just as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    (self._urgent if urgent else self._waiting).remove(turn)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._waiting):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # the turn passes straight on: still busy
+                    return
+        self._busy = False
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 15, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
         problem = url_problem(url)
@@ -182,7 +221,10 @@ class Database:
             raise ValueError(f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            kwargs["connect_args"] = {
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "async_creator_fn": sqlite_inline.connect,  # quick statements on the loop (see there)
+            }
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
             kwargs["pool_timeout"] = 30
@@ -200,7 +242,7 @@ class Database:
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"timeout": connect_timeout, "command_timeout": 15}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._write_turn: WriteTurn | None = WriteTurn() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             self._install_sqlite_hooks()
 
@@ -216,6 +258,7 @@ class Database:
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the loop (sqlite_inline)
             cur.close()
 
         @event.listens_for(sync_engine, "begin")
@@ -236,15 +279,20 @@ class Database:
         return self.dialect == "postgresql"
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A read-write transaction; committed when the block exits cleanly."""
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction; committed when the block exits cleanly. `urgent`: on SQLite,
+        go before the writers already waiting (the delivery worker taking a card update while
+        two hundred losing Claim clicks each record their conflict)."""
         if self._write_turn is not None:
             # SQLite has one writer at a time. Writers of this process queue here in order instead
             # of polling the file lock (its busy handler sleeps up to 100 ms a try). This is only
             # for speed: correctness never rests on it, other processes still meet at the file lock.
-            async with self._write_turn:
+            await self._write_turn.acquire(urgent=urgent)
+            try:
                 async with self._write() as conn:
                     yield conn
+            finally:
+                self._write_turn.release()
         else:
             async with self._write() as conn:
                 yield conn
@@ -270,11 +318,11 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def single(self) -> AsyncIterator[AsyncConnection]:
+    async def single(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         """For one self-contained write statement: its own implicit transaction on PostgreSQL
         (no locks held across round trips), a queued write transaction on SQLite."""
         if self.dialect == "sqlite":
-            async with self.write() as conn:
+            async with self.write(urgent=urgent) as conn:
                 yield conn
         else:
             async with self.autocommit() as conn:
@@ -283,23 +331,43 @@ class Database:
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """Each statement its own transaction: for a counter that must not stay locked."""
-        async with self._connect(isolation_level="AUTOCOMMIT") as conn:
+        async with self._connect(**self._autocommit) as conn:
             yield conn
 
     @asynccontextmanager
-    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, snapshot: bool = False, heavy: bool = False) -> AsyncIterator[AsyncConnection]:
         """For reading. Each statement sees the latest committed data (no BEGIN/COMMIT round
-        trips); pass snapshot=True when several statements must see one moment."""
+        trips); pass snapshot=True when several statements must see one moment. `heavy`: the
+        statements may take milliseconds or more (a full-text search, a weekly report), so on
+        SQLite they run on the driver's thread, not on the event loop (see sqlite_inline)."""
         if snapshot:
             # One snapshot for every statement: REPEATABLE READ on PostgreSQL (READ COMMITTED takes
             # a new one per statement); a read transaction is one snapshot on SQLite already.
             options = {"isolation_level": "REPEATABLE READ"} if self.dialect == "postgresql" else {}
-            async with self._connect(**options) as conn:
+            async with self._connect(**options) as conn, self._offloaded(conn, heavy):
                 async with conn.begin():
                     yield conn
         else:
-            async with self._connect(isolation_level="AUTOCOMMIT") as conn:
+            async with self._connect(**self._autocommit) as conn, self._offloaded(conn, heavy):
                 yield conn
+
+    @asynccontextmanager
+    async def _offloaded(self, conn: AsyncConnection, heavy: bool) -> AsyncIterator[None]:
+        driver = (await conn.get_raw_connection()).driver_connection if heavy and self.dialect == "sqlite" else None
+        if not isinstance(driver, sqlite_inline.InlineConnection):
+            yield
+            return
+        driver.offload = True
+        try:
+            yield
+        finally:
+            driver.offload = False
+
+    @property
+    def _autocommit(self) -> dict[str, Any]:
+        # SQLite: no option. Its reads begin a deferred transaction either way (the hook above), and
+        # switching the driver's isolation level there and back costs two trips to aiosqlite's thread.
+        return {"isolation_level": "AUTOCOMMIT"} if self.dialect == "postgresql" else {}
 
     async def problem(self, timeout: float = CONNECT_TIMEOUT + 2, *, write: bool = True) -> str | None:
         """Why the bot could not work with this database right now (unreachable, refusing the login,

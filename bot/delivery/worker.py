@@ -115,7 +115,8 @@ class DeliveryWorker:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _lease(self, limit: int) -> list[OutboxItem]:
-        async with self.db.single() as conn:
+        # Urgent: what people wait to see (a card changed, a DM) goes before writes still queued.
+        async with self.db.single(urgent=True) as conn:
             return await outbox.lease(conn, owner=self.owner, now=utcnow(), lease_for=self.lease, limit=limit)
 
     async def run_once(self) -> int:

@@ -297,6 +297,7 @@ class FakeSlack(SlackMethods, Watched):
                 replace_original=body.get("replace_original"),
                 blocks=body.get("blocks"),
                 at=time.monotonic(),
+                peer=str(request.transport.get_extra_info("peername") if request.transport else ""),
             )
         )
         await self._notify()
@@ -348,6 +349,7 @@ class FakeSlack(SlackMethods, Watched):
                 "thread_ts": m.thread_ts,
                 "to_user": m.to_user,
                 "edits": len(m.edits),
+                "edited_at": [e["at"] for e in m.edits],
                 "at": m.at,
             }
 
@@ -356,10 +358,14 @@ class FakeSlack(SlackMethods, Watched):
             entry = counts.setdefault(c.method, {"ok": 0, "failed": 0})
             entry["ok" if c.ok else "failed"] += 1
         since = int(request.query.get("since", 0))
+        replies_since = int(request.query.get("replies_since", 0))  # a long run reads only what is new
         return web.json_response(
             {
                 "messages": [msg(m) for m in self.messages[since:]],
-                "replies": [{"user": r.user, "text": r.text, "response_type": r.response_type} for r in self.replies],
+                "replies": [
+                    {"user": r.user, "text": r.text, "response_type": r.response_type, "at": r.at}
+                    for r in self.replies[replies_since:]
+                ],
                 "calls": counts,
             }
         )

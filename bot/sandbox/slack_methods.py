@@ -194,7 +194,7 @@ class SlackMethods:
         blocks = maybe_json(args.get("blocks"))
         if block_problems(blocks):
             return {"ok": False, "error": "invalid_blocks"}
-        msg.edits.append({"text": msg.text, "blocks": msg.blocks})
+        msg.edits.append({"text": msg.text, "blocks": msg.blocks, "at": time.monotonic()})  # replaced, and when
         if "text" in args:
             msg.text = args.get("text") or ""
         if "blocks" in args:

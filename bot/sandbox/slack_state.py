@@ -37,6 +37,7 @@ class Reply:
     replace_original: bool | None
     blocks: list[dict[str, Any]] | None
     at: float
+    peer: str = ""  # the client's address and port: replies over one kept-alive connection share it
 
 
 @dataclass

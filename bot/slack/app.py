@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+import aiohttp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import messages
+from bot.slack.client import SessionRespond
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners import register_all
 from bot.slack.listeners.common import failure_answer
@@ -30,7 +34,13 @@ NOT_INSTALLED = (
 
 
 def build_slack_app(
-    *, signing_secret: str, client: AsyncWebClient, deps: SlackDeps, oauth: AsyncOAuthSettings | None = None
+    *,
+    signing_secret: str,
+    client: AsyncWebClient,
+    deps: SlackDeps,
+    oauth: AsyncOAuthSettings | None = None,
+    session: aiohttp.ClientSession | None = None,
+    reply_timeout: float = 10.0,
 ) -> AsyncApp:
     bolt_log = logging.getLogger("bot.slack.bolt")
     # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which
@@ -52,6 +62,13 @@ def build_slack_app(
     if oauth is not None:
         # app_uninstalled / tokens_revoked: delete the workspace's tokens from the installation store.
         app.enable_token_revocation_listeners()
+    if session is not None:
+
+        @app.middleware
+        async def replies_share_the_session(context: AsyncBoltContext, next: Callable[[], Awaitable[Any]]) -> Any:
+            context["respond"] = SessionRespond(context.response_url, session, reply_timeout)
+            return await next()
+
     register_all(app, deps)
 
     @app.error
