@@ -246,11 +246,33 @@ async def run(n: int, rate: float, seconds: float) -> int:
     )
     three = results["PostgreSQL, 3 replicas"]
     print(
-        f"target: 3 replicas >= 2x one replica's throughput: {three[0] / one:.2f}x "
-        f"{'MET' if three[0] >= 2 * one else 'NOT MET'}; p99 submission->card < 1 s at {rate:.0f}/s on 3 replicas: "
-        f"{three[2] * 1000:.0f} ms {'MET' if three[2] < 1 else 'NOT MET'}"
+        f"3 replicas vs 1: {three[0] / one:.2f}x (a bigger machine shows scaling here; on {cores} cores the "
+        f"ceiling above is what counts)"
     )
-    return 0
+    # The targets (issue 12), each against the bare-Bolt baseline measured above in this run.
+    base_cpu = cpu_per["bare Bolt (baseline)"][0]
+    met_all = True
+
+    def target(line: str, met: bool) -> None:
+        nonlocal met_all
+        met_all = met_all and met
+        print(f"target: {line}: {'MET' if met else 'NOT MET'}")
+
+    print(f"bare Bolt CPU per request (ack + one post): {base_cpu:.2f} ms")
+    for label in ("SQLite, 1 process", "PostgreSQL, 1 replica"):
+        ratio = cpu_per[label][0] / base_cpu
+        target(f"{label}: CPU per escalation {cpu_per[label][0]:.1f} ms = {ratio:.1f}x bare Bolt (<= 5x)", ratio <= 5)
+    sqlite = results["SQLite, 1 process"]
+    target(f"SQLite, 1 process: throughput {sqlite[0] / base:.2f}x bare Bolt (>= 0.2x)", sqlite[0] >= 0.2 * base)
+    for label in ("SQLite, 1 process", "PostgreSQL, 1 replica"):
+        p99 = results[label][2]
+        target(f"{label}: p99 submission->card at {rate:.0f}/s {p99 * 1000:.0f} ms (< 250 ms)", p99 < 0.25)
+    target(
+        f"3 replicas: {three[0]:.0f}/s = {three[0] / machine_cap:.0%} of this machine's CPU ceiling "
+        f"{machine_cap:.0f}/s (>= 90%)",
+        three[0] >= 0.9 * machine_cap,
+    )
+    return 0 if met_all else 1
 
 
 if __name__ == "__main__":

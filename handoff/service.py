@@ -170,12 +170,13 @@ class HandoffService:
             # Replicas would queue on the workspace's counter row for as long as a transaction
             # holds it; take the number in a statement of its own instead. A number is only
             # skipped if storing then fails, or two submissions of one form race past this check.
-            async with self.db.read() as conn:
-                existing = await q.get_by_key(conn, workspace_id, key)
-            if existing is not None:
-                return Escalated(Handoff.from_row(existing), created=False)
             async with self.db.autocommit() as conn:
-                number = await q.take_number(conn, workspace_id)
+                number = await q.take_number_if_new(conn, workspace_id, key)
+                if number is None:
+                    existing = await q.get_by_key(conn, workspace_id, key)
+                    if existing is None:
+                        raise LookupError(f"workspace {workspace_id} does not exist")
+                    return Escalated(Handoff.from_row(existing), created=False)
         async with self.db.write() as conn:
             now = self.clock()
             row = await q.insert(

@@ -63,6 +63,19 @@ async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
     return int(number)
 
 
+async def take_number_if_new(conn: AsyncConnection, workspace_id: int, key: str) -> int | None:
+    """The workspace's next ESC number, in one statement, unless an escalation with this
+    idempotency key is already stored (None then, and no number is used up)."""
+    known = exists().where(handoffs.c.workspace_id == workspace_id, handoffs.c.idempotency_key == key)
+    number = await conn.scalar(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id, ~known)
+        .values(next_number=workspaces.c.next_number + 1)
+        .returning(workspaces.c.next_number)
+    )
+    return None if number is None else int(number)
+
+
 async def set_number(conn: AsyncConnection, workspace_id: int, handoff_id: int, number: int) -> Row[Any]:
     row = (
         await conn.execute(

@@ -7,14 +7,15 @@ mid-send leaves a lease that runs out, and another replica takes the row.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import Integer, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.handoffs import insert_ignore
 from storage.tables import handoffs, outbox, workspaces
 
 # The last_error of a row that is waiting (for its card, for a channel to be set up): not a failure.
@@ -108,21 +109,23 @@ async def enqueue_many(conn: AsyncConnection, rows: list[dict[str, Any]], now: d
         }
         for r in rows
     ]
-    result = await conn.execute(insert_ignore(conn, outbox, ["dedupe_key"]).values(values))
-    return result.rowcount or 0
+    # Many rows, one compiled statement (SQLAlchemy batches them into one INSERT … VALUES at run
+    # time): `.values(list)` would be compiled afresh each time, which cost more than running it.
+    result = await conn.execute(_enqueue_statement(conn.dialect.name), values)
+    return len(result.all())
 
 
-async def lease(
-    conn: AsyncConnection, *, owner: str, now: datetime, lease_for: timedelta, limit: int
-) -> list[OutboxItem]:
-    """Take up to `limit` due rows for `owner`. Counts an attempt on each.
+@functools.cache
+def _enqueue_statement(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING id: the ids back are the rows queued now."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    return insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(outbox.c.id)
 
-    On PostgreSQL, FOR UPDATE SKIP LOCKED lets replicas lease side by side
-    without waiting on each other; on SQLite the write transaction is already
-    exclusive.
-    """
+
+def _lease_statement() -> Any:
     earlier = outbox.alias("earlier")
     card = outbox.alias("card")
+    now = bindparam("now", type_=outbox.c.next_attempt_at.type)
     due = (
         select(outbox.c.id)
         .where(
@@ -150,19 +153,38 @@ async def lease(
             ),
         )
         .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
     # One statement, so on PostgreSQL the rows are locked only while it runs: a busy replica
     # never sits on rows the others could be sending.
-    rows = (
-        await conn.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(due.scalar_subquery()), outbox.c.status == "pending")
-            .values(lease_owner=owner, leased_until=now + lease_for, attempts=outbox.c.attempts + 1)
-            .returning(*outbox.c)
+    return (
+        update(outbox)
+        .where(outbox.c.id.in_(due.scalar_subquery()), outbox.c.status == "pending")
+        .values(
+            lease_owner=bindparam("owner"),
+            leased_until=bindparam("until", type_=outbox.c.leased_until.type),
+            attempts=outbox.c.attempts + 1,
         )
-    ).all()
+        .returning(*outbox.c)
+    )
+
+
+# Built once: the worker runs it many times a second, and building it is most of its cost.
+_LEASE = _lease_statement()
+
+
+async def lease(
+    conn: AsyncConnection, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+) -> list[OutboxItem]:
+    """Take up to `limit` due rows for `owner`. Counts an attempt on each.
+
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets replicas lease side by side
+    without waiting on each other; on SQLite the write transaction is already
+    exclusive.
+    """
+    params = {"now": now, "until": now + lease_for, "owner": owner, "limit": limit}
+    rows = (await conn.execute(_LEASE, params)).all()
     return sorted((OutboxItem.from_row(r) for r in rows), key=lambda i: i.id)
 
 
@@ -174,6 +196,23 @@ async def complete(conn: AsyncConnection, item_id: int, owner: str, now: datetim
         .values(status="sent", sent_at=now, leased_until=None, last_error=note)
     )
     return result.rowcount == 1
+
+
+_COMPLETE = (
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("item_id"),
+        outbox.c.lease_owner == bindparam("owner"),
+        outbox.c.status == "pending",
+    )
+    .values(status="sent", sent_at=bindparam("now"), leased_until=None, last_error=bindparam("note"))
+)
+
+
+async def complete_many(conn: AsyncConnection, done: list[tuple[int, str | None]], owner: str, now: datetime) -> None:
+    """Mark several rows sent in one statement (each with its note, as `complete`)."""
+    if done:
+        await conn.execute(_COMPLETE, [{"item_id": i, "owner": owner, "now": now, "note": n} for i, n in done])
 
 
 async def retry_later(
