@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from bot.sandbox.simulator import button_value
 from storage import sqlite_inline
 from storage.db import Database, WriteTurn
+from storage.grouped import Grouped
 from tests.conftest import ESC_CHANNEL, SENIORS, Bot
 from tests.helpers import FORM, escalate, open_form
 
@@ -144,3 +145,27 @@ async def test_metrics_show_the_event_loop_lag(bot: Bot) -> None:
         body = await r.text()
     count = next(line for line in body.splitlines() if line.startswith("event_loop_lag_seconds_count"))
     assert float(count.split()[-1]) >= 2
+
+
+async def test_writes_made_at_once_are_grouped_and_each_caller_waits_for_its_own() -> None:
+    written: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        await asyncio.sleep(0.01)  # a transaction takes a while; more callers arrive meanwhile
+        if 13 in items:
+            raise RuntimeError("the database said no")
+        written.append(items)
+
+    grouped: Grouped[int] = Grouped(write)
+
+    async def caller(i: int) -> int:
+        await asyncio.sleep(0.001 * (i % 5))
+        await grouped.add(i)
+        assert any(i in group for group in written)  # back only once its own item is stored
+        return i
+
+    results = await asyncio.gather(*(caller(i) for i in range(60)), return_exceptions=True)
+    failed = [i for i, r in enumerate(results) if isinstance(r, RuntimeError)]
+    assert 13 in failed and set(failed) == {i for i in range(60) if not any(i in g for g in written)}
+    assert sorted(i for g in written for i in g) == [i for i in range(60) if i not in failed]
+    assert len(written) + 1 < 10  # sixty writes, a handful of transactions

@@ -19,6 +19,7 @@ from bot.logs import log_context
 from handoff.service import utcnow
 from storage import outbox
 from storage.db import Database, StorageUnavailable
+from storage.grouped import Grouped
 from storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,9 @@ class DeliveryWorker:
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_result: Callable[[OutboxItem, DeliveryResult, float], None] | None = None
-        # Sends that went out, waiting to be marked sent together (one transaction for all that
-        # finish while the previous group is being written), each with its sender waiting.
-        self._sent: list[tuple[OutboxItem, Sent, asyncio.Future[None]]] = []
-        self._marking: asyncio.Task[None] | None = None
+        # Sends that went out are marked sent together: one transaction for all that finish while
+        # the previous group is being written.
+        self._sent: Grouped[tuple[OutboxItem, Sent]] = Grouped(self._mark_sent)
 
     def wake(self) -> None:
         self._wake.set()
@@ -169,38 +169,19 @@ class DeliveryWorker:
         finally:
             log_context.reset(token)
 
-    async def _mark_sent(self, item: OutboxItem, result: Sent) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sent.append((item, result, done))
-        if self._marking is None or self._marking.done():
-            self._marking = asyncio.create_task(self._mark_groups())
-        await done
-
-    async def _mark_groups(self) -> None:
-        while self._sent:
-            await asyncio.sleep(0)  # sends finishing in this same turn of the loop join the group
-            group, self._sent = self._sent, []
-            now = utcnow()
-            try:
-                async with self.db.single() as conn:
-                    await outbox.complete_many(conn, [(i.id, r.note) for i, r, _ in group], self.owner, now)
-                    for i, r, _ in group:
-                        if r.rendered_version is not None and i.handoff_id is not None:
-                            await outbox.coalesce_card_updates(conn, i.handoff_id, r.rendered_version, now)
-            except Exception as exc:
-                for _, _, done in group:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, _, done in group:
-                    if not done.done():
-                        done.set_result(None)
+    async def _mark_sent(self, group: list[tuple[OutboxItem, Sent]]) -> None:
+        now = utcnow()
+        async with self.db.single() as conn:
+            await outbox.complete_many(conn, [(i.id, r.note) for i, r in group], self.owner, now)
+            for i, r in group:
+                if r.rendered_version is not None and i.handoff_id is not None:
+                    await outbox.coalesce_card_updates(conn, i.handoff_id, r.rendered_version, now)
 
     async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:
         now = utcnow()
         try:
             if isinstance(result, Sent):
-                await self._mark_sent(item, result)
+                await self._sent.add((item, result))
                 return
             async with self.db.single() as conn:
                 if isinstance(result, Defer):
