@@ -188,7 +188,9 @@ class Soak:
             "type": "modal",
             "callback_id": "resolve_note",
             "private_metadata": ResolveMeta(h=hid, channel=CHANNEL).dump(),
-            "blocks": [{"type": "input", "block_id": "note", "element": {"type": "plain_text_input"}}],
+            "blocks": [
+                {"type": "input", "block_id": "note", "element": {"type": "plain_text_input", "action_id": "value"}}
+            ],
         }
         answer = await self.sim.submit(holder, form, {"note": "Cleared the cache"})
         await self._ok("resolve", answer)
