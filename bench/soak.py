@@ -283,7 +283,7 @@ async def run(seconds: float, rate: float, fail: float, db: str, warmup: float) 
             rss_end = rss_mb(bot.proc.pid)
             async with session.get(bot.url + "/metrics") as r:
                 lag_end = lag_buckets(await r.text())
-            async with session.get(fake.url + "/_fake/state?since=999999999&replies_since=999999999") as r:
+            async with session.get(fake.url + "/_fake/state?since=999999999&replies_since=999999999&calls=1") as r:
                 calls = (await r.json())["calls"]
         dead, pending = await dead_rows(url)
     finally:

@@ -179,6 +179,10 @@ class HandoffService:
                     return Escalated(Handoff.from_row(existing), created=False)
         async with self.db.write() as conn:
             now = self.clock()
+            if number is None:
+                # SQLite: one writer at a time anyway, so the number is taken inside, and stays dense:
+                # a re-submission below rolls the whole transaction back, the number with it.
+                number = await q.take_number(conn, workspace_id)
             row = await q.insert(
                 conn,
                 {
@@ -231,10 +235,6 @@ class HandoffService:
                 now,
             )
             await self._refresh_homes(conn, workspace_id, now)
-            if number is None:
-                # SQLite: one writer at a time anyway, so the number is taken last, inside, and dense.
-                number = await q.take_number(conn, workspace_id)
-                row = await q.set_number(conn, workspace_id, new_id, number)
             h = Handoff.from_row(row)
         self._committed()
         return Escalated(h, created=True)

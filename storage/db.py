@@ -264,7 +264,8 @@ class Database:
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            if mode != "NONE":  # NONE: each statement its own transaction (reads that need no snapshot)
+                conn.exec_driver_sql(f"BEGIN {mode}")
 
     @property
     def transactional_engine(self) -> AsyncEngine:
@@ -365,9 +366,10 @@ class Database:
 
     @property
     def _autocommit(self) -> dict[str, Any]:
-        # SQLite: no option. Its reads begin a deferred transaction either way (the hook above), and
-        # switching the driver's isolation level there and back costs two trips to aiosqlite's thread.
-        return {"isolation_level": "AUTOCOMMIT"} if self.dialect == "postgresql" else {}
+        # SQLite: no BEGIN at all, so each statement is its own transaction, as PostgreSQL's
+        # AUTOCOMMIT. (Not the driver's isolation level: switching it there and back costs two trips
+        # to aiosqlite's thread.)
+        return {"isolation_level": "AUTOCOMMIT"} if self.dialect == "postgresql" else {"sqlite_begin": "NONE"}
 
     async def problem(self, timeout: float = CONNECT_TIMEOUT + 2, *, write: bool = True) -> str | None:
         """Why the bot could not work with this database right now (unreachable, refusing the login,

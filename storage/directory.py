@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -75,13 +75,19 @@ async def home_opened(conn: AsyncConnection, workspace_id: int, user_id: str, no
     )
 
 
-async def home_viewers_since(conn: AsyncConnection, workspace_id: int, since: datetime, limit: int) -> list[str]:
-    rows = await conn.execute(
-        select(home_viewers.c.user_id)
-        .where(home_viewers.c.workspace_id == workspace_id, home_viewers.c.opened_at >= since)
-        .order_by(home_viewers.c.opened_at.desc())
-        .limit(limit)
+_HOME_VIEWERS = (
+    select(home_viewers.c.user_id)
+    .where(
+        home_viewers.c.workspace_id == bindparam("ws"),
+        home_viewers.c.opened_at >= bindparam("since", type_=home_viewers.c.opened_at.type),
     )
+    .order_by(home_viewers.c.opened_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)  # built once: every escalation asks
+
+
+async def home_viewers_since(conn: AsyncConnection, workspace_id: int, since: datetime, limit: int) -> list[str]:
+    rows = await conn.execute(_HOME_VIEWERS, {"ws": workspace_id, "since": since, "limit": limit})
     return [r[0] for r in rows]
 
 

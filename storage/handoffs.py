@@ -7,10 +7,11 @@ it won; nothing here reads a row and then writes based on what it read.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, exists, func, select, update
+from sqlalchemy import Row, and_, bindparam, case, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,14 +51,41 @@ async def get_workspace(conn: AsyncConnection, workspace_id: int) -> Row[Any] | 
     return (await conn.execute(select(workspaces).where(workspaces.c.id == workspace_id))).first()
 
 
+# The statements of the path every escalation takes are built once: building one (and its cache
+# key) cost SQLAlchemy more than running it.
+_TAKE_NUMBER = (
+    update(workspaces)
+    .where(workspaces.c.id == bindparam("ws"))
+    .values(next_number=workspaces.c.next_number + 1)
+    .returning(workspaces.c.next_number)
+)
+_GET = select(handoffs).where(handoffs.c.id == bindparam("id"), handoffs.c.workspace_id == bindparam("ws"))
+_ADD_EVENT = handoff_events.insert()
+_SET_CARD = (
+    update(handoffs)
+    .where(
+        handoffs.c.id == bindparam("h_id"),
+        handoffs.c.workspace_id == bindparam("ws"),
+        handoffs.c.card_ref.is_(None),
+    )
+    .values(card_channel=bindparam("channel"), card_ref=bindparam("ref"), card_url=bindparam("url"))
+)
+_SET_CARD_AND_SIMILAR = _SET_CARD.values(similar=bindparam("h_similar", type_=handoffs.c.similar.type))
+
+
+@functools.cache
+def _insert_statement(dialect: str) -> Any:
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    return (
+        insert(handoffs)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
+        .returning(*handoffs.c)
+    )
+
+
 async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
     """The workspace's next ESC number (the counter row is locked until the transaction ends)."""
-    number = await conn.scalar(
-        update(workspaces)
-        .where(workspaces.c.id == workspace_id)
-        .values(next_number=workspaces.c.next_number + 1)
-        .returning(workspaces.c.next_number)
-    )
+    number = await conn.scalar(_TAKE_NUMBER, {"ws": workspace_id})
     if number is None:
         raise LookupError(f"workspace {workspace_id} does not exist")
     return int(number)
@@ -76,26 +104,8 @@ async def take_number_if_new(conn: AsyncConnection, workspace_id: int, key: str)
     return None if number is None else int(number)
 
 
-async def set_number(conn: AsyncConnection, workspace_id: int, handoff_id: int, number: int) -> Row[Any]:
-    row = (
-        await conn.execute(
-            update(handoffs)
-            .where(handoffs.c.id == handoff_id, handoffs.c.workspace_id == workspace_id)
-            .values(number=number)
-            .returning(*handoffs.c)
-        )
-    ).first()
-    assert row is not None
-    return row
-
-
-# ---- handoffs -------------------------------------------------------------
-
-
 async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[Any] | None:
-    return (
-        await conn.execute(select(handoffs).where(handoffs.c.id == handoff_id, handoffs.c.workspace_id == workspace_id))
-    ).first()
+    return (await conn.execute(_GET, {"id": handoff_id, "ws": workspace_id})).first()
 
 
 async def get_by_key(conn: AsyncConnection, workspace_id: int, key: str) -> Row[Any] | None:
@@ -118,8 +128,7 @@ async def get_by_card(conn: AsyncConnection, workspace_id: int, channel: str, re
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
     """Insert a handoff and return it; None if its idempotency key is already taken in the workspace."""
-    stmt = insert_ignore(conn, handoffs, ["workspace_id", "idempotency_key"]).values(**values).returning(*handoffs.c)
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(_insert_statement(conn.dialect.name), values)).first()
 
 
 def _scoped(workspace_id: int, handoff_id: int) -> Any:
@@ -212,12 +221,11 @@ async def set_card(
 ) -> bool:
     """Record where the card was posted (and the similar resolutions it shows), once: a second
     post can never move it."""
-    values: dict[str, Any] = {"card_channel": channel, "card_ref": ref, "card_url": url}
-    if similar is not None:
-        values["similar"] = similar
-    result = await conn.execute(
-        update(handoffs).where(_scoped(workspace_id, handoff_id), handoffs.c.card_ref.is_(None)).values(**values)
-    )
+    params: dict[str, Any] = {"h_id": handoff_id, "ws": workspace_id, "channel": channel, "ref": ref, "url": url}
+    if similar is None:
+        result = await conn.execute(_SET_CARD, params)
+    else:
+        result = await conn.execute(_SET_CARD_AND_SIMILAR, {**params, "h_similar": similar})
     return result.rowcount == 1
 
 
@@ -232,9 +240,8 @@ async def add_event(
     data: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(
-        handoff_events.insert().values(
-            workspace_id=workspace_id, handoff_id=handoff_id, kind=kind, actor=actor, at=at, data=data
-        )
+        _ADD_EVENT,
+        {"workspace_id": workspace_id, "handoff_id": handoff_id, "kind": kind, "actor": actor, "at": at, "data": data},
     )
 
 

@@ -284,9 +284,22 @@ async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime
     return await _wake(conn, outbox.c.workspace_id == workspace_id, now)
 
 
+_WAKE_WAITING = (
+    update(outbox)
+    .where(
+        outbox.c.handoff_id == bindparam("hid"),
+        outbox.c.status == "pending",
+        outbox.c.next_attempt_at > bindparam("now", type_=outbox.c.next_attempt_at.type),
+        outbox.c.last_error.like(WAITING + "%"),
+    )
+    .values(next_attempt_at=bindparam("now", type_=outbox.c.next_attempt_at.type))
+)  # built once: every card posted runs it
+
+
 async def wake_waiting(conn: AsyncConnection, handoff_id: int, now: datetime) -> int:
     """Make rows that were waiting on this handoff (for its card to be posted) due now."""
-    return await _wake(conn, outbox.c.handoff_id == handoff_id, now)
+    result = await conn.execute(_WAKE_WAITING, {"hid": handoff_id, "now": now})
+    return result.rowcount or 0
 
 
 async def coalesce_card_updates(conn: AsyncConnection, handoff_id: int, version: int, now: datetime) -> int:

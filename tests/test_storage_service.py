@@ -67,6 +67,10 @@ async def test_numbers_are_unique_and_dense_per_workspace(db: Database) -> None:
     other = await service.workspace_id("slack", "T0TWO")
     results = await asyncio.gather(*(service.escalate(ws, "U1", DRAFT, key=f"k{i}") for i in range(20)))
     assert sorted(r.handoff.number for r in results) == list(range(1, 21))
+    # A form submitted again is the same escalation and uses up no number.
+    again = await service.escalate(ws, "U1", DRAFT, key="k3")
+    assert not again.created and again.handoff.number == results[3].handoff.number
+    assert (await service.escalate(ws, "U1", DRAFT, key="k20")).handoff.number == 21
     theirs = await service.escalate(other, "U1", DRAFT, key="k0")
     assert theirs.handoff.number == 1 and theirs.created
 

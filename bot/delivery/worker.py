@@ -174,7 +174,8 @@ class DeliveryWorker:
         async with self.db.single() as conn:
             await outbox.complete_many(conn, [(i.id, r.note) for i, r in group], self.owner, now)
             for i, r in group:
-                if r.rendered_version is not None and i.handoff_id is not None:
+                # Version 1 is the card as first posted: every update was queued by a later version.
+                if r.rendered_version is not None and r.rendered_version > 1 and i.handoff_id is not None:
                     await outbox.coalesce_card_updates(conn, i.handoff_id, r.rendered_version, now)
 
     async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:

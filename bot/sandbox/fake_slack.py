@@ -354,7 +354,7 @@ class FakeSlack(SlackMethods, Watched):
             }
 
         counts: dict[str, dict[str, int]] = {}
-        for c in self.calls:
+        for c in self.calls if "calls" in request.query else ():  # a long run asks only at the end
             entry = counts.setdefault(c.method, {"ok": 0, "failed": 0})
             entry["ok" if c.ok else "failed"] += 1
         since = int(request.query.get("since", 0))

@@ -48,6 +48,7 @@ class SlackMethods:
             self.add_channel(cid, name, private=True)
         self.usergroups: dict[str, list[str]] = dict(usergroups or {})
         self.messages: list[Message] = []
+        self._by_place: dict[tuple[str, str], Message] = {}  # (channel, ts): a long run finds in O(1)
         self.replies: list[Reply] = []
         self.views: list[dict[str, Any]] = []
         self.uploads: dict[str, dict[str, Any]] = {}  # file id -> {filename, length, data, ...}
@@ -81,14 +82,15 @@ class SlackMethods:
         if channel not in self.channels:
             self.add_channel(channel, bot_member=False)
         msg = Message(channel=channel, ts=self._new_ts(), text=text, blocks=None, thread_ts=thread_ts, user=user)
+        return self._keep(msg)
+
+    def _keep(self, msg: Message) -> Message:
         self.messages.append(msg)
+        self._by_place[(msg.channel, msg.ts)] = msg
         return msg
 
     def find(self, channel: str, ts: str) -> Message | None:
-        for m in self.messages:
-            if m.channel == channel and m.ts == ts:
-                return m
-        return None
+        return self._by_place.get((channel, ts))
 
     def _conversation(self, cid: str) -> tuple[Channel | None, str | None]:
         """The channel a call names (a DM counts, opened on demand), or the error Slack gives."""
@@ -179,7 +181,7 @@ class SlackMethods:
             to_user=to_user,
             metadata=maybe_json(args.get("metadata")),
         )
-        self.messages.append(msg)
+        self._keep(msg)
         return {"ok": True, "channel": channel.id, "ts": msg.ts, "message": {"text": text, "ts": msg.ts}}
 
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -370,7 +372,7 @@ class SlackMethods:
             shared.append({"id": f["id"], "title": f.get("title"), "name": up["filename"]})
         if args.get("channel_id") and shared:
             # Sharing into a channel is a message there, as Slack shows it in the channel's history.
-            self.messages.append(
+            self._keep(
                 Message(
                     channel=str(args["channel_id"]),
                     ts=self._new_ts(),
