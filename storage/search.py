@@ -30,6 +30,35 @@ _POSTGRES = text(
 
 
 PAIR_TERMS = 12  # at most 66 pairs
+# A word found in more resolved escalations than this pairs with nothing: every row a pair matches is
+# ranked, and a pair of two everyday words ("large accounts") matches thousands. Such words still
+# count when the matches are weighed (handoff/similar.py), and are used when nothing rarer is left.
+COMMON = 500
+WITHOUT_COMMON_LIMIT = 200
+
+
+def _counts_sql(pg: bool, n: int) -> Any:
+    if pg:
+        one = (
+            "(SELECT count(*) FROM (SELECT 1 FROM handoffs h WHERE h.workspace_id = :ws AND h.status = 'resolved' "
+            "AND h.search_vector @@ to_tsquery('english', :t{i}) LIMIT :cap) x{i})"
+        )
+    else:
+        one = "(SELECT count(*) FROM (SELECT 1 FROM handoffs_fts WHERE handoffs_fts MATCH :t{i} LIMIT :cap))"
+    return text("SELECT " + ", ".join(one.format(i=i) for i in range(n)))
+
+
+async def _pairable(conn: AsyncConnection, workspace_id: int, head: list[str], pg: bool) -> list[str]:
+    """The words of `head` worth pairing: those not COMMON (counted up to COMMON + 1, in one
+    statement), or, if fewer than two are, the two rarest."""
+    params: dict[str, Any] = {"ws": workspace_id, "cap": COMMON + 1}
+    params.update({f"t{i}": (t if pg else f'"{t}"') for i, t in enumerate(head)})
+    counts = list((await conn.execute(_counts_sql(pg, len(head)), params)).one())
+    rare = [t for t, n in zip(head, counts, strict=True) if n <= COMMON]
+    if len(rare) >= 2:
+        return rare
+    by_rarity = sorted(zip(counts, range(len(head)), head, strict=True))
+    return [t for _, _, t in sorted(by_rarity[:2], key=lambda c: c[1])]
 
 
 async def resolved_candidates(
@@ -47,10 +76,15 @@ async def resolved_candidates(
     share one common word (no use to the caller, who wants two in common), which is what keeps
     this fast on a big history.
     """
-    head = list(dict.fromkeys(t for t in terms if t.isalnum()))[:PAIR_TERMS]
-    if len(head) < 2:
+    words = list(dict.fromkeys(t for t in terms if t.isalnum()))[: PAIR_TERMS + 6]
+    if len(words) < 2:
         return []
     pg = conn.dialect.name == "postgresql"
+    head = (await _pairable(conn, workspace_id, words, pg))[:PAIR_TERMS]
+    if len(head) < len(words):
+        # The ranking no longer sees the common words: hand over more candidates, and let the caller's
+        # count of shared words (which does see them) choose among them.
+        limit = max(limit, WITHOUT_COMMON_LIMIT)
     quote = (lambda t: t) if pg else (lambda t: f'"{t}"')
     AND, OR = (" & ", " | ") if pg else (" AND ", " OR ")
     q = OR.join(f"({quote(a)}{AND}{quote(b)})" for i, a in enumerate(head) for b in head[i + 1 :])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from handoff.domain import Draft, Escalated, Handoff, Severity, Won
 from handoff.service import HandoffService
+from storage import search
 from storage.db import Database
 
 CORPUS = [
@@ -98,3 +101,26 @@ async def test_a_slow_lookup_never_holds_the_card_back(db: Database) -> None:
     assert out_of_time.similar is None  # the card goes out without them...
     stored = await service.get(ws, made.handoff.id)
     assert stored is not None and stored.similar is None  # ...and nothing false ("none similar") is kept
+
+
+async def test_everyday_words_do_not_crowd_out_the_best_match(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "large accounts" is in more resolved escalations than COMMON: pairs of such words would make the
+    # index rank them all (slow on a big history), so they pair with nothing. The one resolution that
+    # shares them *and* the rarer words must still come first, though the index now ranks it among
+    # forty that share only the rarer words (and, being long, ranks it last).
+    monkeypatch.setattr(search, "COMMON", 50)
+    monkeypatch.setattr(search, "WITHOUT_COMMON_LIMIT", 60)
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    for i in range(40):
+        await _resolved(service, ws, f"near-{i}", f"SSO loops on login, tenant {i}", "Cleared the session")
+    for i in range(60):
+        await _resolved(service, ws, f"noise-{i}", f"Dashboard slow for large accounts ({i})", "Cached it")
+    long_story = " ".join(["The customer walked us through every step of their setup again."] * 6)
+    best = await _resolved(
+        service, ws, "best", f"SSO loops on login on large accounts. {long_story}", "Raised the SAML clock skew"
+    )
+    again = Draft(summary="SSO loops on login again, on large accounts", severity=Severity.P2, tried="")
+    probe = await service.escalate(ws, "UJUNIOR", again, key="p")
+    found = await service.similar_resolved(ws, probe.handoff)
+    assert found and found[0]["number"] == best.number, found
