@@ -79,10 +79,11 @@ async def start_cluster(pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3
         "OUTBOX_POLL_SECONDS": "0.5",
         "SLACK_API_TIMEOUT_SECONDS": "8",
         "LOG_LEVEL": "WARNING",
-        # 3 x (5 + 10) connections: the suite shares this PostgreSQL server (max_connections 100) with
+        # 3 x (8 + 10) connections: the suite shares this PostgreSQL server (max_connections 100) with
         # the tests running beside these (pytest-xdist), and "too many clients" there is not what these
-        # tests are about. (At 10 + 10 each, the claim storm met it once replies got faster.)
-        "DATABASE_POOL_SIZE": "5",
+        # tests are about (at 10 + 10 each the claim storm met it once replies got faster; at 5 + 10
+        # the 500-submission burst spent its time opening and closing overflow connections).
+        "DATABASE_POOL_SIZE": "8",
     }
     replicas = [ServeProcess(env, cwd=tmp_path, log_path=tmp_path / f"replica{i}.log").start() for i in range(n)]
     await asyncio.gather(*(r.wait_ready() for r in replicas))

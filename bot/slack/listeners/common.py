@@ -3,6 +3,7 @@ here, and opening a form inside the trigger's 3 seconds."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -90,6 +91,11 @@ def guarded(listener: Listener) -> Listener:
 
     @functools.wraps(listener)
     async def run(**kwargs: Any) -> Any:
+        # Bolt runs a listener as a task it keeps no reference to; asyncio holds tasks only weakly, so
+        # one waiting on a future nothing else holds could be collected mid-flight. Hold it until done.
+        task = asyncio.current_task()
+        if task is not None:
+            _IN_FLIGHT.add(task)
         try:
             return await listener(**kwargs)
         except Exception as exc:
@@ -110,5 +116,11 @@ def guarded(listener: Listener) -> Listener:
                 except Exception as reply_error:  # best effort: the failure is logged above
                     log.warning("could not tell the user about the failure: %s", type(reply_error).__name__)
             return None
+        finally:
+            if task is not None:
+                _IN_FLIGHT.discard(task)
 
     return run  # type: ignore[return-value]
+
+
+_IN_FLIGHT: set[asyncio.Task[Any]] = set()
