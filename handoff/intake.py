@@ -1,0 +1,191 @@
+"""Taking escalations in: storing one (once per form), the similar past resolutions its card
+shows, the thread it came from, and what the platforms report back about its card."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+from handoff import similar
+from handoff.core import (
+    SIMILAR_BUDGET_SECONDS,
+    DuplicateKey,
+    ServiceCore,
+)
+from handoff.domain import (
+    Draft,
+    Escalated,
+    Handoff,
+    Outbound,
+    Status,
+)
+from storage import handoffs as q
+from storage import outbox, search
+
+log = logging.getLogger(__name__)
+
+
+class Intake(ServiceCore):
+    # ---- escalate ---------------------------------------------------------
+
+    async def escalate(self, workspace_id: int, requester_id: str, draft: Draft, *, key: str) -> Escalated:
+        """Store an escalation and queue its card. The same key twice stores it once."""
+        try:
+            return await self._escalate(workspace_id, requester_id, draft, key)
+        except DuplicateKey:
+            async with self.db.read() as conn:
+                row = await q.get_by_key(conn, workspace_id, key)
+            assert row is not None
+            return Escalated(Handoff.from_row(row), created=False)
+
+    async def _escalate(self, workspace_id: int, requester_id: str, draft: Draft, key: str) -> Escalated:
+        number: int | None = None
+        if self.db.is_postgres:
+            # Replicas would queue on the workspace's counter row for as long as a transaction
+            # holds it; take the number in a statement of its own instead. A number is only
+            # skipped if storing then fails, or two submissions of one form race past this check.
+            async with self.db.autocommit() as conn:
+                number = await q.take_number_if_new(conn, workspace_id, key)
+                if number is None:
+                    existing = await q.get_by_key(conn, workspace_id, key)
+                    if existing is None:
+                        raise LookupError(f"workspace {workspace_id} does not exist")
+                    return Escalated(Handoff.from_row(existing), created=False)
+        async with self.db.write() as conn:
+            now = self.clock()
+            if number is None:
+                # SQLite: one writer at a time anyway, so the number is taken inside, and stays dense:
+                # a re-submission below rolls the whole transaction back, the number with it.
+                number = await q.take_number(conn, workspace_id)
+            row = await q.insert(
+                conn,
+                {
+                    "workspace_id": workspace_id,
+                    "number": number,
+                    "status": Status.OPEN.value,
+                    "severity": draft.severity.value,
+                    "category": draft.category,
+                    "summary": draft.summary,
+                    "details": draft.details,
+                    "tried": draft.tried,
+                    "customer": draft.customer,
+                    "links": draft.links,
+                    "transcript": draft.transcript,
+                    "source": draft.source,
+                    "requester_id": requester_id,
+                    "requested_senior_id": draft.requested_senior_id,
+                    "origin_channel": draft.origin_channel,
+                    "version": 1,
+                    "idempotency_key": key,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            if row is None:
+                raise DuplicateKey(key)  # a re-submission: nothing new
+            new_id = row._mapping["id"]
+            await q.add_event(
+                conn,
+                workspace_id=workspace_id,
+                handoff_id=new_id,
+                kind="created",
+                actor=requester_id,
+                at=now,
+                data={"severity": draft.severity.value},
+            )
+            common = {"workspace_id": workspace_id, "handoff_id": new_id, "handoff_version": 1}
+            await outbox.enqueue_many(
+                conn,
+                [
+                    {**common, "kind": Outbound.POST_CARD, "dedupe_key": f"post_card:{new_id}"},
+                    # Queued now so it is first in the requester's lane; it waits until the card is up.
+                    {
+                        **common,
+                        "kind": Outbound.NOTIFY_REQUESTER,
+                        "dedupe_key": f"notify:{new_id}:created",
+                        "payload": {"what": "created", "actor": requester_id},
+                    },
+                ],
+                now,
+            )
+            await self._refresh_homes(conn, workspace_id, now)
+            h = Handoff.from_row(row)
+        self._committed()
+        return Escalated(h, created=True)
+
+    # ---- similar past resolutions, the thread an escalation came from ---------
+
+    async def similar_resolved(self, workspace_id: int, h: Handoff, limit: int = 3) -> list[dict[str, Any]]:
+        """Up to `limit` resolved escalations of this workspace that look like `h`, best first."""
+        terms = similar.query_terms(h.summary, h.details, h.tried)
+        async with self.db.read(heavy=True) as conn:
+            candidates = await search.resolved_candidates(conn, workspace_id, terms, exclude_id=h.id)
+        return [m.as_json() for m in similar.pick(terms, candidates, limit)]
+
+    async def with_similar(self, h: Handoff, *, budget: float = SIMILAR_BUDGET_SECONDS) -> Handoff:
+        """The handoff with its similar resolutions: those kept when its card was posted, or found now
+        (to be kept by `card_posted`). The card does not wait longer than `budget` for them: past
+        it, the card goes out without."""
+        if h.similar is not None:
+            return h
+        try:
+            async with asyncio.timeout(budget):
+                found = await self.similar_resolved(h.workspace_id, h)
+        except TimeoutError:
+            log.warning("%s: similar resolutions took over %.1f s; the card goes out without them", h.ref, budget)
+            return h
+        return replace(h, similar=found)
+
+    async def record_thread(
+        self, h: Handoff, transcript: list[dict[str, Any]] | None, source: dict[str, Any]
+    ) -> Handoff:
+        async with self.db.write() as conn:
+            await q.set_transcript(conn, h.workspace_id, h.id, transcript, source)
+        return replace(h, transcript=transcript, source=source)
+
+    # ---- what the platforms report back ----------------------------------
+
+    async def card_failure(self, handoff_id: int) -> str | None:
+        """Why a handoff's card will not be posted (its post died), or None."""
+        async with self.db.read() as conn:
+            return await outbox.card_failure(conn, handoff_id)
+
+    async def channel_ready(self, workspace_id: int) -> int:
+        """A channel was set up in this workspace: what was waiting for one goes out now."""
+        async with self.db.single() as conn:
+            woken = await outbox.wake_workspace(conn, workspace_id, self.clock())
+        if woken:
+            self._committed()
+        return woken
+
+    async def card_posted(
+        self,
+        workspace_id: int,
+        handoff_id: int,
+        *,
+        channel: str,
+        ref: str,
+        url: str | None,
+        similar: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Remember the card's place (and the similar resolutions it shows), once, and release the
+        messages that were waiting for it."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar)
+            if first:
+                await q.add_event(
+                    conn,
+                    workspace_id=workspace_id,
+                    handoff_id=handoff_id,
+                    kind="posted",
+                    actor=None,
+                    at=now,
+                    data={"channel": channel, "ref": ref},
+                )
+                await outbox.wake_waiting(conn, handoff_id, now)
+        if first:
+            self._committed()
+        return first
