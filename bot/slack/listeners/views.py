@@ -36,7 +36,9 @@ def save_budget(context: AsyncBoltContext) -> float:
     before the handler even started, and an answer after them is lost."""
     received = context.get("received_at")
     spent = time.perf_counter() - received if received is not None else 0.0
-    return max(0.2, SAVE_BUDGET_SECONDS - spent)
+    # Nothing left: answer "press again" now, while Slack still listens, rather than try a little
+    # longer and answer after the 3 s (Slack then shows the person an error of its own).
+    return max(0.0, SAVE_BUDGET_SECONDS - spent)
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
