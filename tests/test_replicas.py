@@ -23,6 +23,7 @@ from bot.sandbox.fake_slack import Fail, FakeSlack, Message
 from bot.sandbox.faults import APPLIED_THEN_500, APPLIED_THEN_RESET
 from bot.sandbox.process import ServeProcess
 from bot.sandbox.simulator import SlackSimulator, button_value
+from bot.slack import messages
 from bot.slack.modals import escalate_modal
 from tests.conftest import ESC_CHANNEL, PG_URL, SECRET, TEAM, TOKEN, _drop_pg_database, _fresh_pg_database
 from tests.helpers import FORM, card_text, eventually, outbox_quiet
@@ -30,7 +31,8 @@ from tests.private_pg import PrivatePostgres, private_postgres
 
 pytestmark = [
     pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set: replica tests need PostgreSQL"),
-    pytest.mark.xdist_group("replicas"),  # three bot processes each: one such test at a time
+    # Three bot processes each: one such test at a time, and never beside the fuzz suite (same group).
+    pytest.mark.xdist_group("replicas"),
 ]
 
 # Refused (429, 500 before doing anything), slow (answered after 5 s), and ambiguous: Slack took the
@@ -165,18 +167,28 @@ async def test_claim_storm_across_three_replicas_one_winner_per_card(cluster: Cl
     by_number = {int(re.search(r"ESC-(\d+)", m.text).group(1)): m for m in cards(fake)}  # type: ignore[union-attr]
     assert len(by_number) == n_cards
 
-    clicks = []
-    for number, card in by_number.items():
-        value = button_value(card, "claim")
-        for j in range(clickers):
-            user = f"U{number:03d}SENIOR{j}"
-            clicks.append(c.sims[(number + j) % 3].click(user, card, "claim", value=value))
-    answers = await asyncio.gather(*clicks)
-    assert Counter(a.status for a in answers) == {200: n_cards * clickers}
-    await fake.wait_for(lambda: len(fake.replies) >= n_cards * clickers, timeout=60)
+    who = [(number, card, j) for number, card in by_number.items() for j in range(clickers)]
+    expected = 0
+    for _ in range(5):
+        clicks = [
+            c.sims[(number + j) % 3].click(f"U{number:03d}SENIOR{j}", card, "claim", value=button_value(card, "claim"))
+            for number, card, j in who
+        ]
+        answers = await asyncio.gather(*clicks)
+        assert Counter(a.status for a in answers) == {200: len(who)}
+        expected += len(who)
+        await fake.wait_for(lambda n=expected: len(fake.replies) >= n, timeout=60)
+        # A replica starved of CPU (the suite runs beside this) may tell someone its database did not
+        # answer in time; that person clicks again, as the reply asks.
+        last = {r.user: r for r in fake.replies}
+        who = [(n, card, j) for n, card, j in who if last[f"U{n:03d}SENIOR{j}"].text == messages.TRY_AGAIN]
+        if not who:
+            break
+    assert not who, f"{len(who)} clicks were still told to try again after five tries"
 
     for number in by_number:
-        replies = [r for r in fake.replies if r.user.startswith(f"U{number:03d}SENIOR")]
+        latest = {r.user: r for r in fake.replies if r.user.startswith(f"U{number:03d}SENIOR")}
+        replies = list(latest.values())
         assert len(replies) == clickers
         winners = [r.user for r in replies if r.text.startswith(f"You claimed ESC-{number}")]
         assert len(winners) == 1, (number, [r.text for r in replies])
