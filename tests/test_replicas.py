@@ -167,11 +167,12 @@ async def test_claim_storm_across_three_replicas_one_winner_per_card(cluster: Cl
     by_number = {int(re.search(r"ESC-(\d+)", m.text).group(1)): m for m in cards(fake)}  # type: ignore[union-attr]
     assert len(by_number) == n_cards
 
+    values = {number: button_value(card, "claim") for number, card in by_number.items()}  # the card as posted
     who = [(number, card, j) for number, card in by_number.items() for j in range(clickers)]
     expected = 0
     for _ in range(5):
         clicks = [
-            c.sims[(number + j) % 3].click(f"U{number:03d}SENIOR{j}", card, "claim", value=button_value(card, "claim"))
+            c.sims[(number + j) % 3].click(f"U{number:03d}SENIOR{j}", card, "claim", value=values[number])
             for number, card, j in who
         ]
         answers = await asyncio.gather(*clicks)
