@@ -34,6 +34,7 @@ from bench.common import (
     Child,
     fake_state,
     ms,
+    slack_bot_env,
     start_fake_slack,
     storm,
     summary,
@@ -91,16 +92,7 @@ async def run(cards: int, clicks: int) -> int:
         tmp / "bare_bolt.log",
     )
     bot = ServeProcess(
-        {
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_BASE_URL": fake.url + "/api/",
-            "SLACK_ESCALATION_CHANNEL": CHANNEL,
-            "LOG_LEVEL": "WARNING",
-        },
-        cwd=tmp,
-        log_path=tmp / "serve.log",
+        slack_bot_env(f"sqlite+aiosqlite:///{tmp / 'bench.db'}", fake), cwd=tmp, log_path=tmp / "serve.log"
     ).start()
     try:
         await asyncio.gather(bot.wait_ready(), floor.wait("/healthz"))

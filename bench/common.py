@@ -114,6 +114,18 @@ def start_fake_slack(log_dir: Path) -> Child:
     )
 
 
+def slack_bot_env(database_url: str, fake: Child, log_level: str = "WARNING") -> dict[str, str]:
+    """The environment of an `escalation-bot serve` that talks to the bench's fake Slack."""
+    return {
+        "DATABASE_URL": database_url,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_BASE_URL": fake.url + "/api/",
+        "SLACK_ESCALATION_CHANNEL": CHANNEL,
+        "LOG_LEVEL": log_level,
+    }
+
+
 async def fake_state(session: aiohttp.ClientSession, fake: Child) -> dict:
     async with session.get(fake.url + "/_fake/state") as r:
         return await r.json()

@@ -39,6 +39,7 @@ from bench.common import (
     drop_pg,
     fresh_pg,
     percentile,
+    slack_bot_env,
     start_fake_slack,
 )
 from bot.sandbox.process import ServeProcess, free_port
@@ -177,14 +178,7 @@ async def run(n: int, rate: float, seconds: float) -> int:
                     url = f"sqlite+aiosqlite:///{tmp / f'intake-{uuid.uuid4().hex[:6]}.db'}"
                 else:
                     url, pg_name = await fresh_pg()
-                env = {
-                    "DATABASE_URL": url,
-                    "SLACK_BOT_TOKEN": TOKEN,
-                    "SLACK_SIGNING_SECRET": SECRET,
-                    "SLACK_API_BASE_URL": fake.url + "/api/",
-                    "SLACK_ESCALATION_CHANNEL": CHANNEL,
-                    "LOG_LEVEL": "WARNING",
-                }
+                env = slack_bot_env(url, fake)
                 # One replica migrates first so the others start on a ready schema.
                 first = ServeProcess(env, cwd=tmp, log_path=tmp / f"{kind}-0.log").start()
                 procs.append(first)

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CHANNEL, SECRET, TEAM, TOKEN, drop_pg, fresh_pg, percentile, start_fake_slack
+from bench.common import CHANNEL, SECRET, TEAM, drop_pg, fresh_pg, percentile, slack_bot_env, start_fake_slack
 from bot.sandbox.process import ServeProcess
 from bot.sandbox.simulator import SlackSimulator
 from bot.slack.ids import ResolveMeta
@@ -227,15 +227,7 @@ async def run(seconds: float, rate: float, fail: float, db: str, warmup: float) 
         url = f"sqlite+aiosqlite:///{tmp / f'soak-{uuid.uuid4().hex[:6]}.db'}"
     else:
         url, pg_name = await fresh_pg("eb_soak")
-    env = {
-        "DATABASE_URL": url,
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_BASE_URL": fake.url + "/api/",
-        "SLACK_ESCALATION_CHANNEL": CHANNEL,
-        "LOG_LEVEL": "ERROR",
-    }
-    bot = ServeProcess(env, cwd=tmp, log_path=tmp / "serve.log").start()
+    bot = ServeProcess(slack_bot_env(url, fake, "ERROR"), cwd=tmp, log_path=tmp / "serve.log").start()
     try:
         await bot.wait_ready()
         connector = aiohttp.TCPConnector(limit=0)

@@ -55,7 +55,8 @@ class Runtime:
     slack_client: AsyncWebClient | None = None
     slack_verifier: SignatureVerifier | None = None
     ready: bool = False
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # stop when told, finishing what they hold
+    watches: list[asyncio.Task[Any]] = field(default_factory=list)  # hold nothing: cancelled at once
     socket_handler: Any = None
     scheduler: Scheduler | None = None
     teams: Any = None
@@ -67,14 +68,13 @@ class Runtime:
             self.scheduler.stop()
         if self.socket_handler is not None:
             await self.socket_handler.close_async()
-        for task in self.tasks:
-            if task.get_name() == "loop-lag":
-                task.cancel()  # a watch, with nothing to finish
+        for task in self.watches:
+            task.cancel()
         # Let the worker finish the batch in hand (its rows are recorded, not left to lease expiry).
         _done, pending = await asyncio.wait(self.tasks, timeout=5.0) if self.tasks else (set(), set())
         for task in pending:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.watches, return_exceptions=True)
         await self.session.close()
         await self.db.dispose()
 
@@ -172,7 +172,7 @@ async def start_runtime(
 
     if run_worker:
         rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
-        rt.tasks.append(asyncio.create_task(watch_loop_lag(metrics), name="loop-lag"))
+        rt.watches.append(asyncio.create_task(watch_loop_lag(metrics), name="loop-lag"))
     if run_scheduler:
         rt.scheduler = Scheduler(service, settings, every_seconds=settings.scheduler_seconds)
         rt.tasks.append(asyncio.create_task(rt.scheduler.run(), name="scheduler"))

@@ -20,8 +20,15 @@ from storage.tables import handoff_events, handoffs, processed_events, weekly_re
 
 def insert_ignore(conn: AsyncConnection, table: Any, conflict_cols: list[str]) -> Any:
     """INSERT … ON CONFLICT (cols) DO NOTHING for the connection's dialect."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict_cols)
+    return insert_ignore_for(conn.dialect.name, table, tuple(conflict_cols))
+
+
+@functools.cache
+def insert_ignore_for(dialect: str, table: Any, conflict_cols: tuple[str, ...]) -> Any:
+    """The same, for a dialect by name; built once per table (statements are immutable: `.values()`
+    and `.returning()` give new ones)."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_cols))
 
 
 # ---- workspaces -----------------------------------------------------------
@@ -59,6 +66,9 @@ _TAKE_NUMBER = (
     .values(next_number=workspaces.c.next_number + 1)
     .returning(workspaces.c.next_number)
 )
+_TAKE_NUMBER_IF_NEW = _TAKE_NUMBER.where(
+    ~exists().where(handoffs.c.workspace_id == bindparam("ws"), handoffs.c.idempotency_key == bindparam("key"))
+)
 _GET = select(handoffs).where(handoffs.c.id == bindparam("id"), handoffs.c.workspace_id == bindparam("ws"))
 _ADD_EVENT = handoff_events.insert()
 _SET_CARD = (
@@ -75,12 +85,7 @@ _SET_CARD_AND_SIMILAR = _SET_CARD.values(similar=bindparam("h_similar", type_=ha
 
 @functools.cache
 def _insert_statement(dialect: str) -> Any:
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return (
-        insert(handoffs)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
-        .returning(*handoffs.c)
-    )
+    return insert_ignore_for(dialect, handoffs, ("workspace_id", "idempotency_key")).returning(*handoffs.c)
 
 
 async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
@@ -94,13 +99,7 @@ async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
 async def take_number_if_new(conn: AsyncConnection, workspace_id: int, key: str) -> int | None:
     """The workspace's next ESC number, in one statement, unless an escalation with this
     idempotency key is already stored (None then, and no number is used up)."""
-    known = exists().where(handoffs.c.workspace_id == workspace_id, handoffs.c.idempotency_key == key)
-    number = await conn.scalar(
-        update(workspaces)
-        .where(workspaces.c.id == workspace_id, ~known)
-        .values(next_number=workspaces.c.next_number + 1)
-        .returning(workspaces.c.next_number)
-    )
+    number = await conn.scalar(_TAKE_NUMBER_IF_NEW, {"ws": workspace_id, "key": key})
     return None if number is None else int(number)
 
 

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.handoffs import insert_ignore_for
 from storage.tables import handoffs, outbox, workspaces
 
 # The last_error of a row that is waiting (for its card, for a channel to be set up): not a failure.
@@ -118,8 +118,7 @@ async def enqueue_many(conn: AsyncConnection, rows: list[dict[str, Any]], now: d
 @functools.cache
 def _enqueue_statement(dialect: str) -> Any:
     """INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING id: the ids back are the rows queued now."""
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(outbox.c.id)
+    return insert_ignore_for(dialect, outbox, ("dedupe_key",)).returning(outbox.c.id)
 
 
 def _lease_statement() -> Any:
@@ -188,16 +187,6 @@ async def lease(
     return sorted((OutboxItem.from_row(r) for r in rows), key=lambda i: i.id)
 
 
-async def complete(conn: AsyncConnection, item_id: int, owner: str, now: datetime, note: str | None = None) -> bool:
-    """Mark a row sent. `note`: what did not go out with it (a chart Slack refused), kept for operators."""
-    result = await conn.execute(
-        update(outbox)
-        .where(outbox.c.id == item_id, outbox.c.lease_owner == owner, outbox.c.status == "pending")
-        .values(status="sent", sent_at=now, leased_until=None, last_error=note)
-    )
-    return result.rowcount == 1
-
-
 _COMPLETE = (
     update(outbox)
     .where(
@@ -207,6 +196,12 @@ _COMPLETE = (
     )
     .values(status="sent", sent_at=bindparam("now"), leased_until=None, last_error=bindparam("note"))
 )
+
+
+async def complete(conn: AsyncConnection, item_id: int, owner: str, now: datetime, note: str | None = None) -> bool:
+    """Mark a row sent. `note`: what did not go out with it (a chart Slack refused), kept for operators."""
+    result = await conn.execute(_COMPLETE, {"item_id": item_id, "owner": owner, "now": now, "note": note})
+    return result.rowcount == 1
 
 
 async def complete_many(conn: AsyncConnection, done: list[tuple[int, str | None]], owner: str, now: datetime) -> None:
@@ -264,41 +259,35 @@ async def card_failure(conn: AsyncConnection, handoff_id: int) -> str | None:
     )
 
 
-async def _wake(conn: AsyncConnection, which: Any, now: datetime) -> int:
-    """Make the rows of `which` that were waiting (not failing) due now."""
-    result = await conn.execute(
+def _wake_statement(which: Any) -> Any:
+    """Make the rows whose `which` is :key that were waiting (not failing) due now."""
+    now = bindparam("now", type_=outbox.c.next_attempt_at.type)
+    return (
         update(outbox)
         .where(
-            which,
+            which == bindparam("key"),
             outbox.c.status == "pending",
             outbox.c.next_attempt_at > now,
             outbox.c.last_error.like(WAITING + "%"),
         )
         .values(next_attempt_at=now)
     )
-    return result.rowcount or 0
+
+
+# Built once: every card posted wakes what waited for it.
+_WAKE_WORKSPACE = _wake_statement(outbox.c.workspace_id)
+_WAKE_WAITING = _wake_statement(outbox.c.handoff_id)
 
 
 async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime) -> int:
     """Make every row of a workspace that was waiting (for a channel to be set up) due now."""
-    return await _wake(conn, outbox.c.workspace_id == workspace_id, now)
-
-
-_WAKE_WAITING = (
-    update(outbox)
-    .where(
-        outbox.c.handoff_id == bindparam("hid"),
-        outbox.c.status == "pending",
-        outbox.c.next_attempt_at > bindparam("now", type_=outbox.c.next_attempt_at.type),
-        outbox.c.last_error.like(WAITING + "%"),
-    )
-    .values(next_attempt_at=bindparam("now", type_=outbox.c.next_attempt_at.type))
-)  # built once: every card posted runs it
+    result = await conn.execute(_WAKE_WORKSPACE, {"key": workspace_id, "now": now})
+    return result.rowcount or 0
 
 
 async def wake_waiting(conn: AsyncConnection, handoff_id: int, now: datetime) -> int:
     """Make rows that were waiting on this handoff (for its card to be posted) due now."""
-    result = await conn.execute(_WAKE_WAITING, {"hid": handoff_id, "now": now})
+    result = await conn.execute(_WAKE_WAITING, {"key": handoff_id, "now": now})
     return result.rowcount or 0
 
 

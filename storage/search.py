@@ -48,11 +48,16 @@ def _counts_sql(pg: bool, n: int) -> Any:
     return text("SELECT " + ", ".join(one.format(i=i) for i in range(n)))
 
 
+def _quote(pg: bool, term: str) -> str:
+    """A term as the index's query syntax takes it (FTS5 wants it in double quotes)."""
+    return term if pg else f'"{term}"'
+
+
 async def _pairable(conn: AsyncConnection, workspace_id: int, head: list[str], pg: bool) -> list[str]:
     """The words of `head` worth pairing: those not COMMON (counted up to COMMON + 1, in one
     statement), or, if fewer than two are, the two rarest."""
     params: dict[str, Any] = {"ws": workspace_id, "cap": COMMON + 1}
-    params.update({f"t{i}": (t if pg else f'"{t}"') for i, t in enumerate(head)})
+    params.update({f"t{i}": _quote(pg, t) for i, t in enumerate(head)})
     counts = list((await conn.execute(_counts_sql(pg, len(head)), params)).one())
     rare = [t for t, n in zip(head, counts, strict=True) if n <= COMMON]
     if len(rare) >= 2:
@@ -85,9 +90,8 @@ async def resolved_candidates(
         # The ranking no longer sees the common words: hand over more candidates, and let the caller's
         # count of shared words (which does see them) choose among them.
         limit = max(limit, WITHOUT_COMMON_LIMIT)
-    quote = (lambda t: t) if pg else (lambda t: f'"{t}"')
     AND, OR = (" & ", " | ") if pg else (" AND ", " OR ")
-    q = OR.join(f"({quote(a)}{AND}{quote(b)})" for i, a in enumerate(head) for b in head[i + 1 :])
+    q = OR.join(f"({_quote(pg, a)}{AND}{_quote(pg, b)})" for i, a in enumerate(head) for b in head[i + 1 :])
     stmt = _POSTGRES if pg else _SQLITE
     result = await conn.execute(stmt, {"q": q, "ws": workspace_id, "exclude": exclude_id, "k": limit})
     return list(result)

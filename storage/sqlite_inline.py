@@ -23,6 +23,7 @@ the loop never use one sqlite3 connection at once.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -34,8 +35,7 @@ import aiosqlite
 CHECKPOINT_EVERY = 100
 
 
-class _Commits:
-    count = 0
+_COMMITS = itertools.count(1)  # every commit of this process, for the checkpoint every CHECKPOINT_EVERY-th
 
 
 def _commit_and_checkpoint(conn: sqlite3.Connection) -> None:
@@ -109,8 +109,7 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         if not self._connection.in_transaction:
             return  # nothing written: a read's transaction
-        _Commits.count += 1
-        if _Commits.count % CHECKPOINT_EVERY == 0:
+        if next(_COMMITS) % CHECKPOINT_EVERY == 0:
             await self._thread_call(_commit_and_checkpoint, self._connection)
         elif self._on_thread:
             await self._thread_call(self._connection.commit)

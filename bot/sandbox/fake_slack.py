@@ -49,6 +49,11 @@ def default_scopes() -> list[str]:
     return list(BOT_SCOPES)
 
 
+def _fault_key(method: str, channel: str) -> str:
+    """Where failures aimed at one channel's calls to a method wait (`fail_next(..., channel=)`)."""
+    return f"{method}:{channel}"
+
+
 class FakeSlack(SlackMethods, Watched):
     def __init__(
         self,
@@ -123,7 +128,7 @@ class FakeSlack(SlackMethods, Watched):
     def fail_next(self, method: str, *failures: Fail, channel: str | None = None) -> None:
         """The next calls to `method` fail this way; with `channel`, only calls to that channel
         (a DM's user id, say) do, so a test can aim at one of several sends racing each other."""
-        self.script.queue(f"{method}:{channel}" if channel else method, *failures)
+        self.script.queue(_fault_key(method, channel) if channel else method, *failures)
 
     def chaos(self, rate: float, methods: tuple[str, ...], failures: list[Fail], seed: int = 7) -> None:
         """Fail `rate` of calls to `methods`, each time with one of `failures` at random."""
@@ -208,7 +213,7 @@ class FakeSlack(SlackMethods, Watched):
         await self._notify()
 
         channel = args.get("channel")
-        keys = (f"{method}:{channel}", method) if isinstance(channel, str) else (method,)
+        keys = (_fault_key(method, channel), method) if isinstance(channel, str) else (method,)
         failure = self.script.next(*keys)
         if failure is not None and not failure.applied:
             await stall(failure.stall)

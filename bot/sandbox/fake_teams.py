@@ -90,6 +90,11 @@ def message_size(body: dict[str, Any]) -> int:
     return len(json.dumps(strip(body), ensure_ascii=False).encode("utf-16-le"))
 
 
+def connector_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An error as the Bot Connector answers one: {"error": {"code", "message"}}."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
 def base_conversation(conversation: str) -> str:
     return conversation.split(";")[0]
 
@@ -195,7 +200,7 @@ class FakeTeamsConnector(Watched):
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return web.json_response({"error": {"code": "BadSyntax", "message": "not an activity"}}, status=400)
+            return connector_error(400, "BadSyntax", "not an activity")
         call = ConnectorCall(request.method, request.path, conv, aid, body, 0, time.monotonic())
         self.calls.append(call)
         await self._notify()
@@ -212,16 +217,12 @@ class FakeTeamsConnector(Watched):
                 call.status = 429
                 self.refused.append((call, problem[2]))
                 await self._notify()
-                return web.json_response(
-                    {"error": {"code": problem[1], "message": problem[2]}},
-                    status=429,
-                    headers={"Retry-After": str(wait)},
-                )
+                return connector_error(*problem, headers={"Retry-After": str(wait)})
         if problem is not None:
             call.status = problem[0]
             self.refused.append((call, f"{problem[1]}: {problem[2]}"))
             await self._notify()
-            return web.json_response({"error": {"code": problem[1], "message": problem[2]}}, status=problem[0])
+            return connector_error(*problem)
         response = act(body)
         call.applied = response.status == 200
         if failure is not None and failure.applied:
@@ -264,7 +265,7 @@ class FakeTeamsConnector(Watched):
 
         def act(body: dict[str, Any]) -> web.Response:
             if thread and not self._known(conv, thread):
-                return web.json_response({"error": {"code": "NotFound", "message": "no such thread"}}, status=404)
+                return connector_error(404, "NotFound", "no such thread")
             return self._post(conv, body, None)
 
         return await self._handle(request, conv, None, act)
@@ -274,7 +275,7 @@ class FakeTeamsConnector(Watched):
 
         def act(body: dict[str, Any]) -> web.Response:
             if not self._known(conv, aid):
-                return web.json_response({"error": {"code": "NotFound", "message": "no such activity"}}, status=404)
+                return connector_error(404, "NotFound", "no such activity")
             return self._post(conv, body, aid)
 
         return await self._handle(request, conv, aid, act)
@@ -285,7 +286,7 @@ class FakeTeamsConnector(Watched):
         def act(body: dict[str, Any]) -> web.Response:
             found = self._known_activity(conv, aid)
             if found is None:
-                return web.json_response({"error": {"code": "NotFound", "message": "no such activity"}}, status=404)
+                return connector_error(404, "NotFound", "no such activity")
             found.updates.append(found.body)
             found.body = body
             return web.json_response({"id": aid})
