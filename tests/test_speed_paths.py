@@ -69,18 +69,17 @@ async def test_a_write_waiting_for_another_process_does_not_hold_the_event_loop(
         return time.monotonic()
 
     writing = asyncio.create_task(write())
-    # The loop keeps running while the write waits for the lock: timers fire on time.
-    lags = []
+    # The loop keeps running while the write waits for the lock: other work goes on, reads included.
+    # (Were the wait on the loop, nothing below would run until the other process gave up its lock.)
     for _ in range(10):
-        start = time.monotonic()
         await asyncio.sleep(0.05)
-        lags.append(time.monotonic() - start - 0.05)
+        async with sqlite_db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 0
     assert not writing.done()
     released = time.monotonic()
     release.set()
     done = await asyncio.wait_for(writing, 5)
     holder.join()
-    assert max(lags) < 0.2, lags
     assert done >= released  # it waited for the lock, then went through
     async with sqlite_db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 1
@@ -140,11 +139,20 @@ async def test_metrics_show_the_event_loop_lag(bot: Bot) -> None:
     view = await open_form(bot)
     await bot.slack.submit("U0JUNIOR", view, FORM)
     await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL))
-    await asyncio.sleep(0.35)
-    async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
-        body = await r.text()
-    count = next(line for line in body.splitlines() if line.startswith("event_loop_lag_seconds_count"))
-    assert float(count.split()[-1]) >= 2
+
+    async def lag_samples() -> float:
+        async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
+            body = await r.text()
+        count = next(line for line in body.splitlines() if line.startswith("event_loop_lag_seconds_count"))
+        return float(count.split()[-1])
+
+    # The watch samples the loop as it runs: wait for the count to grow (polled, not slept for).
+    samples = 0.0
+    for _ in range(200):
+        if (samples := await lag_samples()) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert samples >= 2
 
 
 async def test_writes_made_at_once_are_grouped_and_each_caller_waits_for_its_own() -> None:
