@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     # Delivery tuning; the defaults suit a real workspace.
     outbox_lease_seconds: float = Field(default=30.0, gt=0)
     outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_backoff_cap_seconds: float = Field(default=600.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     slack_api_timeout_seconds: float = Field(default=10.0, gt=0)
     scheduler_seconds: float = Field(default=20.0, gt=0)

@@ -115,6 +115,7 @@ async def start_runtime(
         owner=worker_owner,
         lease_seconds=settings.outbox_lease_seconds,
         max_attempts=settings.outbox_max_attempts,
+        backoff_cap_seconds=settings.outbox_backoff_cap_seconds,
         poll_seconds=settings.outbox_poll_seconds,
     )
     service.set_on_commit(worker.wake)

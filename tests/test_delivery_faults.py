@@ -4,6 +4,7 @@ loses or doubles one."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -42,6 +43,19 @@ async def test_429_then_500_the_card_still_arrives_exactly_once(bot: Bot) -> Non
     posted = next(c for c in bot.fake.calls_to("chat.postMessage") if c.args.get("channel") == ESC_CHANNEL)
     assert posted.at - failed[0].at >= 1.0
     assert card.ts
+
+
+@pytest.mark.parametrize("bot_overrides", [{"outbox_backoff_cap_seconds": 1.0}])
+async def test_an_operator_can_cap_the_wait_between_attempts(bot: Bot) -> None:
+    # Four failures in a row: the outbox would wait 2, 4 and then 8 s; capped, about a second each.
+    bot.fake.fail_next("chat.postMessage", *[Fail(status=500)] * 4, channel=ESC_CHANNEL)
+    view = await open_form(bot)
+    assert (await bot.slack.submit(JUNIOR, view, FORM)).status == 200
+    await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=10)
+    tries = [c.at for c in bot.fake.calls_to("chat.postMessage", ok=None) if c.args.get("channel") == ESC_CHANNEL]
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert len(tries) == 5 and len(bot.fake.channel_messages(ESC_CHANNEL)) == 1
+    assert max(gaps) < 1.2 + 0.8, gaps  # the jittered cap, and the worker's poll and lease on top
 
 
 async def test_outbox_retries_after_the_client_gives_up_honouring_retry_after(bot: Bot) -> None:

@@ -80,6 +80,12 @@ async def start_cluster(pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3
         "OUTBOX_LEASE_SECONDS": "10",
         "OUTBOX_POLL_SECONDS": "0.5",
         "SLACK_API_TIMEOUT_SECONDS": "8",
+        # Slack failing 30% of calls for the whole test is harsher than any real incident: a message
+        # may fail many times in a row (more under CPU starvation, when a 5 s stall outlasts the
+        # lease). These tests are about nothing lost or doubled, not about giving up or waiting ten
+        # minutes between tries, so attempts are not capped at 10 and the waits between them at 8 s.
+        "OUTBOX_MAX_ATTEMPTS": "100",
+        "OUTBOX_BACKOFF_CAP_SECONDS": "8",
         "LOG_LEVEL": "WARNING",
         # 3 x (8 + 10) connections: the suite shares this PostgreSQL server (max_connections 100) with
         # the tests running beside these (pytest-xdist), and "too many clients" there is not what these
@@ -209,8 +215,42 @@ async def wait_delivered(c: Cluster, n: int, timeout: float) -> None:
     def done() -> bool:
         return len(cards(c.fake)) >= n and sum(1 for m in c.fake.messages if m.to_user) >= n
 
-    await c.fake.wait_for(done, timeout=timeout)
+    started = time.monotonic()
+    try:
+        await c.fake.wait_for(done, timeout=timeout)
+    except TimeoutError:
+        posted, told = len(cards(c.fake)), sum(1 for m in c.fake.messages if m.to_user)
+        raise AssertionError(
+            f"after {timeout} s: {posted} of {n} cards, {told} of {n} requesters told; "
+            f"the outbox still holds: {await outbox_left(c.db_url)}"
+        ) from None
     await outbox_quiet(c.db_url, timeout=timeout)
+    print(
+        f"delivered in {time.monotonic() - started:.0f} s after the last submission was answered; "
+        f"rows by attempts: {await attempts_taken(c.db_url)}"
+    )
+
+
+async def attempts_taken(db_url: str) -> dict[int, int]:
+    conn = await asyncpg.connect(db_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch("SELECT attempts, count(*) FROM outbox GROUP BY 1 ORDER BY 1")
+    finally:
+        await conn.close()
+    return {r[0]: r[1] for r in rows}
+
+
+async def outbox_left(db_url: str) -> list[tuple[Any, ...]]:
+    """What is not sent yet, grouped: kind, status, attempts, last error (cut), how many."""
+    conn = await asyncpg.connect(db_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch(
+            "SELECT kind, status, attempts, left(coalesce(last_error, ''), 80) AS error, count(*) AS n"
+            " FROM outbox WHERE status <> 'sent' GROUP BY 1, 2, 3, 4 ORDER BY n DESC LIMIT 12"
+        )
+    finally:
+        await conn.close()
+    return [tuple(r) for r in rows]
 
 
 def assert_each_once(fake: FakeSlack, n: int) -> None:

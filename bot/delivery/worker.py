@@ -28,9 +28,10 @@ BACKOFF_BASE = 2.0
 BACKOFF_CAP = 600.0
 
 
-def backoff(attempts: int) -> float:
-    """Seconds before attempt n+1: 2, 4, 8 … capped at 10 minutes, with jitter so replicas spread out."""
-    return min(BACKOFF_CAP, BACKOFF_BASE ** max(1, attempts)) * random.uniform(0.8, 1.2)
+def backoff(attempts: int, cap: float = BACKOFF_CAP) -> float:
+    """Seconds before attempt n+1: 2, 4, 8 … capped (10 minutes unless set), with jitter so replicas
+    spread out."""
+    return min(cap, BACKOFF_BASE ** max(1, attempts)) * random.uniform(0.8, 1.2)
 
 
 class DeliveryWorker:
@@ -42,6 +43,7 @@ class DeliveryWorker:
         owner: str | None = None,
         lease_seconds: float = 30.0,
         max_attempts: int = 10,
+        backoff_cap_seconds: float = BACKOFF_CAP,
         poll_seconds: float = 1.0,
         batch: int = 50,
         concurrency: int = 16,
@@ -51,6 +53,7 @@ class DeliveryWorker:
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
+        self.backoff_cap = backoff_cap_seconds
         self.poll_seconds = poll_seconds
         self.batch = batch
         self.concurrency = concurrency
@@ -208,7 +211,7 @@ class DeliveryWorker:
                     )
                 else:
                     assert isinstance(result, Retry)
-                    wait = result.after if result.after is not None else backoff(item.attempts)
+                    wait = result.after if result.after is not None else backoff(item.attempts, self.backoff_cap)
                     await outbox.retry_later(
                         conn, item.id, self.owner, at=now + timedelta(seconds=wait), error=result.error
                     )
