@@ -53,17 +53,20 @@ def _quote(pg: bool, term: str) -> str:
     return term if pg else f'"{term}"'
 
 
-async def _pairable(conn: AsyncConnection, workspace_id: int, head: list[str], pg: bool) -> list[str]:
-    """The words of `head` worth pairing: those not COMMON (counted up to COMMON + 1, in one
-    statement), or, if fewer than two are, the two rarest."""
+async def _pairable(conn: AsyncConnection, workspace_id: int, head: list[str], pg: bool) -> tuple[list[str], int]:
+    """The words of `head` worth pairing: those found at all but not COMMON (counted up to
+    COMMON + 1, in one statement), or, if fewer than two are, the two rarest found. A word found
+    nowhere pairs with nothing (so on a new install, or for words never seen, no search runs).
+    Also: how many of the words are found at all."""
     params: dict[str, Any] = {"ws": workspace_id, "cap": COMMON + 1}
     params.update({f"t{i}": _quote(pg, t) for i, t in enumerate(head)})
     counts = list((await conn.execute(_counts_sql(pg, len(head)), params)).one())
-    rare = [t for t, n in zip(head, counts, strict=True) if n <= COMMON]
+    found = sum(1 for n in counts if n > 0)
+    rare = [t for t, n in zip(head, counts, strict=True) if 0 < n <= COMMON]
     if len(rare) >= 2:
-        return rare
-    by_rarity = sorted(zip(counts, range(len(head)), head, strict=True))
-    return [t for _, _, t in sorted(by_rarity[:2], key=lambda c: c[1])]
+        return rare, found
+    by_rarity = sorted((n, i, t) for i, (t, n) in enumerate(zip(head, counts, strict=True)) if n > 0)
+    return [t for _, _, t in sorted(by_rarity[:2], key=lambda c: c[1])], found
 
 
 async def resolved_candidates(
@@ -85,10 +88,13 @@ async def resolved_candidates(
     if len(words) < 2:
         return []
     pg = conn.dialect.name == "postgresql"
-    head = (await _pairable(conn, workspace_id, words, pg))[:PAIR_TERMS]
-    if len(head) < len(words):
-        # The ranking no longer sees the common words: hand over more candidates, and let the caller's
-        # count of shared words (which does see them) choose among them.
+    head, found = await _pairable(conn, workspace_id, words, pg)
+    head = head[:PAIR_TERMS]
+    if len(head) < 2:
+        return []  # fewer than two of the words are found anywhere: no row can hold two
+    if len(head) < found:
+        # The ranking no longer sees some words found in the history (common ones): hand over more
+        # candidates, and let the caller's count of shared words (which does see them) choose.
         limit = max(limit, WITHOUT_COMMON_LIMIT)
     AND, OR = (" & ", " | ") if pg else (" AND ", " OR ")
     q = OR.join(f"({_quote(pg, a)}{AND}{_quote(pg, b)})" for i, a in enumerate(head) for b in head[i + 1 :])

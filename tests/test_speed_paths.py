@@ -177,3 +177,15 @@ async def test_writes_made_at_once_are_grouped_and_each_caller_waits_for_its_own
     assert 13 in failed and set(failed) == {i for i in range(60) if not any(i in g for g in written)}
     assert sorted(i for g in written for i in g) == [i for i in range(60) if i not in failed]
     assert len(written) + 1 < 10  # sixty writes, a handful of transactions
+
+
+async def test_card_links_are_built_from_the_workspace_address_asked_for_once(bot: Bot) -> None:
+    asked: list[int] = []
+    for i in range(3):
+        card = await escalate(bot, user=f"U0JUNIOR{i}")
+        dm = await bot.fake.wait_for(lambda i=i: bot.fake.dms_to(f"U0JUNIOR{i}"))
+        # The link Slack's chat.getPermalink would give (the fake answers it as Slack documents it).
+        assert f"<{bot.fake.permalink_of(ESC_CHANNEL, card.ts)}|" in dm[-1].text, dm[-1].text
+        asked.append(len(bot.fake.calls_to("auth.test")))
+    assert asked[0] == asked[-1]  # the address is not asked for again (Bolt's own auth.test included)
+    assert bot.fake.calls_to("chat.getPermalink") == []

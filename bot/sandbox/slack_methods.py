@@ -223,11 +223,11 @@ class SlackMethods:
         channel, ts = str(args.get("channel")), str(args.get("message_ts"))
         if self.find(channel, ts) is None:
             return {"ok": False, "error": "message_not_found"}
-        return {
-            "ok": True,
-            "channel": channel,
-            "permalink": f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}",
-        }
+        return {"ok": True, "channel": channel, "permalink": self.permalink_of(channel, ts)}
+
+    def permalink_of(self, channel: str, ts: str) -> str:
+        """A message's link, in the form Slack's chat.getPermalink reference shows."""
+        return f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         trigger = str(args.get("trigger_id") or "")

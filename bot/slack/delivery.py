@@ -280,9 +280,7 @@ class SlackDelivery:
         quick = await self._quick(h.workspace_id)
         if not source.get("permalink"):
             try:
-                source["permalink"] = (
-                    await quick.chat_getPermalink(channel=channel, message_ts=str(source.get("ts")))
-                ).get("permalink")
+                source["permalink"] = await self.workspaces.permalink(h.workspace_id, channel, str(source.get("ts")))
             except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
                 log.info("%s: no permalink for the source message: %s", h.ref, exc)
         transcript: list[dict[str, Any]] | None = None
@@ -329,8 +327,7 @@ class SlackDelivery:
     async def _record_card(self, h: Handoff, channel: str, ts: str) -> None:
         url: str | None = None
         try:
-            reader = await self._reader(h.workspace_id)
-            url = (await reader.chat_getPermalink(channel=channel, message_ts=ts)).get("permalink")
+            url = await self.workspaces.permalink(h.workspace_id, channel, ts)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             # A missing link is not worth re-posting for; the DM names the channel anyway.
             log.warning("no permalink for %s: %s", h.ref, exc)

@@ -64,6 +64,7 @@ class SlackWorkspaces:
         self._clients: dict[tuple[str, str], AsyncWebClient] = {}
         self._teams: dict[int, str] = {}
         self._configs: dict[int, tuple[float, WorkspaceConfig]] = {}
+        self._urls: dict[int, str] = {}
 
     @property
     def multi(self) -> bool:
@@ -147,6 +148,17 @@ class SlackWorkspaces:
                 retries=retries,
             )
         return client
+
+    async def permalink(self, workspace_id: int, channel: str, ts: str) -> str:
+        """A message's link, as chat.getPermalink gives it (`https://<workspace>.slack.com/archives/
+        <channel>/p<ts without the dot>`), built from the workspace's address, which auth.test tells
+        once per process: a call per workspace instead of one per message. Raises what the call
+        raises (SlackApiError, aiohttp.ClientError, TimeoutError)."""
+        url = self._urls.get(workspace_id)
+        if url is None:
+            answer = await (await self.client_for(workspace_id, "reads")).auth_test()
+            url = self._urls[workspace_id] = str(answer["url"]).rstrip("/")
+        return f"{url}/archives/{channel}/p{ts.replace('.', '')}"
 
     async def save(self, workspace_id: int, cfg: WorkspaceConfig) -> None:
         await self.service.configure_workspace(
