@@ -31,6 +31,9 @@ class StorageUnavailable(Exception):
     """The database could not be reached or did not answer in time."""
 
 
+_BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
+
+
 class DatabaseProblem(Exception):
     """The database cannot be used at all (start-up): one line for the operator."""
 
@@ -265,7 +268,12 @@ class Database:
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
             if mode != "NONE":  # NONE: each statement its own transaction (reads that need no snapshot)
-                conn.exec_driver_sql(f"BEGIN {mode}")
+                # Straight to the driver: SQLAlchemy's execution machinery for one BEGIN cost more than it.
+                cursor = conn.connection.dbapi_connection.cursor()
+                try:
+                    cursor.execute(_BEGIN[mode])
+                finally:
+                    cursor.close()
 
     @property
     def transactional_engine(self) -> AsyncEngine:
