@@ -14,6 +14,7 @@ from handoff.domain import (
     Conflict,
     Done,
     Handoff,
+    MovedAway,
     NotAllowed,
     NotFound,
     NotHolder,
@@ -28,13 +29,16 @@ _OPEN_AGAIN: ClaimOutcome = NotFound()  # sentinel, compared by identity: releas
 class Claims(ServiceCore):
     # ---- claim ------------------------------------------------------------
 
-    async def claim(self, workspace_id: int, handoff_id: int, user: str, *, may_claim: bool = True) -> ClaimOutcome:
-        """Exactly one caller per open escalation gets Won, on any number of replicas."""
+    async def claim(
+        self, workspace_id: int, handoff_id: int, user: str, *, may_claim: bool = True, queue_id: int | None = None
+    ) -> ClaimOutcome:
+        """Exactly one caller per open escalation gets Won, on any number of replicas. `queue_id`: the
+        queue whose card was clicked; if the escalation has moved on from it, MovedAway."""
         now = self.clock()
         async with self.db.write() as conn:
             outcome: ClaimOutcome = NotFound()
             for _ in range(3):
-                row = await q.claim(conn, workspace_id, handoff_id, user, now) if may_claim else None
+                row = await q.claim(conn, workspace_id, handoff_id, user, now, queue_id) if may_claim else None
                 if row is not None:
                     h = Handoff.from_row(row)
                     await q.add_event(
@@ -49,7 +53,7 @@ class Claims(ServiceCore):
                     outcome = Won(h)
                     break
                 current = await q.get(conn, workspace_id, handoff_id)
-                outcome = self._why_not(current, user, may_claim)
+                outcome = self._why_not(current, user, may_claim, queue_id)
                 if outcome is not _OPEN_AGAIN:
                     break
             if isinstance(outcome, Conflict):
@@ -70,10 +74,12 @@ class Claims(ServiceCore):
         return outcome
 
     @staticmethod
-    def _why_not(row: Any, user: str, may_claim: bool) -> ClaimOutcome:
+    def _why_not(row: Any, user: str, may_claim: bool, queue_id: int | None = None) -> ClaimOutcome:
         if row is None:
             return NotFound()
         h = Handoff.from_row(row)
+        if queue_id is not None and h.queue_id != queue_id:
+            return MovedAway(h)
         if h.status in (Status.RESOLVED, Status.CANCELLED):
             return Closed(h)
         if h.requester_id == user:

@@ -16,9 +16,11 @@ from typing import Any
 from handoff.domain import (
     Handoff,
     Outbound,
+    Queue,
 )
 from storage import directory, outbox
 from storage import handoffs as q
+from storage import queues as qs
 from storage.db import Database
 
 
@@ -71,6 +73,7 @@ class ServiceCore:
         self._on_commit = on_commit
         self._workspace_ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[int, str], str] = {}
+        self._default_queues: dict[int, int] = {}
 
     def set_on_commit(self, callback: Callable[[], None] | None) -> None:
         self._on_commit = callback
@@ -94,6 +97,29 @@ class ServiceCore:
     async def workspace(self, workspace_id: int) -> Any:
         async with self.db.read() as conn:
             return await q.get_workspace(conn, workspace_id)
+
+    # ---- queues (kept and moved between in `handoff.queues`) -----------------
+
+    async def queues(self, workspace_id: int) -> list[Queue]:
+        """The workspace's queues, the default first (made if the workspace has none yet)."""
+        async with self.db.read() as conn:
+            rows = await qs.of_workspace(conn, workspace_id)
+        if not rows or not rows[0]._mapping["is_default"]:
+            async with self.db.write() as conn:
+                await qs.ensure_default(conn, workspace_id, self.clock())
+                rows = await qs.of_workspace(conn, workspace_id)
+        return [Queue.from_row(r) for r in rows]
+
+    async def queue(self, workspace_id: int, queue_id: int | None) -> Queue:
+        """A queue of this workspace by id; the default one for None or an id it does not have."""
+        found = await self.queues(workspace_id)
+        return next((x for x in found if x.id == queue_id), found[0])
+
+    async def default_queue_id(self, workspace_id: int) -> int:
+        cached = self._default_queues.get(workspace_id)
+        if cached is None:
+            cached = self._default_queues[workspace_id] = (await self.queues(workspace_id))[0].id
+        return cached
 
     # ---- the directory: where to write later, and people's names ------------
 

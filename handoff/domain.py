@@ -54,6 +54,7 @@ class Outbound(enum.StrEnum):
     WEEKLY_REPORT = "weekly_report"
     REFRESH_HOME = "refresh_home"
     NOTICE = "notice"  # something the leads of a workspace need to know once (payload: which notice)
+    MOVED_CARD = "moved_card"  # the card an escalation had in the queue it left: says where it went
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class Handoff:
     transcript: list[dict[str, Any]] | None = None
     source: dict[str, Any] | None = None
     similar: list[dict[str, Any]] | None = None
+    queue_id: int | None = None
+    queue_arrived_at: datetime | None = None
+    moves: int = 0
 
     @property
     def ref(self) -> str:
@@ -142,7 +146,65 @@ class Handoff:
             transcript=m["transcript"],
             source=m["source"],
             similar=m["similar"],
+            queue_id=m["queue_id"],
+            queue_arrived_at=m["queue_arrived_at"],
+            moves=m["moves"] or 0,
         )
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Where escalations go: a channel, who may claim, who leads, how soon to chase. The default
+    queue's channels and people are the workspace's own settings (the platform fills them in)."""
+
+    id: int
+    workspace_id: int
+    name: str
+    is_default: bool
+    aliases: tuple[str, ...] = ()
+    escalation_channel: str | None = None
+    leads_channel: str | None = None
+    senior_user_ids: tuple[str, ...] = ()
+    senior_usergroup: str | None = None
+    lead_user_ids: tuple[str, ...] = ()
+    reminder_minutes: int | None = None
+    lead_alert_minutes: int | None = None
+    serves: tuple[str, ...] = ()  # the channels whose escalations it takes by default
+
+    @classmethod
+    def from_row(cls, row: Any) -> Queue:
+        m = row._mapping
+        s: dict[str, Any] = m["settings"] or {}
+        return cls(
+            id=m["id"],
+            workspace_id=m["workspace_id"],
+            name=m["name"],
+            is_default=bool(m["is_default"]),
+            aliases=tuple(m["aliases"] or ()),
+            escalation_channel=m["escalation_channel"],
+            leads_channel=m["leads_channel"],
+            senior_user_ids=tuple(s.get("senior_user_ids") or ()),
+            senior_usergroup=s.get("senior_usergroup"),
+            lead_user_ids=tuple(s.get("lead_user_ids") or ()),
+            reminder_minutes=s.get("reminder_minutes"),
+            lead_alert_minutes=s.get("lead_alert_minutes"),
+            serves=tuple(s.get("serves") or ()),
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """What goes in the row's `settings` JSON."""
+        return {
+            "senior_user_ids": list(self.senior_user_ids),
+            "senior_usergroup": self.senior_usergroup,
+            "lead_user_ids": list(self.lead_user_ids),
+            "reminder_minutes": self.reminder_minutes,
+            "lead_alert_minutes": self.lead_alert_minutes,
+            "serves": list(self.serves),
+        }
+
+    def answers_to(self, word: str) -> bool:
+        word = word.strip().lower()
+        return word == self.name.lower() or word in self.aliases
 
 
 # ---- outcomes of a claim --------------------------------------------------
@@ -183,7 +245,14 @@ class NotFound:
     pass
 
 
-ClaimOutcome = Won | AlreadyYours | Conflict | NotAllowed | Closed | NotFound
+@dataclass(frozen=True)
+class MovedAway:
+    """The click came from a card of a queue the escalation has left: it is in `handoff.queue_id` now."""
+
+    handoff: Handoff
+
+
+ClaimOutcome = Won | AlreadyYours | Conflict | NotAllowed | Closed | NotFound | MovedAway
 
 
 # ---- outcomes of release / resolve ----------------------------------------
@@ -202,6 +271,27 @@ class NotHolder:
 
 
 ChangeOutcome = Done | NotHolder | Closed | NotFound
+
+
+# ---- outcomes of a move ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moved:
+    handoff: Handoff
+    from_queue: Queue
+    to_queue: Queue
+    released: str | None  # who held it, now released
+
+
+@dataclass(frozen=True)
+class Changed:
+    """It changed since the mover looked (claimed, released, moved by someone else): nothing moved."""
+
+    handoff: Handoff
+
+
+MoveOutcome = Moved | Changed | Closed | NotFound | NotAllowed
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from handoff.domain import (
 from handoff.schedule import last_due, reminder_after, week_bounds
 from storage import handoffs as q
 from storage import outbox
+from storage import queues as qs
 
 
 class FollowUps(ServiceCore):
@@ -61,20 +62,35 @@ class FollowUps(ServiceCore):
 
     async def queue_reminders(self, *, reminder_minutes: int, lead_alert_minutes: int) -> int:
         """Chase open escalations nobody has claimed: the seniors after `reminder_minutes`, the
-        leads after `lead_alert_minutes` (a third of each for P1). Each happens once per
-        escalation however many replicas run this at the same moment. Returns how many were queued."""
+        leads after `lead_alert_minutes` (a third of each for P1), or the minutes their queue sets,
+        counted from when they arrived in their queue (a move starts the clock again). Each happens
+        once per escalation and queue however many replicas run this at the same moment. Returns
+        how many were queued."""
         now = self.clock()
         queued = 0
-        for kind, event, minutes in (
+        minutes_of: dict[tuple[int, int | None], tuple[int, int]] = {}
+        for kind, event, default in (
             (Outbound.REMIND_SENIORS, "reminded", reminder_minutes),
             (Outbound.ALERT_LEADS, "lead_alerted", lead_alert_minutes),
         ):
-            earliest = now - reminder_after(Severity.P1, minutes)
+            # Queues may chase sooner than the default: look at everything older than the soonest.
             async with self.db.read() as conn:
-                candidates = await q.open_without_event(conn, before=earliest, kind=event)
+                soonest = min([default, *await qs.shortest_minutes(conn, event)])
+                candidates = await q.open_without_event(
+                    conn, before=now - reminder_after(Severity.P1, soonest), kind=event
+                )
             for row in candidates:
                 h = Handoff.from_row(row)
-                if h.created_at > now - reminder_after(h.severity, minutes):
+                key = (h.workspace_id, h.queue_id)
+                if key not in minutes_of:
+                    queue = await self.queue(h.workspace_id, h.queue_id)
+                    minutes_of[key] = (
+                        queue.reminder_minutes or reminder_minutes,
+                        queue.lead_alert_minutes or lead_alert_minutes,
+                    )
+                minutes = minutes_of[key][0 if event == "reminded" else 1]
+                arrived = h.queue_arrived_at or h.created_at
+                if arrived > now - reminder_after(h.severity, minutes):
                     continue
                 async with self.db.write() as conn:
                     fresh = await outbox.enqueue(
@@ -83,7 +99,8 @@ class FollowUps(ServiceCore):
                         handoff_id=h.id,
                         handoff_version=h.version,
                         kind=kind,
-                        dedupe_key=f"{event}:{h.id}",
+                        # Once per escalation and queue it arrived in (the first arrival keeps the old key).
+                        dedupe_key=f"{event}:{h.id}" + (f":m{h.moves}" if h.moves else ""),
                         payload={"minutes": minutes if h.severity != Severity.P1 else round(minutes / 3, 1)},
                         now=now,
                     )
@@ -95,7 +112,7 @@ class FollowUps(ServiceCore):
                             kind=event,
                             actor=None,
                             at=now,
-                            data={"after_minutes": (now - h.created_at).total_seconds() / 60},
+                            data={"after_minutes": (now - arrived).total_seconds() / 60, "queue": h.queue_id},
                         )
                 queued += int(fresh)
         if queued:

@@ -30,17 +30,22 @@ log = logging.getLogger(__name__)
 class Intake(ServiceCore):
     # ---- escalate ---------------------------------------------------------
 
-    async def escalate(self, workspace_id: int, requester_id: str, draft: Draft, *, key: str) -> Escalated:
-        """Store an escalation and queue its card. The same key twice stores it once."""
+    async def escalate(
+        self, workspace_id: int, requester_id: str, draft: Draft, *, key: str, queue_id: int | None = None
+    ) -> Escalated:
+        """Store an escalation in `queue_id` (the workspace's default queue for None) and queue its
+        card. The same key twice stores it once."""
+        if queue_id is None:
+            queue_id = await self.default_queue_id(workspace_id)
         try:
-            return await self._escalate(workspace_id, requester_id, draft, key)
+            return await self._escalate(workspace_id, requester_id, draft, key, queue_id)
         except DuplicateKey:
             async with self.db.read() as conn:
                 row = await q.get_by_key(conn, workspace_id, key)
             assert row is not None
             return Escalated(Handoff.from_row(row), created=False)
 
-    async def _escalate(self, workspace_id: int, requester_id: str, draft: Draft, key: str) -> Escalated:
+    async def _escalate(self, workspace_id: int, requester_id: str, draft: Draft, key: str, queue_id: int) -> Escalated:
         number: int | None = None
         if self.db.is_postgres:
             # Replicas would queue on the workspace's counter row for as long as a transaction
@@ -79,6 +84,9 @@ class Intake(ServiceCore):
                     "origin_channel": draft.origin_channel,
                     "version": 1,
                     "idempotency_key": key,
+                    "queue_id": queue_id,
+                    "queue_arrived_at": now,
+                    "moves": 0,
                     "created_at": now,
                     "updated_at": now,
                 },

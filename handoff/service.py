@@ -2,7 +2,8 @@
 
 One service, put together from its parts, each in a module of its own:
 `core` (what they share), `intake` (taking escalations in), `claims` (claim, release, resolve),
-`followups` (first actions, reminders, reports) and `views` (App Home, settings).
+`queues` (routing, keeping queues, moves), `followups` (first actions, reminders, reports) and
+`views` (App Home, settings).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from handoff.core import (
 )
 from handoff.followups import FollowUps
 from handoff.intake import Intake
+from handoff.queues import Queues
 from handoff.views import Views
 
 __all__ = ["SIMILAR_BUDGET_SECONDS", "DuplicateKey", "HandoffService", "HomeView", "home_refresh_row", "utcnow"]
 
 
-class HandoffService(Intake, Claims, FollowUps, Views):
+class HandoffService(Intake, Claims, Queues, FollowUps, Views):
     """The whole engine, as the bot uses it."""

@@ -151,12 +151,19 @@ _CLAIM = (
     )
     .returning(*handoffs.c)
 )  # built once: a storm of clicks runs it hundreds of times a second
+# A click from a queue's card: only while the escalation is still in that queue.
+_CLAIM_IN_QUEUE = _CLAIM.where(handoffs.c.queue_id == bindparam("queue"))
 
 
-async def claim(conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, now: datetime) -> Row[Any] | None:
-    """The one claim statement. A row back means this user won; None means they did not."""
-    params = {"h_id": handoff_id, "ws": workspace_id, "user": user, "now": now}
-    return (await conn.execute(_CLAIM, params)).first()
+async def claim(
+    conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, now: datetime, queue_id: int | None = None
+) -> Row[Any] | None:
+    """The one claim statement. A row back means this user won; None means they did not. With
+    `queue_id`, only while the escalation is in that queue (a move and a claim: one wins)."""
+    params: dict[str, Any] = {"h_id": handoff_id, "ws": workspace_id, "user": user, "now": now}
+    if queue_id is None:
+        return (await conn.execute(_CLAIM, params)).first()
+    return (await conn.execute(_CLAIM_IN_QUEUE, {**params, "queue": queue_id})).first()
 
 
 async def release(
@@ -270,14 +277,17 @@ async def is_processed(conn: AsyncConnection, source: str, event_id: str) -> boo
 
 
 async def open_without_event(conn: AsyncConnection, *, before: datetime, kind: str) -> list[Row[Any]]:
-    """Open escalations created before `before` that have no `kind` event yet (oldest first)."""
+    """Open escalations that arrived in their queue before `before` and have no `kind` event since
+    (oldest first)."""
     e = handoff_events.alias("e")
+    arrived = func.coalesce(handoffs.c.queue_arrived_at, handoffs.c.created_at)
     stmt = (
         select(handoffs)
         .where(
             handoffs.c.status == "open",
-            handoffs.c.created_at <= before,
-            ~exists().where(e.c.handoff_id == handoffs.c.id, e.c.kind == kind),
+            handoffs.c.created_at <= before,  # (arrival is never earlier: lets the index narrow it)
+            arrived <= before,
+            ~exists().where(e.c.handoff_id == handoffs.c.id, e.c.kind == kind, e.c.at > arrived),
         )
         .order_by(handoffs.c.created_at)
         .limit(500)

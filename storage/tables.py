@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -81,6 +83,24 @@ workspaces = Table(
     UniqueConstraint("platform", "external_id"),
 )
 
+# A workspace's queues: each has its escalation channel, who may claim, its leads and timings. The
+# default queue's channels and people are the workspace's own (the workspace row, then `.env`).
+queues = Table(
+    "queues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(80), nullable=False),
+    Column("aliases", JSON),  # lower-case words a junior may type before a colon
+    Column("is_default", Boolean, nullable=False, server_default=false()),
+    Column("escalation_channel", String(255)),
+    Column("leads_channel", String(255)),
+    # senior_user_ids, senior_usergroup, lead_user_ids, reminder_minutes, lead_alert_minutes, serves
+    Column("settings", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
 handoffs = Table(
     "handoffs",
     metadata,
@@ -116,6 +136,10 @@ handoffs = Table(
     Column("card_channel", String(255)),
     Column("card_ref", String(255)),  # Slack message ts, or Teams activity id
     Column("card_url", Text),
+    # The queue it is in (no foreign key: see migration 0007), since when, and how often it moved.
+    Column("queue_id", Integer),
+    Column("queue_arrived_at", UTCDateTime),
+    Column("moves", Integer, nullable=False, server_default="0"),
     Column("idempotency_key", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -131,6 +155,7 @@ handoffs = Table(
     # App Home and `/escalate mine`.
     Index(None, "workspace_id", "requester_id", "status"),
     Index(None, "workspace_id", "claimed_by", "status"),
+    Index(None, "workspace_id", "queue_id", "status"),
     # Full-text search (migration 0006): PostgreSQL adds a generated `search_vector` column with a
     # GIN index; SQLite keeps an FTS5 table `handoffs_fts` by triggers. Neither is modelled here.
 )
