@@ -8,6 +8,7 @@ worker so the messages go out at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ def utcnow() -> datetime:
 
 
 SIMILAR_BUDGET_SECONDS = 2.0
+QUEUES_TTL = 5.0
 # Home tabs are refreshed at most once per this many seconds per workspace, for everyone who
 # looked at theirs within HOME_VIEWERS_WITHIN: a burst of changes is one refresh.
 HOME_REFRESH_SECONDS = 2
@@ -74,6 +76,7 @@ class ServiceCore:
         self._workspace_ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[int, str], str] = {}
         self._default_queues: dict[int, int] = {}
+        self._queues: dict[int, tuple[float, list[Queue]]] = {}
 
     def set_on_commit(self, callback: Callable[[], None] | None) -> None:
         self._on_commit = callback
@@ -101,14 +104,20 @@ class ServiceCore:
     # ---- queues (kept and moved between in `handoff.queues`) -----------------
 
     async def queues(self, workspace_id: int) -> list[Queue]:
-        """The workspace's queues, the default first (made if the workspace has none yet)."""
+        """The workspace's queues, the default first (made if the workspace has none yet). Read at
+        most every QUEUES_TTL seconds: a change made on another replica applies within that."""
+        cached = self._queues.get(workspace_id)
+        if cached is not None and time.monotonic() - cached[0] < QUEUES_TTL:
+            return cached[1]
         async with self.db.read() as conn:
             rows = await qs.of_workspace(conn, workspace_id)
         if not rows or not rows[0]._mapping["is_default"]:
             async with self.db.write() as conn:
                 await qs.ensure_default(conn, workspace_id, self.clock())
                 rows = await qs.of_workspace(conn, workspace_id)
-        return [Queue.from_row(r) for r in rows]
+        found = [Queue.from_row(r) for r in rows]
+        self._queues[workspace_id] = (time.monotonic(), found)
+        return found
 
     async def queue(self, workspace_id: int, queue_id: int | None) -> Queue:
         """A queue of this workspace by id; the default one for None or an id it does not have."""

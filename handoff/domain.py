@@ -108,6 +108,7 @@ class Handoff:
     queue_id: int | None = None
     queue_arrived_at: datetime | None = None
     moves: int = 0
+    handovers: list[dict[str, Any]] | None = None
 
     @property
     def ref(self) -> str:
@@ -149,6 +150,7 @@ class Handoff:
             queue_id=m["queue_id"],
             queue_arrived_at=m["queue_arrived_at"],
             moves=m["moves"] or 0,
+            handovers=m["handovers"],
         )
 
 

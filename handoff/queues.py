@@ -54,11 +54,14 @@ class Queues(ServiceCore):
         await self.queues(workspace_id)  # the default comes first
         async with self.db.write() as conn:
             new_id = await qs.add(conn, workspace_id, _values(queue), self.clock())
+        self._queues.pop(workspace_id, None)
         return None if new_id is None else await self.queue(workspace_id, new_id)
 
     async def edit_queue(self, workspace_id: int, queue: Queue) -> bool:
         async with self.db.write() as conn:
-            return await qs.change(conn, workspace_id, queue.id, _values(queue))
+            changed = await qs.change(conn, workspace_id, queue.id, _values(queue))
+        self._queues.pop(workspace_id, None)
+        return changed
 
     async def remove_queue(self, workspace_id: int, queue_id: int, *, move_to: int | None, user: str) -> int | None:
         """Remove a queue, moving what is open or claimed in it to `move_to` first. Returns how many
@@ -76,12 +79,14 @@ class Queues(ServiceCore):
                 if target is None:
                     return None
                 h = Handoff.from_row(row)
-                after = await qs.move(conn, workspace_id, h.id, target.id, h.version, now)
+                handovers = [*(h.handovers or []), _handover(gone, target, user, "", None, now)][-HANDOVERS_KEPT:]
+                after = await qs.move(conn, workspace_id, h.id, target.id, h.version, now, handovers)
                 if after is not None:
                     await self._queue_move(conn, Handoff.from_row(after), h, gone, target, user, "", None, now)
                     moved += 1
             if not await qs.remove(conn, workspace_id, gone.id):
                 return None
+        self._queues.pop(workspace_id, None)
         self._committed()
         return moved
 
@@ -121,7 +126,8 @@ class Queues(ServiceCore):
                 return NotFound()
             if target.id == source.id:
                 return NotAllowed("same_queue", h)
-            moved = await qs.move(conn, workspace_id, handoff_id, target.id, expected_version, now)
+            handovers = [*(h.handovers or []), _handover(source, target, user, note, tried, now)][-HANDOVERS_KEPT:]
+            moved = await qs.move(conn, workspace_id, handoff_id, target.id, expected_version, now, handovers)
             if moved is None:
                 return Changed(Handoff.from_row(await q.get(conn, workspace_id, handoff_id)))
             after = Handoff.from_row(moved)
@@ -180,6 +186,20 @@ class Queues(ServiceCore):
             )
         await outbox.enqueue_many(conn, rows, now)
         await self._refresh_homes(conn, h.workspace_id, now)
+
+
+HANDOVERS_KEPT = 10  # on the row (the card shows the last); the audit trail keeps every one
+
+
+def _handover(source: Queue, target: Queue, user: str, note: str, tried: str | None, now: Any) -> dict[str, Any]:
+    return {
+        "from": source.name,
+        "to": target.name,
+        "by": user,
+        "note": note,
+        "tried": tried or "",
+        "at": now.isoformat(),
+    }
 
 
 def _values(queue: Queue) -> dict[str, Any]:

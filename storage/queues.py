@@ -106,6 +106,7 @@ _MOVE = (
         queue_id=bindparam("to_queue"),
         queue_arrived_at=bindparam("now", type_=handoffs.c.queue_arrived_at.type),
         moves=handoffs.c.moves + 1,
+        handovers=bindparam("handovers", type_=handoffs.c.handovers.type),
         status="open",
         claimed_by=None,
         claimed_at=None,
@@ -121,12 +122,19 @@ _MOVE = (
 
 
 async def move(
-    conn: AsyncConnection, workspace_id: int, handoff_id: int, to_queue: int, expected_version: int, now: datetime
+    conn: AsyncConnection,
+    workspace_id: int,
+    handoff_id: int,
+    to_queue: int,
+    expected_version: int,
+    now: datetime,
+    handovers: list[dict[str, Any]],
 ) -> Row[Any] | None:
     """Move an open or claimed escalation to `to_queue`, if it is still as the mover saw it (its
-    version). It is open there, with no card yet (the new one is posted), and arrived now."""
+    version; so `handovers`, the list as it was then plus this one, loses nothing). It is open
+    there, with no card yet (the new one is posted), and arrived now."""
     params = {"h_id": handoff_id, "ws": workspace_id, "to_queue": to_queue, "expected_version": expected_version}
-    return (await conn.execute(_MOVE, {**params, "now": now})).first()
+    return (await conn.execute(_MOVE, {**params, "now": now, "handovers": handovers})).first()
 
 
 async def open_in(conn: AsyncConnection, workspace_id: int, queue_id: int) -> list[Row[Any]]:

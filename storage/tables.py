@@ -140,6 +140,7 @@ handoffs = Table(
     Column("queue_id", Integer),
     Column("queue_arrived_at", UTCDateTime),
     Column("moves", Integer, nullable=False, server_default="0"),
+    Column("handovers", JSON),  # [{from, to, by, note, tried, at}], oldest first: the card shows them
     Column("idempotency_key", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -101,8 +101,27 @@ def similar_section(h: Handoff) -> SectionBlock | None:
     return SectionBlock(text=MarkdownTextObject(text="*Similar resolved escalations*\n" + "\n".join(lines)))
 
 
-def card_blocks(h: Handoff) -> list[Block]:
-    value = CardAction(h=h.id, v=h.version).dump()
+def handover_blocks(h: Handoff) -> list[Block]:
+    """Where it came from, at the top of the card: the last hand-over's note and, when the holder
+    escalated further, what they tried."""
+    if not h.handovers:
+        return []
+    last = h.handovers[-1]
+    note = " ".join(str(last.get("note") or "").split())
+    said = f": {t.fit(note, 1500)}" if note else ""
+    source = t.fit(str(last.get("from") or ""), 80)
+    came = f":leftwards_arrow_with_hook: *Moved here from {source}* by {t.user(last.get('by'))}{said}"
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=came))]
+    if last.get("tried"):
+        blocks.append(_section(f"What {t.user(last.get('by'))} tried", str(last.get("tried")), ""))
+    return blocks
+
+
+def card_blocks(h: Handoff, queue_name: str | None = None) -> list[Block]:
+    """The card. `queue_name`: in a workspace with several queues, the one it is in (the card names
+    it, and offers to move it)."""
+    value = CardAction(h=h.id, v=h.version, q=h.queue_id if queue_name else None).dump()
+    in_queue = f" · Queue: *{t.fit(queue_name, 80)}*" if queue_name else ""
     requested = (
         f" · asked for {t.user(h.requested_senior_id)}" if h.requested_senior_id and h.status == Status.OPEN else ""
     )
@@ -114,8 +133,9 @@ def card_blocks(h: Handoff) -> list[Block]:
         ),
         SectionBlock(text=MarkdownTextObject(text="*" + t.fit(h.summary, t.SECTION_TEXT_MAX - 2) + "*")),
         ContextBlock(
-            elements=[MarkdownTextObject(text=f"Escalated by {t.user(h.requester_id)} · {opened}{requested}")]
+            elements=[MarkdownTextObject(text=f"Escalated by {t.user(h.requester_id)} · {opened}{requested}{in_queue}")]
         ),
+        *handover_blocks(h),
         _section("Problem", h.details, "No details given beyond the summary."),
         # Escalated from a message with nothing typed here: the thread below says what was tried.
         *([] if h.source and not h.tried else [_section("What was tried", h.tried, "Nothing listed.")]),
@@ -136,7 +156,12 @@ def card_blocks(h: Handoff) -> list[Block]:
                         action_id=ActionId.CLAIM,
                         value=value,
                         style="primary",
-                    )
+                    ),
+                    *(
+                        [ButtonElement(text=PlainTextObject(text="Move"), action_id=ActionId.MOVE, value=value)]
+                        if queue_name
+                        else []
+                    ),
                 ],
             )
         )
@@ -152,6 +177,15 @@ def card_blocks(h: Handoff) -> list[Block]:
                         style="primary",
                     ),
                     ButtonElement(text=PlainTextObject(text="Release"), action_id=ActionId.RELEASE, value=value),
+                    *(
+                        [
+                            ButtonElement(
+                                text=PlainTextObject(text="Escalate further"), action_id=ActionId.MOVE, value=value
+                            )
+                        ]
+                        if queue_name
+                        else []
+                    ),
                 ],
             )
         )
@@ -164,5 +198,30 @@ def card_fallback(h: Handoff) -> str:
     return t.fit(f"{h.severity.value} {h.ref} ({state}): {h.summary}", 300)
 
 
-def card_payload(h: Handoff) -> dict[str, object]:
-    return {"blocks": [b.to_dict() for b in card_blocks(h)], "text": card_fallback(h)}
+def card_payload(h: Handoff, queue_name: str | None = None) -> dict[str, object]:
+    return {"blocks": [b.to_dict() for b in card_blocks(h, queue_name)], "text": card_fallback(h)}
+
+
+def moved_card_payload(h: Handoff, moved: dict[str, object]) -> dict[str, object]:
+    """The card an escalation had in the queue it left: what it was about, where it went, by whom
+    and why, a link to its card there, and no buttons."""
+    note = " ".join(str(moved.get("note") or "").split())
+    said = f": {t.fit(note, 1500)}" if note else ""
+    there = f" · {t.link(h.card_url, 'open it there')}" if h.card_url else ""
+    to = t.fit(str(moved.get("to") or ""), 80)
+    blocks: list[Block] = [
+        HeaderBlock(
+            text=PlainTextObject(text=f"{SEVERITY_EMOJI[h.severity]} {h.severity.label} · {h.ref}", emoji=True)
+        ),
+        SectionBlock(text=MarkdownTextObject(text="*" + t.fit(h.summary, t.SECTION_TEXT_MAX - 2) + "*")),
+        DividerBlock(),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=f":arrow_right: *Moved to {to}* by {t.user(str(moved.get('actor') or ''))}{said}{there}"
+            )
+        ),
+    ]
+    return {
+        "blocks": [b.to_dict() for b in blocks],
+        "text": t.fit(f"{h.ref} moved to {moved.get('to')}: {h.summary}", 300),
+    }

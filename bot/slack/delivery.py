@@ -22,13 +22,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of, waiting_for_card
 from bot.logs import bind_log
 from bot.slack import messages
-from bot.slack.cards import card_payload
+from bot.slack.cards import card_payload, moved_card_payload
 from bot.slack.home import publish_home
 from bot.slack.report_blocks import report_blocks, report_fallback
 from bot.slack.sent import CannotCheck, find_sent, metadata
 from bot.slack.text import cut_plain
 from bot.slack.workspaces import NotInstalled, SlackWorkspaces
-from handoff.domain import Handoff, Outbound, Status
+from handoff.domain import Handoff, Outbound, Queue, Status
 from handoff.report import WeeklyReport
 from handoff.service import HandoffService, utcnow
 from storage.outbox import WAITING, OutboxItem
@@ -150,6 +150,12 @@ class SlackDelivery:
 
     # ---- rows -------------------------------------------------------------------------
 
+    async def _queue_of(self, h: Handoff) -> tuple[Queue, str | None]:
+        """The handoff's queue, and its name when the workspace has several (the card shows it)."""
+        queues = await self.service.queues(h.workspace_id)
+        queue = next((x for x in queues if x.id == h.queue_id), queues[0])
+        return queue, (queue.name if len(queues) > 1 else None)
+
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
         if item.kind == Outbound.WEEKLY_REPORT:
             return await self._weekly_report(item)
@@ -172,12 +178,24 @@ class SlackDelivery:
         if not h.card_ref or not h.card_channel:
             return await waiting_for_card(self.service, item)
         if kind == Outbound.UPDATE_CARD:
+            _queue, name = await self._queue_of(h)
             await (await self._updater(h.workspace_id)).chat_update(
-                channel=h.card_channel, ts=h.card_ref, **card_payload(h)
+                channel=h.card_channel, ts=h.card_ref, **card_payload(h, name)
             )
             return Sent(rendered_version=h.version)
+        if kind == Outbound.MOVED_CARD:
+            # The card in the queue it left; sent once the new card is up, so it can link to it.
+            where = item.payload
+            await (await self._updater(h.workspace_id)).chat_update(
+                channel=str(where["channel"]), ts=str(where["ref"]), **moved_card_payload(h, where)
+            )
+            return Sent()
         if kind == Outbound.NOTIFY_REQUESTER:
-            text = messages.requester_message(h, item.payload["what"], item.payload.get("actor", ""))
+            said = item.payload
+            if said["what"] == "moved":
+                text = messages.moved_dm(h, said.get("actor", ""), str(said.get("to", "")), str(said.get("note", "")))
+            else:
+                text = messages.requester_message(h, said["what"], said.get("actor", ""))
             look_in = await self._dm_channel(item, h.requester_id)
             await self._post_once(item, channel=h.requester_id, look_in=look_in, text=text, unfurl_links=False)
             return Sent()
@@ -186,7 +204,7 @@ class SlackDelivery:
             await self._post_once(item, channel=h.card_channel, thread_ts=h.card_ref, text=text)
             return Sent()
         if kind == Outbound.REMIND_SENIORS:
-            cfg = await self.workspaces.config(h.workspace_id)
+            cfg = await self.workspaces.queue_config(h.workspace_id, (await self._queue_of(h))[0])
             ping = messages.senior_ping(cfg.senior_user_ids, cfg.senior_usergroup)
             text = messages.reminder(h, ping, utcnow())
             await self._post_once(item, channel=h.card_channel, thread_ts=h.card_ref, text=text)
@@ -195,7 +213,7 @@ class SlackDelivery:
 
     async def _alert_leads(self, h: Handoff, item: OutboxItem) -> DeliveryResult:
         text = messages.lead_alert(h, utcnow())
-        cfg = await self.workspaces.config(h.workspace_id)
+        cfg = await self.workspaces.queue_config(h.workspace_id, (await self._queue_of(h))[0])
         for lead in cfg.lead_user_ids:  # a DM each; on a retry, the leads already told are skipped
             await self._post_once(item, channel=lead, look_in=await self._dm_channel(item, lead), text=text)
         if cfg.lead_user_ids:
@@ -308,14 +326,15 @@ class SlackDelivery:
     async def _post_card(self, h: Handoff, item: OutboxItem) -> DeliveryResult:
         if h.card_ref:
             return Sent()  # already posted by an earlier attempt that recorded it
-        channel = (await self.workspaces.config(h.workspace_id)).escalation_channel
+        queue, name = await self._queue_of(h)
+        channel = (await self.workspaces.queue_config(h.workspace_id, queue)).escalation_channel
         if not channel:
             # Not lost: it waits, and goes out the moment an admin picks a channel (/escalate config).
             age = (utcnow() - item.created_at).total_seconds()
             return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
         h = await self._capture_thread(h)
         h = await self.service.with_similar(h)
-        ts, found = await self._post_or_find(item, channel=channel, unfurl_links=False, **card_payload(h))
+        ts, found = await self._post_or_find(item, channel=channel, unfurl_links=False, **card_payload(h, name))
         # The card is up: recording where must not be cut short by the worker's deadline.
         await asyncio.shield(self._record_card(h, channel, ts))
         if found:

@@ -21,8 +21,10 @@ class SlackDeps:
     stats_for: Callable[[int], Awaitable[WeeklyReport]]
     metrics: Metrics | None = None
 
-    async def seniors(self, workspace_id: int) -> Seniors:
-        return await self.workspaces.seniors(workspace_id)
+    async def seniors(self, workspace_id: int, queue_id: int | None = None) -> Seniors:
+        """Who may claim in that queue (None: the workspace's default queue)."""
+        queue = await self.service.queue(workspace_id, queue_id) if queue_id is not None else None
+        return await self.workspaces.seniors(workspace_id, queue)
 
     async def workspace(self, context: Any) -> int:
         """The workspace the signed request came from; ids in payloads never choose it."""

@@ -24,6 +24,7 @@ class ActionId(enum.StrEnum):
     CLAIM = "claim"
     RELEASE = "release"
     RESOLVE = "resolve"
+    MOVE = "move"  # to another queue (on a claimed card, for its holder: "Escalate further")
 
 
 class CallbackId(enum.StrEnum):
@@ -32,6 +33,7 @@ class CallbackId(enum.StrEnum):
     CONFIG = "workspace_config"
     # The message shortcut "Escalate this message" (its callback id is also in manifest.yml).
     ESCALATE_MESSAGE = "escalate_message"
+    MOVE = "move_queue"
 
 
 class Field_(enum.StrEnum):
@@ -44,6 +46,8 @@ class Field_(enum.StrEnum):
     DETAILS = "details"
     SENIOR = "requested_senior"
     NOTE = "note"
+    QUEUE = "queue"
+    MOVE_TRIED = "move_tried"
     # /escalate config
     ESCALATION_CHANNEL = "escalation_channel"
     LEADS_CHANNEL = "leads_channel"
@@ -57,6 +61,7 @@ FIRST_FIELD = {
     CallbackId.ESCALATE.value: Field_.SUMMARY.value,
     CallbackId.RESOLVE.value: Field_.NOTE.value,
     CallbackId.CONFIG.value: Field_.ESCALATION_CHANNEL.value,
+    CallbackId.MOVE.value: Field_.QUEUE.value,
 }
 
 
@@ -85,6 +90,14 @@ class CardAction(_Meta):
 
     h: HandoffId
     v: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+    q: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)  # the queue whose card it is
+
+
+class MoveMeta(_Meta):
+    """The move modal's private_metadata: which handoff, and the version the mover saw."""
+
+    h: HandoffId
+    v: int = Field(ge=1, le=MAX_ID, strict=True)
 
 
 class EscalateMeta(_Meta):

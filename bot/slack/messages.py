@@ -90,6 +90,20 @@ def requester_message(h: Handoff, what: str, actor: str) -> str:
     raise ValueError(f"no requester message for {what!r}")
 
 
+def moved_dm(h: Handoff, actor: str, to: str, note: str) -> str:
+    said = f": {t.fit(' '.join(note.split()), 1000)}" if note.strip() else "."
+    there = f"Its seniors there will pick it up{_open_card(h)}."
+    return f"{t.user(actor)} moved your escalation {h.ref} to *{t.fit(to, 80)}*{said} {there}"
+
+
+MOVE_REFUSED = "Only the seniors and leads of this escalation's queue, or whoever holds it, can move it."
+
+
+def moved_away(h: Handoff, to: str) -> str:
+    """A click on the card of a queue the escalation has left."""
+    return f"{h.ref} has moved to *{t.fit(to, 80)}*{_open_card(h)}; that card is the one to use now."
+
+
 def thread_note(h: Handoff, what: str, actor: str) -> str:
     if what == "claimed":
         return f"{t.user(actor)} claimed {h.ref}."

@@ -21,10 +21,10 @@ from slack_sdk.models.views import View
 
 from bot.inbound import dict_at, text_at
 from bot.slack import text as t
-from bot.slack.ids import CallbackId, EscalateMeta, ResolveMeta
+from bot.slack.ids import CallbackId, EscalateMeta, MoveMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
 from bot.slack.workspaces import WorkspaceConfig
-from handoff.domain import Handoff, Severity
+from handoff.domain import Handoff, Queue, Severity, Status
 from handoff.validation import CUSTOMER_MAX, NOTE_MAX, SUMMARY_MAX, TEXT_MAX
 
 VALUE = "value"  # the action id of the element inside each input block
@@ -66,7 +66,10 @@ def escalate_modal(
     origin_channel: str | None = None,
     source_ts: str | None = None,
     source_thread: str | None = None,
+    queues: list[Queue] | None = None,
+    queue_id: int | None = None,
 ) -> View:
+    """The escalation form. `queues`: where there are several, a Queue field, preset to `queue_id`."""
     summary_el = PlainTextInputElement(
         action_id=VALUE, max_length=SUMMARY_MAX, placeholder="Customer can't log in after SSO change"
     )
@@ -100,6 +103,7 @@ def escalate_modal(
                 else []
             ),
             InputBlock(block_id=F.SUMMARY, label="What is wrong? (one line)", element=summary_el),
+            *([_queue_field(queues, queue_id)] if queues and len(queues) > 1 else []),
             InputBlock(
                 block_id=F.SEVERITY,
                 label="Severity",
@@ -183,6 +187,28 @@ def broken_fields(view: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
+def _queue_option(q: Queue) -> Option:
+    return Option(value=str(q.id), text=PlainTextObject(text=t.cut_plain(q.name, 75)))
+
+
+def _queue_field(queues: list[Queue], queue_id: int | None) -> InputBlock:
+    preset = next((q for q in queues if q.id == queue_id), queues[0])
+    return InputBlock(
+        block_id=F.QUEUE,
+        label="Queue",
+        hint="Whose seniors should take it. Typing `/escalate billing: …` picks Billing.",
+        element=StaticSelectElement(
+            action_id=VALUE, options=[_queue_option(q) for q in queues[:100]], initial_option=_queue_option(preset)
+        ),
+    )
+
+
+def read_queue(view: dict[str, Any]) -> int | None:
+    """The queue chosen on a form, as an id (None when the form has no Queue field or it is broken)."""
+    chosen = _value(_values(view), F.QUEUE)
+    return int(chosen) if chosen is not None and chosen.isdigit() and len(chosen) < 10 else None
+
+
 def read_escalate_form(view: dict[str, Any]) -> dict[str, str | None]:
     values = _values(view)
     return {
@@ -213,6 +239,51 @@ def resolve_modal(h: Handoff, *, channel: str | None) -> View:
             ),
         ],
     )
+
+
+def move_modal(h: Handoff, queues: list[Queue], *, holder: bool) -> View:
+    """Move to another queue, with a note; for the holder of a claimed escalation ("Escalate
+    further"), also what they tried, shown on the new card as a second "tried"."""
+    further = holder and h.status == Status.CLAIMED
+    options = [_queue_option(q) for q in queues if q.id != h.queue_id]
+    blocks: list[Any] = [
+        ContextBlock(elements=[MarkdownTextObject(text="*" + t.fit(h.summary, 1900) + "*")]),
+        InputBlock(
+            block_id=F.QUEUE,
+            label="Move it to",
+            element=StaticSelectElement(action_id=VALUE, options=options[:100]),
+        ),
+        InputBlock(
+            block_id=F.NOTE,
+            label="Why, for the seniors there",
+            hint="Shown at the top of the new card; the requester is told too.",
+            element=PlainTextInputElement(action_id=VALUE, multiline=True, max_length=NOTE_MAX),
+        ),
+    ]
+    if further:
+        blocks.append(
+            InputBlock(
+                block_id=F.MOVE_TRIED,
+                label="What you tried",
+                optional=True,
+                element=PlainTextInputElement(action_id=VALUE, multiline=True, max_length=TEXT_MAX),
+            )
+        )
+    return View(
+        type="modal",
+        callback_id=CallbackId.MOVE,
+        title=PlainTextObject(text=t.cut_plain(f"{'Escalate' if further else 'Move'} {h.ref}", 24)),
+        submit=PlainTextObject(text="Move"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=MoveMeta(h=h.id, v=h.version).dump(),
+        blocks=blocks,
+    )
+
+
+def read_move_form(view: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
+    """The queue chosen (its id), the note, and what the holder tried."""
+    values = _values(view)
+    return read_queue(view), _value(values, F.NOTE), _value(values, F.MOVE_TRIED)
 
 
 def read_note(view: dict[str, Any]) -> str | None:

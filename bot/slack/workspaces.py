@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.slack.client import Retries, make_client
 from bot.slack.seniors import Seniors
+from handoff.domain import Queue
 from handoff.service import HandoffService
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class SlackWorkspaces:
         self.settings = settings
         self.base_client = base_client
         self.installation_store = installation_store
-        self._seniors: dict[int, tuple[WorkspaceConfig, Seniors]] = {}
+        self._seniors: dict[tuple[int, int | None], tuple[WorkspaceConfig, Seniors]] = {}
         self._clients: dict[tuple[str, str], AsyncWebClient] = {}
         self._teams: dict[int, str] = {}
         self._configs: dict[int, tuple[float, WorkspaceConfig]] = {}
@@ -106,14 +107,30 @@ class SlackWorkspaces:
             lead_user_ids=list(own.get("lead_user_ids") or base.lead_user_ids),
         )
 
-    async def seniors(self, workspace_id: int) -> Seniors:
-        cfg = await self.config(workspace_id)
-        cached = self._seniors.get(workspace_id)
+    async def seniors(self, workspace_id: int, queue: Queue | None = None) -> Seniors:
+        """Who may claim in `queue` (the default queue: the workspace's seniors)."""
+        cfg = await self.queue_config(workspace_id, queue)
+        key = (workspace_id, queue.id if queue is not None and not queue.is_default else None)
+        cached = self._seniors.get(key)
         if cached is not None and cached[0] == cfg:
             return cached[1]  # keeps its cached user-group members
         seniors = Seniors(cfg.senior_user_ids, cfg.senior_usergroup)
-        self._seniors[workspace_id] = (cfg, seniors)
+        self._seniors[key] = (cfg, seniors)
         return seniors
+
+    async def queue_config(self, workspace_id: int, queue: Queue | None) -> WorkspaceConfig:
+        """A queue's channels and people. The default queue's are the workspace's own; another
+        queue's are its own, with the workspace's leads channel where it names none."""
+        cfg = await self.config(workspace_id)
+        if queue is None or queue.is_default:
+            return cfg
+        return WorkspaceConfig(
+            escalation_channel=queue.escalation_channel,
+            leads_channel=queue.leads_channel or cfg.leads_channel,
+            senior_user_ids=list(queue.senior_user_ids),
+            senior_usergroup=queue.senior_usergroup,
+            lead_user_ids=list(queue.lead_user_ids),
+        )
 
     async def team_id(self, workspace_id: int) -> str:
         team = self._teams.get(workspace_id)
@@ -167,5 +184,5 @@ class SlackWorkspaces:
             leads_channel=cfg.leads_channel,
             settings=cfg.as_settings(),
         )
-        self._seniors.pop(workspace_id, None)
+        self._seniors.pop((workspace_id, None), None)
         self._configs.pop(workspace_id, None)

@@ -18,8 +18,8 @@ from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.home import publish_home
 from bot.slack.ids import ActionId, BadMetadata, CardAction
-from bot.slack.listeners.common import guarded
-from bot.slack.modals import resolve_modal
+from bot.slack.listeners.common import guarded, may_move
+from bot.slack.modals import move_modal, resolve_modal
 from handoff.domain import (
     AlreadyYours,
     ChangeOutcome,
@@ -27,6 +27,7 @@ from handoff.domain import (
     Conflict,
     Done,
     Handoff,
+    MovedAway,
     NotAllowed,
     NotFound,
     NotHolder,
@@ -95,6 +96,13 @@ def _change_reply(outcome: ChangeOutcome, done: str) -> str:
     return messages.NOT_FOUND
 
 
+async def _moved_away(deps: SlackDeps, ws: int, h: Handoff, value: CardAction) -> str | None:
+    """For a click on the card of a queue the escalation has left: where it went."""
+    if value.q is None or h.queue_id == value.q:
+        return None
+    return messages.moved_away(h, (await deps.service.queue(ws, h.queue_id)).name)
+
+
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     service = deps.service
 
@@ -115,9 +123,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         user = body["user"]["id"]
         try:
             ws = await deps.workspace(context)
-            seniors = await deps.seniors(ws)
+            seniors = await deps.seniors(ws, value.q)
             may = await seniors.may_claim(client, user)
-            outcome = await service.claim(ws, value.h, user, may_claim=may)
+            outcome = await service.claim(ws, value.h, user, may_claim=may, queue_id=value.q)
+            moved = await _moved_away(deps, ws, outcome.handoff, value) if isinstance(outcome, MovedAway) else None
         except StorageUnavailable:
             await _unavailable(deps, tell)
             return
@@ -134,6 +143,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             reply, label = (messages.OWN if outcome.reason == "own" else seniors.refusal()), "refused"
         elif isinstance(outcome, Closed):
             reply, label = messages.closed(outcome.handoff), "closed"
+        elif isinstance(outcome, MovedAway):
+            reply, label = moved or messages.NOT_FOUND, "moved"
         else:
             assert isinstance(outcome, NotFound)
             reply, label = messages.NOT_FOUND, "not_found"
@@ -158,11 +169,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         try:
             ws = await deps.workspace(context)
             outcome = await service.release(ws, value.h, user)
+            moved = await _moved_away(deps, ws, outcome.handoff, value) if isinstance(outcome, NotHolder) else None
         except StorageUnavailable:
             await _unavailable(deps, tell)
             return
         reply = _change_reply(outcome, messages.released(outcome.handoff) if isinstance(outcome, Done) else "")
-        await tell(reply)
+        await tell(moved or reply)
 
     @app.action(ActionId.RESOLVE)
     @guarded
@@ -182,6 +194,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         try:
             ws = await deps.workspace(context)
             h: Handoff | None = await service.get(ws, value.h)
+            moved = await _moved_away(deps, ws, h, value) if h is not None else None
         except StorageUnavailable:
             await _unavailable(deps, tell)
             return
@@ -189,6 +202,9 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         # the resolve itself is a compare-and-set when the form is submitted.
         if h is None:
             await tell(messages.NOT_FOUND)
+            return
+        if moved is not None:
+            await tell(moved)
             return
         if h.status in (Status.RESOLVED, Status.CANCELLED):
             await tell(messages.closed(h))
@@ -206,3 +222,46 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         except SlackApiError as exc:
             log.warning("views.open for resolve failed: %s", exc.response.get("error"))
             await tell("I couldn't open the resolve form in time. Please click Resolve again.")
+
+    @app.action(ActionId.MOVE)
+    @guarded
+    async def move_clicked(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond,
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
+        tell = _teller(deps, body, respond, client, context)
+        value = await _clicked(ack, action, tell)
+        if value is None:
+            return
+        user = body["user"]["id"]
+        try:
+            ws = await deps.workspace(context)
+            h: Handoff | None = await service.get(ws, value.h)
+            moved = await _moved_away(deps, ws, h, value) if h is not None else None
+            allowed = h is not None and await may_move(deps, client, ws, h, user)
+            queues = await service.queues(ws)
+        except StorageUnavailable:
+            await _unavailable(deps, tell)
+            return
+        # A courtesy check before the form; the move itself is a compare-and-set on submission.
+        if h is None:
+            await tell(messages.NOT_FOUND)
+            return
+        if moved is not None or h.status in (Status.RESOLVED, Status.CANCELLED):
+            await tell(moved or messages.closed(h))
+            return
+        if not allowed:
+            await tell(messages.MOVE_REFUSED)
+            return
+        trigger = text_at(body, "trigger_id")
+        try:
+            if trigger is None:
+                raise LookupError("no trigger")
+            await client.views_open(trigger_id=trigger, view=move_modal(h, queues, holder=h.claimed_by == user))
+        except (SlackApiError, LookupError) as exc:
+            log.warning("views.open for move failed: %s", exc)
+            await tell("I couldn't open the move form in time. Please click it again.")

@@ -17,6 +17,7 @@ from bot.slack.deps import SlackDeps
 from bot.slack.listeners.common import admin_refusal, escalation_refusal, guarded, open_form
 from bot.slack.modals import config_modal, escalate_modal, prefill_from_text, slack_id
 from bot.slack.report_blocks import report_blocks, report_fallback
+from handoff.queues import route
 from storage.db import StorageUnavailable
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
@@ -58,9 +59,20 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_type="ephemeral", text=refusal)
             return
         await ack()
-        summary, details = prefill_from_text(typed)
         channel = command.get("channel_id")
-        view = escalate_modal(summary=summary, details=details, origin_channel=channel if slack_id(channel) else None)
+        channel = channel if slack_id(channel) else None
+        try:
+            queues = await deps.service.queues(await deps.workspace(context))
+        except StorageUnavailable:
+            queues = []  # the form opens all the same; storing it says if the database is still away
+        queue_id = None
+        if len(queues) > 1:
+            queue, typed = route(queues, channel=channel, text=typed)
+            queue_id = queue.id
+        summary, details = prefill_from_text(typed)
+        view = escalate_modal(
+            summary=summary, details=details, origin_channel=channel, queues=queues, queue_id=queue_id
+        )
         await open_form(client, command["trigger_id"], view, respond, messages.open_form_failed())
 
     async def _stats(ws: int, user: str, respond: AsyncRespond) -> None:

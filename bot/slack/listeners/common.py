@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import FIRST_FIELD
+from handoff.domain import Handoff
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,17 @@ async def admin_refusal(client: AsyncWebClient, user: str) -> str | None:
     if info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"):
         return None
     return messages.ADMINS_ONLY
+
+
+async def may_move(deps: SlackDeps, client: AsyncWebClient, workspace_id: int, h: Handoff, user: str) -> bool:
+    """A senior or a lead of the queue the escalation is in, or its holder, may move it on."""
+    if h.claimed_by == user:
+        return True
+    queue = await deps.service.queue(workspace_id, h.queue_id)
+    cfg = await deps.workspaces.queue_config(workspace_id, queue)
+    if user in cfg.lead_user_ids:
+        return True
+    return await (await deps.workspaces.seniors(workspace_id, queue)).may_claim(client, user)
 
 
 async def escalation_refusal(deps: SlackDeps, context: AsyncBoltContext) -> str | None:

@@ -17,6 +17,8 @@ from bot.slack.deps import SlackDeps
 from bot.slack.ids import CallbackId
 from bot.slack.listeners.common import escalation_refusal, guarded, open_form
 from bot.slack.modals import escalate_modal, prefill_from_text, slack_id, slack_ts
+from handoff.queues import route
+from storage.db import StorageUnavailable
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -38,11 +40,18 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await respond(text=refusal or messages.open_form_failed(), response_type="ephemeral")
             return
         summary, details = prefill_from_text(text_at(message, "text") or "")
+        channel = channel if slack_id(channel) else None
+        try:
+            queues = await deps.service.queues(await deps.workspace(context))
+        except StorageUnavailable:
+            queues = []
         view = escalate_modal(
             summary=summary,
             details=details,
-            origin_channel=channel if slack_id(channel) else None,
+            origin_channel=channel,
             source_ts=slack_ts(text_at(message, "ts")),
             source_thread=slack_ts(text_at(message, "thread_ts")),
+            queues=queues,
+            queue_id=route(queues, channel=channel, text="")[0].id if len(queues) > 1 else None,
         )
         await open_form(client, trigger, view, respond, messages.open_form_failed())

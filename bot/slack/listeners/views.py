@@ -14,12 +14,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
-from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, ResolveMeta
+from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, MoveMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.listeners.common import admin_refusal, guarded
-from bot.slack.modals import broken_fields, field_errors, read_config_form, read_escalate_form, read_note
-from handoff.domain import Closed, Done, NotFound, NotHolder
-from handoff.validation import FormErrors, validate_draft, validate_note
+from bot.slack.listeners.common import admin_refusal, guarded, may_move
+from bot.slack.modals import (
+    broken_fields,
+    field_errors,
+    read_config_form,
+    read_escalate_form,
+    read_move_form,
+    read_note,
+    read_queue,
+)
+from bot.slack.text import user as mention
+from handoff.domain import Changed, Closed, Done, Moved, NotAllowed, NotFound, NotHolder
+from handoff.validation import FormErrors, clean, validate_draft, validate_note
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_action="errors", errors={F.SUMMARY: FORM_BROKEN})
             return
         fields: dict[str, Any] = read_escalate_form(view)
+        chosen_queue = read_queue(view)
         source: dict[str, Any] | None = None
         try:
             meta = EscalateMeta.parse(view.get("private_metadata"))
@@ -82,7 +92,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             # same on every re-submission, so pressing again never stores it twice.
             async with asyncio.timeout(save_budget(context)):
                 ws = await deps.workspace(context)
-                result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view_id}")
+                queues = await deps.service.queues(ws)
+                queue_id = chosen_queue if any(q.id == chosen_queue for q in queues) else None
+                if len(queues) > 1 and queue_id is None:
+                    await ack(response_action="errors", errors={F.QUEUE: "Choose the queue it goes to."})
+                    return
+                result = await deps.service.escalate(ws, user, draft, key=f"slack-view:{view_id}", queue_id=queue_id)
         except (StorageUnavailable, TimeoutError):
             deps.count("storage_unavailable")
             log.warning("escalation from %s not stored: database unavailable", user)
@@ -166,3 +181,72 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             assert isinstance(outcome, NotFound)
             why = messages.NOT_FOUND
         await ack(response_action="errors", errors={F.NOTE: why})
+
+    @app.view(CallbackId.MOVE)
+    @guarded
+    async def move_submitted(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
+        user = body["user"]["id"]
+        try:
+            meta = MoveMeta.parse(view.get("private_metadata"))
+        except BadMetadata:
+            await ack(response_action="errors", errors={F.QUEUE: "This form is out of date; click Move again."})
+            return
+        to_queue, note_text, tried_text = read_move_form(view)
+        note, tried = clean(note_text), clean(tried_text)
+        errors = broken_fields(view)
+        if to_queue is None:
+            errors.setdefault(F.QUEUE, "Choose the queue to move it to.")
+        if not note:
+            errors.setdefault(F.NOTE, "Say why, so the seniors there know where to start.")
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        assert to_queue is not None
+        try:
+            async with asyncio.timeout(save_budget(context)):
+                ws = await deps.workspace(context)
+                h = await deps.service.get(ws, meta.h)
+                allowed = h is not None and await may_move(deps, client, ws, h, user)
+                outcome = await deps.service.move(
+                    ws,
+                    meta.h,
+                    user,
+                    to_queue_id=to_queue,
+                    expected_version=meta.v,
+                    note=note,
+                    may_move=allowed,
+                    tried=tried or None,
+                )
+        except (StorageUnavailable, TimeoutError):
+            deps.count("storage_unavailable")
+            await ack(response_action="errors", errors={F.QUEUE: SAVE_FAILED})
+            return
+        if isinstance(outcome, Moved):
+            log.info(
+                "%s moved from %s to %s by %s",
+                outcome.handoff.ref,
+                outcome.from_queue.name,
+                outcome.to_queue.name,
+                user,
+            )
+            await ack()
+            return
+        if isinstance(outcome, Changed):
+            c = outcome.handoff
+            now = (
+                f"claimed by {mention(c.claimed_by)}"
+                if c.status == "claimed"
+                else "resolved"
+                if c.status == "resolved"
+                else "changed (released, or moved by someone else)"
+            )
+            why = f"{c.ref} was {now} while this form was open, so nothing was moved. Close it and look again."
+        elif isinstance(outcome, NotAllowed):
+            why = "It is in that queue already." if outcome.reason == "same_queue" else messages.MOVE_REFUSED
+        elif isinstance(outcome, Closed):
+            why = f"{outcome.handoff.ref} is already resolved."
+        else:
+            why = messages.NOT_FOUND
+        await ack(response_action="errors", errors={F.QUEUE: why})

@@ -45,6 +45,8 @@ def upgrade() -> None:
     op.add_column("handoffs", sa.Column("queue_id", sa.Integer))
     op.add_column("handoffs", sa.Column("queue_arrived_at", sa.DateTime(timezone=True)))
     op.add_column("handoffs", sa.Column("moves", sa.Integer, nullable=False, server_default="0"))
+    # Each hand-over, for the card: [{from, to, by, note, tried, at}], oldest first.
+    op.add_column("handoffs", sa.Column("handovers", sa.JSON))
     op.create_index("ix_handoffs_workspace_id_queue_id_status", "handoffs", ["workspace_id", "queue_id", "status"])
 
     conn = op.get_bind()
@@ -73,6 +75,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_handoffs_workspace_id_queue_id_status", table_name="handoffs")
     with op.batch_alter_table("handoffs") as batch:
+        batch.drop_column("handovers")
         batch.drop_column("moves")
         batch.drop_column("queue_arrived_at")
         batch.drop_column("queue_id")

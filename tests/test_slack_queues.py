@@ -1,0 +1,153 @@
+"""Queues on Slack, over HTTP against the strict fake: the form picks the queue (by prefix, by the
+channel it was run in, or by hand), the card goes to that queue's channel and only its seniors
+claim it; a senior moves it on with a note, the holder escalates it further with what they tried,
+and the old card says where it went. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.sandbox.fake_slack import Message
+from bot.sandbox.simulator import button_value
+from handoff.domain import Queue
+from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
+from tests.helpers import FORM, buttons, card_text, open_form
+
+BILLING_CHANNEL = "C0NEWESC"  # a channel the bot is in (tests/conftest.py)
+BILLING_SENIORS = ("U0BILL1", "U0BILL2")
+SUPPORT_BILLING = "C0SUPBILLING"  # the channel juniors ask about billing in
+
+
+async def add_billing(bot: Bot) -> tuple[Queue, Queue]:
+    ws = await bot.workspace_id()
+    billing = await bot.runtime.service.add_queue(
+        ws,
+        Queue(
+            id=0,
+            workspace_id=ws,
+            name="Billing",
+            is_default=False,
+            aliases=("bill",),
+            escalation_channel=BILLING_CHANNEL,
+            senior_user_ids=BILLING_SENIORS,
+            serves=(SUPPORT_BILLING,),
+        ),
+    )
+    assert billing is not None
+    return (await bot.runtime.service.queues(ws))[0], billing
+
+
+def block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
+    return next(b for b in view["blocks"] if b.get("block_id") == block_id)
+
+
+async def escalate_to_billing(bot: Bot, **answers: Any) -> Message:
+    view = await open_form(bot, text="bill: customer can't pay by card")
+    answer = await bot.slack.submit(JUNIOR, view, {**FORM, "summary": "Customer can't pay by card", **answers})
+    assert answer.status == 200 and not answer.body, answer.body
+    cards = await bot.fake.wait_for(lambda: bot.fake.channel_messages(BILLING_CHANNEL))
+    return cards[-1]
+
+
+async def reply_to(bot: Bot, user: str, card: Message, action: str, value: str | None = None) -> str:
+    before = len([r for r in bot.fake.replies if r.user == user])
+    answer = await bot.slack.click(user, card, action, value=value)
+    assert answer.status == 200
+    replies = await bot.fake.wait_for(
+        lambda: len(mine := [r for r in bot.fake.replies if r.user == user]) > before and mine
+    )
+    return replies[-1].text
+
+
+async def open_move_form(bot: Bot, user: str, card: Message) -> dict[str, Any]:
+    before = len(bot.fake.views_for(user))
+    assert (await bot.slack.click(user, card, "move")).status == 200
+    views = await bot.fake.wait_for(lambda: len(bot.fake.views_for(user)) > before and bot.fake.views_for(user))
+    return views[-1]
+
+
+async def test_one_queue_asks_nothing_and_shows_no_queue(bot: Bot) -> None:
+    view = await open_form(bot, text="billing: customer can't pay")
+    assert not any(b.get("block_id") == "queue" for b in view["blocks"])
+    assert block(view, "summary")["element"]["initial_value"] == "billing: customer can't pay"
+
+
+async def test_the_form_picks_the_queue_by_prefix_or_channel_and_its_seniors_claim(bot: Bot) -> None:
+    default, billing = await add_billing(bot)
+    by_prefix = await open_form(bot, text="bill: customer can't pay by card")
+    assert block(by_prefix, "queue")["element"]["initial_option"]["value"] == str(billing.id)
+    assert block(by_prefix, "summary")["element"]["initial_value"] == "customer can't pay by card"
+    before = len(bot.fake.views_for(JUNIOR))
+    await bot.slack.command(JUNIOR, "refund stuck", channel=SUPPORT_BILLING)
+    by_channel = (await bot.fake.wait_for(lambda: bot.fake.views_for(JUNIOR)[before:]))[-1]
+    assert block(by_channel, "queue")["element"]["initial_option"]["value"] == str(billing.id)
+    plain = await open_form(bot, text="VPN is down")
+    assert block(plain, "queue")["element"]["initial_option"]["value"] == str(default.id)
+
+    card = await escalate_to_billing(bot)
+    assert "Queue: *Billing*" in card_text(card) and bot.fake.channel_messages(ESC_CHANNEL) == []
+    assert buttons(card) == ["claim", "move"]
+    refused = await reply_to(bot, SENIORS[0], card, "claim")  # a senior of the default queue only
+    assert not refused.startswith("You claimed")
+    assert (await reply_to(bot, BILLING_SENIORS[0], card, "claim")).startswith("You claimed")
+
+
+async def test_a_senior_moves_it_on_and_the_old_card_says_where_it_went(bot: Bot) -> None:
+    default, _billing = await add_billing(bot)
+    card = await escalate_to_billing(bot)
+    old_value = button_value(card, "claim")
+    form = await open_move_form(bot, BILLING_SENIORS[0], card)
+    answer = await bot.slack.submit(
+        BILLING_SENIORS[0], form, {"queue": str(default.id), "note": "Not billing: <the SSO login> fails first"}
+    )
+    assert answer.status == 200 and not answer.body, answer.body
+    new = (await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL)))[-1]
+    shown = card_text(new)
+    assert "Moved here from Billing" in shown and "&lt;the SSO login&gt; fails first" in shown
+    assert "ESC-1" in shown and "Queue: *General*" in shown and buttons(new) == ["claim", "move"]
+    await bot.fake.wait_for(lambda: "Moved to General" in card_text(card))
+    assert buttons(card) == [] and bot.fake.permalink_of(ESC_CHANNEL, new.ts) in card_text(card)
+    dm = await bot.fake.wait_for(lambda: [m for m in bot.fake.dms_to(JUNIOR) if "moved your escalation" in m.text])
+    assert "General" in dm[-1].text
+    # A click on the old card is told where it went; the new card is the one that claims.
+    moved = await reply_to(bot, SENIORS[1], card, "claim", value=old_value)
+    assert "has moved to *General*" in moved
+    assert (await reply_to(bot, SENIORS[1], new, "claim")).startswith("You claimed")
+
+
+async def test_the_holder_escalates_further_with_what_they_tried(bot: Bot) -> None:
+    default, _billing = await add_billing(bot)
+    card = await escalate_to_billing(bot)
+    assert (await reply_to(bot, BILLING_SENIORS[0], card, "claim")).startswith("You claimed")
+    await bot.fake.wait_for(lambda: "Claimed by" in card_text(card))
+    assert buttons(card) == ["resolve", "release", "move"]
+    form = await open_move_form(bot, BILLING_SENIORS[0], card)
+    assert any(b.get("block_id") == "move_tried" for b in form["blocks"])
+    answer = await bot.slack.submit(
+        BILLING_SENIORS[0],
+        form,
+        {"queue": str(default.id), "note": "Needs tier 3", "move_tried": "Checked the gateway logs"},
+    )
+    assert answer.status == 200 and not answer.body, answer.body
+    new = (await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL)))[-1]
+    shown = card_text(new)
+    assert f"What <@{BILLING_SENIORS[0]}> tried" in shown and "Checked the gateway logs" in shown
+    assert FORM["tried"] in shown  # the junior's own "What was tried" stays too
+    assert buttons(new) == ["claim", "move"]  # the holder was released: open in the new queue
+
+
+async def test_a_move_of_a_card_claimed_meanwhile_moves_nothing_and_says_why(bot: Bot) -> None:
+    default, _billing = await add_billing(bot)
+    card = await escalate_to_billing(bot)
+    form = await open_move_form(bot, BILLING_SENIORS[0], card)
+    assert (await reply_to(bot, BILLING_SENIORS[1], card, "claim")).startswith("You claimed")
+    answer = await bot.slack.submit(BILLING_SENIORS[0], form, {"queue": str(default.id), "note": "networking"})
+    assert answer.status == 200 and f"claimed by <@{BILLING_SENIORS[1]}>" in answer.body
+    assert bot.fake.channel_messages(ESC_CHANNEL) == []
+
+
+async def test_only_the_queues_seniors_leads_or_holder_may_move(bot: Bot) -> None:
+    await add_billing(bot)
+    card = await escalate_to_billing(bot)
+    refused = await reply_to(bot, SENIORS[0], card, "move")
+    assert "Only the seniors and leads" in refused
