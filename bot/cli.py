@@ -261,6 +261,99 @@ async def _first_outcome(service: HandoffService, key: str, deadline: float) -> 
         await asyncio.sleep(0.2)
 
 
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    """Keep a workspace's queues: list, add, change, remove (moving what is open in it)."""
+    from sqlalchemy import or_, select
+
+    from handoff.domain import Queue
+    from handoff.service import HandoffService
+    from storage.db import DatabaseProblem, StorageUnavailable, open_checked
+    from storage.tables import workspaces
+
+    settings = _settings()
+    setup_logging("WARNING", settings.log_format, settings.secrets())
+
+    async def run() -> int:
+        db = await open_checked(settings.database_url, write=args.action != "list")
+        try:
+            async with db.read() as conn:
+                stmt = select(workspaces.c.id, workspaces.c.external_id).order_by(workspaces.c.id)
+                if args.workspace:
+                    cond = workspaces.c.external_id == args.workspace
+                    if args.workspace.isdigit():
+                        cond = or_(cond, workspaces.c.id == int(args.workspace))
+                    stmt = stmt.where(cond)
+                found = (await conn.execute(stmt)).all()
+            if not found:
+                print("no such workspace" if args.workspace else "no workspace yet: use the bot once, then add queues")
+                return 1
+            if len(found) > 1 and args.action != "list":
+                print("several workspaces: say which with --workspace (" + ", ".join(r[1] for r in found) + ")")
+                return 2
+            service = HandoffService(db)
+            if args.action == "list":
+                for ws, external in found:
+                    for q in await service.queues(ws):
+                        where = q.escalation_channel or ("the workspace's channel" if q.is_default else "no channel")
+                        extra = f" serves {', '.join(q.serves)}" if q.serves else ""
+                        print(f"{external}  {q.name}{' (default)' if q.is_default else ''}: cards to {where}{extra}")
+                return 0
+            ws = int(found[0][0])
+            by_name = {q.name.lower(): q for q in await service.queues(ws)}
+            current = by_name.get(args.name.strip().lower())
+            if args.action == "remove":
+                if current is None:
+                    return _fail(f"no queue named {args.name!r}", 1)
+                target = by_name.get((args.move_to or "").strip().lower())
+                moved = await service.remove_queue(ws, current.id, move_to=target.id if target else None, user="cli")
+                if moved is None:
+                    return _fail(
+                        f"{current.name} not removed: it is the default queue, or has open escalations "
+                        "and no --move-to queue",
+                        1,
+                    )
+                print(f"removed {current.name}; {moved} open escalation(s) moved to {target.name if target else '-'}")
+                return 0
+            fields = {
+                "escalation_channel": args.channel,
+                "leads_channel": args.leads_channel,
+                "senior_user_ids": _names(args.seniors) if args.seniors is not None else None,
+                "senior_usergroup": args.usergroup,
+                "lead_user_ids": _names(args.leads) if args.leads is not None else None,
+                "aliases": tuple(a.lower() for a in _names(args.alias)) if args.alias is not None else None,
+                "serves": _names(args.serves) if args.serves is not None else None,
+                "reminder_minutes": args.reminder_minutes,
+                "lead_alert_minutes": args.lead_alert_minutes,
+            }
+            given = {k: v for k, v in fields.items() if v is not None}
+            if args.action == "add":
+                if current is not None:
+                    return _fail(f"a queue named {current.name!r} exists: use `queue edit`", 1)
+                added = await service.add_queue(
+                    ws, Queue(id=0, workspace_id=ws, name=args.name, is_default=False, **given)
+                )
+                print(f"added {added.name if added else args.name}")
+                return 0
+            if current is None:
+                return _fail(f"no queue named {args.name!r}", 1)
+            from dataclasses import replace
+
+            await service.edit_queue(ws, replace(current, **given))
+            print(f"changed {current.name}")
+            return 0
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (DatabaseProblem, StorageUnavailable) as exc:
+        return _database_failed(exc)
+
+
 def cmd_teams_package(args: argparse.Namespace) -> int:
     from bot.teams.package import build_package
 
@@ -315,6 +408,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--chart", metavar="FILE.png", help="also write the chart")
     rep.add_argument("--post", action="store_true", help="post it to the leads channel now")
     rep.set_defaults(func=cmd_report)
+
+    qu = sub.add_parser("queue", help="a workspace's escalation queues: list, add, edit, remove")
+    qu_sub = qu.add_subparsers(dest="action", required=True)
+    qu_list = qu_sub.add_parser("list", help="every queue, the default first")
+    for p in (qu_sub.add_parser("add", help="a new queue"), qu_sub.add_parser("edit", help="change a queue")):
+        p.add_argument("name")
+        p.add_argument("--channel", help="its escalation channel (id)")
+        p.add_argument("--leads-channel", help="its leads' channel (default: the workspace's)")
+        p.add_argument("--seniors", help="who may claim: user ids, comma-separated")
+        p.add_argument("--usergroup", help="who may claim: a Slack user group id")
+        p.add_argument("--leads", help="leads to DM: user ids, comma-separated")
+        p.add_argument("--alias", help="words to pick it with, e.g. `bill,payments` for `/escalate bill: …`")
+        p.add_argument("--serves", help="channels whose escalations it takes by default, comma-separated ids")
+        p.add_argument("--reminder-minutes", type=int, help="remind its seniors after this long unclaimed")
+        p.add_argument("--lead-alert-minutes", type=int, help="alert its leads after this long unclaimed")
+        p.add_argument("--workspace", help="Slack team id / Teams tenant id (needed when there are several)")
+    qu_rm = qu_sub.add_parser("remove", help="remove a queue, moving its open escalations first")
+    qu_rm.add_argument("name")
+    qu_rm.add_argument("--move-to", help="the queue that takes its open escalations")
+    qu_rm.add_argument("--workspace", help="Slack team id / Teams tenant id (needed when there are several)")
+    qu_list.add_argument("--workspace", help="only this workspace")
+    qu.set_defaults(func=cmd_queue)
 
     tp = sub.add_parser("teams-package", help="the Teams app package (manifest.json and icons) to upload")
     tp.add_argument("--out", default="escalation-bot-teams.zip", metavar="FILE.zip")

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -23,10 +24,21 @@ from bot.sandbox.render import blocks_to_text, boxed, mrkdwn_to_text
 from bot.sandbox.simulator import SlackSimulator, button_value
 from bot.sandbox.watch import serve_on_loopback
 from bot.server import RUNTIME, make_web_app
+from handoff.domain import Queue
 
-MAYA, ANA, BEN, CHLOE = "U0MAYA", "U0ANA", "U0BEN", "U0CHLOE"
-ESC, SUPPORT = "C0ESCALATE", "C0SUPPORT"
-NAMES = {MAYA: "maya", ANA: "ana", BEN: "ben", CHLOE: "chloe", ESC: "escalations", SUPPORT: "support"}
+MAYA, ANA, BEN, CHLOE, DANA = "U0MAYA", "U0ANA", "U0BEN", "U0CHLOE", "U0DANA"
+ESC, SUPPORT, BILLING, NETWORKING = "C0ESCALATE", "C0SUPPORT", "C0BILLING", "C0NETWORK"
+NAMES = {
+    MAYA: "maya",
+    ANA: "ana",
+    BEN: "ben",
+    CHLOE: "chloe",
+    DANA: "dana",
+    ESC: "escalations",
+    SUPPORT: "support",
+    BILLING: "billing",
+    NETWORKING: "networking",
+}
 SECRET = "demo-signing-secret"
 TOKEN = "xoxb-demo-token"
 
@@ -63,7 +75,10 @@ def demo_settings(db_path: Path, fake: FakeSlack) -> Settings:
 async def run_demo(*, verbose: bool = False) -> int:
     setup_logging("INFO" if verbose else "ERROR", "text", [SECRET, TOKEN])
     fake = await FakeSlack(
-        team_id="T0DEMO", bot_token=TOKEN, users=NAMES, channels={ESC: "escalations", SUPPORT: "support"}
+        team_id="T0DEMO",
+        bot_token=TOKEN,
+        users=NAMES,
+        channels={ESC: "escalations", SUPPORT: "support", BILLING: "billing", NETWORKING: "networking"},
     ).start()
     tmp = tempfile.TemporaryDirectory(prefix="escalation-bot-demo-")
     db_path = Path(tmp.name) / "demo.db"
@@ -175,7 +190,60 @@ async def _story(app: web.Application, fake: FakeSlack, slack: SlackSimulator, d
     second = await fake.wait_for(lambda: len(fake.channel_messages(ESC)) >= 2 and fake.channel_messages(ESC)[-1])
     show("#escalations: the new card, with the thread and the earlier fix", second)
     say()
+    if await _hand_over(rt, ws, fake, slack) != 0:
+        return 1
     say(f"done in {time.perf_counter() - started:.1f}s. Connect a real workspace: see README.md, 'Connect Slack'.")
+    return 0
+
+
+async def _hand_over(rt: Any, ws: int, fake: FakeSlack, slack: SlackSimulator) -> int:
+    say("8. the team splits into queues. An admin runs:")
+    say("     escalation-bot queue add Billing --channel C0BILLING --seniors U0ANA,U0BEN --alias bill")
+    say("     escalation-bot queue add Networking --channel C0NETWORK --seniors U0DANA --alias net")
+    for name, channel, seniors, alias in (
+        ("Billing", BILLING, (ANA, BEN), "bill"),
+        ("Networking", NETWORKING, (DANA,), "net"),
+    ):
+        await rt.service.add_queue(
+            ws,
+            Queue(
+                id=0,
+                workspace_id=ws,
+                name=name,
+                is_default=False,
+                aliases=(alias,),
+                escalation_channel=channel,
+                senior_user_ids=seniors,
+            ),
+        )
+    say("   maya types:  /escalate bill: Initech's refunds fail with a gateway timeout")
+    before = len(fake.views_for(MAYA))
+    await slack.command(MAYA, "bill: Initech's refunds fail with a gateway timeout", channel=SUPPORT)
+    form = (await fake.wait_for(lambda: fake.views_for(MAYA)[before:]))[-1]
+    queue_field = next(b for b in form["blocks"] if b.get("block_id") == "queue")
+    say(f"   the form's Queue field is preset to: {queue_field['element']['initial_option']['text']['text']}")
+    await slack.submit(
+        MAYA, form, {"summary": "Initech's refunds fail with a gateway timeout", "tried": "Retried two refunds"}
+    )
+    card = await fake.wait_for(lambda: next(iter(fake.channel_messages(BILLING)), None))
+    show("#billing: the card, in the Billing queue", card)
+    say("   ana looks: the gateway is fine, our network can't reach it. She clicks Move:")
+    before = len(fake.views_for(ANA))
+    await slack.click(ANA, card, "move")
+    move_form = (await fake.wait_for(lambda: fake.views_for(ANA)[before:]))[-1]
+    networking = next(q for q in await rt.service.queues(ws) if q.name == "Networking")
+    note = "Not billing: traceroute from our VPC to the gateway dies at the NAT. Networking, please."
+    await slack.submit(ANA, move_form, {"queue": str(networking.id), "note": note})
+    moved = await fake.wait_for(lambda: next(iter(fake.channel_messages(NETWORKING)), None))
+    await fake.wait_for(lambda: "Moved to" in blocks_to_text(card.blocks, card.text, NAMES))
+    show("#networking: a new card, with ana's note on top", moved)
+    show("#billing: the old card says where it went", card)
+    show("maya's DM", fake.dms_to(MAYA)[-1])
+    say("   dana claims it in #networking")
+    await slack.click(DANA, moved, "claim")
+    await fake.wait_for(lambda: "Claimed by" in blocks_to_text(moved.blocks, moved.text, NAMES))
+    show("#networking: claimed", moved)
+    say()
     return 0
 
 

@@ -5,11 +5,16 @@ and the old card says where it went. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
 from bot.sandbox.fake_slack import Message
 from bot.sandbox.simulator import button_value
 from handoff.domain import Queue
+from handoff.service import HandoffService
 from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
 from tests.helpers import FORM, buttons, card_text, open_form
 
@@ -151,3 +156,62 @@ async def test_only_the_queues_seniors_leads_or_holder_may_move(bot: Bot) -> Non
     card = await escalate_to_billing(bot)
     refused = await reply_to(bot, SENIORS[0], card, "move")
     assert "Only the seniors and leads" in refused
+
+
+def cli(args: list[str], db_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "DATABASE_URL", "LOG_"))}
+    env.update(
+        DATABASE_URL=db_url,
+        SLACK_SIGNING_SECRET="signing-secret-for-cli",
+        SLACK_BOT_TOKEN="xoxb-cli-test",
+        SLACK_ESCALATION_CHANNEL=ESC_CHANNEL,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_an_operator_keeps_queues_from_the_command_line(bot: Bot, db_url: str) -> None:
+    ws = await bot.workspace_id()
+    added = await asyncio.to_thread(
+        cli,
+        [
+            "queue",
+            "add",
+            "Billing",
+            "--channel",
+            BILLING_CHANNEL,
+            "--seniors",
+            ",".join(BILLING_SENIORS),
+            "--alias",
+            "bill,Payments",
+            "--serves",
+            SUPPORT_BILLING,
+            "--reminder-minutes",
+            "10",
+        ],
+        db_url,
+    )
+    assert added.returncode == 0, added.stderr
+    listed = await asyncio.to_thread(cli, ["queue", "list"], db_url)
+    assert (
+        "General (default)" in listed.stdout
+        and f"Billing: cards to {BILLING_CHANNEL} serves {SUPPORT_BILLING}" in listed.stdout
+    )
+    billing = next(q for q in await HandoffService(bot.runtime.db).queues(ws) if q.name == "Billing")
+    assert (billing.aliases, billing.senior_user_ids, billing.reminder_minutes) == (
+        ("bill", "payments"),
+        BILLING_SENIORS,
+        10,
+    )
+    assert (await asyncio.to_thread(cli, ["queue", "add", "billing"], db_url)).returncode == 1  # names are unique
+
+    bot.runtime.service._queues.clear()  # the running bot would see it within QUEUES_TTL; don't wait for it here
+    card = await escalate_to_billing(bot)
+    refused = await asyncio.to_thread(cli, ["queue", "remove", "Billing"], db_url)
+    assert refused.returncode == 1 and "open escalations" in refused.stderr
+    removed = await asyncio.to_thread(cli, ["queue", "remove", "Billing", "--move-to", "General"], db_url)
+    assert removed.returncode == 0 and "1 open escalation(s) moved to General" in removed.stdout, removed.stderr
+    bot.runtime.worker.wake()
+    await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=15)
+    await bot.fake.wait_for(lambda: "Moved to General" in card_text(card), timeout=15)

@@ -15,6 +15,8 @@ _EMOJI = {
     ":raised_hand:": "✋",
     ":white_check_mark:": "✅",
     ":hourglass_flowing_sand:": "⏳",
+    ":leftwards_arrow_with_hook:": "↩",
+    ":arrow_right:": "➡",
     ":no_entry_sign:": "🚫",
 }
 
