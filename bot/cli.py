@@ -160,6 +160,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         week = week_start_of(datetime.now(ZoneInfo(settings.timezone)).date()) - timedelta(days=7)
 
+    if args.queue and args.post:
+        return _fail("--post sends the workspace's report; a queue's report goes to its leads channel on schedule")
+
     async def run() -> int:
         from sqlalchemy import or_, select
 
@@ -177,15 +180,31 @@ def cmd_report(args: argparse.Namespace) -> int:
             if not targets:
                 print("no such workspace" if args.workspace else "no workspaces yet: nothing has been escalated")
                 return 1 if args.workspace else 0
-            reports = [
-                (
-                    ext,
-                    await build_report(
-                        db, ws, week, timezone=settings.timezone, baseline_minutes=settings.manual_baseline_minutes
-                    ),
+            reports = []
+            for ws, ext in targets:
+                queue = None
+                if args.queue:
+                    from handoff.service import HandoffService
+
+                    queue = next((q for q in await HandoffService(db).queues(ws) if q.answers_to(args.queue)), None)
+                    if queue is None:
+                        print(f"[{one_line(ext)}] has no queue named {one_line(args.queue, 80)}")
+                        continue
+                reports.append(
+                    (
+                        ext,
+                        await build_report(
+                            db,
+                            ws,
+                            week,
+                            timezone=settings.timezone,
+                            baseline_minutes=settings.manual_baseline_minutes,
+                            queue=(queue.id, queue.name) if queue is not None else None,
+                        ),
+                    )
                 )
-                for ws, ext in targets
-            ]
+            if not reports:
+                return 1
         finally:
             await db.dispose()
         if args.format == "json":
@@ -407,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["text", "json"], default="text")
     rep.add_argument("--chart", metavar="FILE.png", help="also write the chart")
     rep.add_argument("--post", action="store_true", help="post it to the leads channel now")
+    rep.add_argument("--queue", metavar="NAME", help="one queue's report (its name or an alias)")
     rep.set_defaults(func=cmd_report)
 
     qu = sub.add_parser("queue", help="a workspace's escalation queues: list, add, edit, remove")

@@ -123,9 +123,18 @@ async def start_runtime(
     worker.on_result = _delivery_observer(metrics)
     rt = Runtime(settings=settings, db=db, service=service, worker=worker, session=session, metrics=metrics)
 
-    async def report_for(workspace_id: int, week: date) -> WeeklyReport:
+    async def report_for(workspace_id: int, week: date, queue_id: int | None = None) -> WeeklyReport:
+        """The workspace's report (with a line per queue where it has several), or one queue's."""
+        queues = await service.queues(workspace_id)
+        queue = next(((q.id, q.name) for q in queues if q.id == queue_id), None) if queue_id is not None else None
         return await build_report(
-            db, workspace_id, week, timezone=settings.timezone, baseline_minutes=settings.manual_baseline_minutes
+            db,
+            workspace_id,
+            week,
+            timezone=settings.timezone,
+            baseline_minutes=settings.manual_baseline_minutes,
+            queue=queue,
+            queues=[(q.id, q.name) for q in queues],
         )
 
     if settings.slack_enabled:

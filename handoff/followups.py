@@ -122,7 +122,7 @@ class FollowUps(ServiceCore):
     async def queue_weekly_reports(self, *, weekday: str, at: time, timezone: str) -> list[tuple[int, date]]:
         """Queue each workspace's report for the week that ended before the latest scheduled
         moment, once per workspace and week, even from several replicas, and late if the bot
-        was down when it was due."""
+        was down when it was due. A queue with a leads channel of its own gets its own report there."""
         now = self.clock()
         tz = ZoneInfo(timezone)
         _slot, week = last_due(now, weekday, at, tz)
@@ -131,17 +131,28 @@ class FollowUps(ServiceCore):
         async with self.db.read() as conn:
             workspace_ids = await q.workspaces_created_before(conn, week_end)
         for ws in workspace_ids:
+            own = [x for x in await self.queues(ws) if not x.is_default and x.leads_channel]
             async with self.db.write() as conn:
                 if not await q.claim_weekly_report(conn, ws, week, now):
                     continue
-                await outbox.enqueue(
-                    conn,
-                    workspace_id=ws,
-                    kind=Outbound.WEEKLY_REPORT,
-                    dedupe_key=f"weekly_report:{ws}:{week.isoformat()}",
-                    payload={"week": week.isoformat()},
-                    now=now,
-                )
+                rows = [
+                    {
+                        "workspace_id": ws,
+                        "kind": Outbound.WEEKLY_REPORT,
+                        "dedupe_key": f"weekly_report:{ws}:{week.isoformat()}",
+                        "payload": {"week": week.isoformat()},
+                    },
+                    *(
+                        {
+                            "workspace_id": ws,
+                            "kind": Outbound.WEEKLY_REPORT,
+                            "dedupe_key": f"weekly_report:{ws}:{week.isoformat()}:q{x.id}",
+                            "payload": {"week": week.isoformat(), "queue": x.id},
+                        }
+                        for x in own
+                    ),
+                ]
+                await outbox.enqueue_many(conn, rows, now)
             queued.append((ws, week))
         if queued:
             self._committed()

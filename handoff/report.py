@@ -30,6 +30,9 @@ class WeeklyReport:
     hours_recovered: float | None = None
     hours_recovered_last: float | None = None
     notes: list[str] = field(default_factory=list)
+    queue: str | None = None  # one queue's report; None: the whole workspace
+    # The workspace's report, where it has several queues: (queue, opened, claimed, median to claim).
+    per_queue: list[tuple[str, int, int, float | None]] = field(default_factory=list)
 
     @property
     def week(self) -> str:
@@ -55,15 +58,31 @@ def recovered_hours(w: WeekFigures, baseline_minutes: int) -> float | None:
 
 
 async def build_report(
-    db: Database, workspace_id: int, week_start: date, *, timezone: str, baseline_minutes: int
+    db: Database,
+    workspace_id: int,
+    week_start: date,
+    *,
+    timezone: str,
+    baseline_minutes: int,
+    queue: tuple[int, str] | None = None,
+    queues: list[tuple[int, str]] | None = None,
 ) -> WeeklyReport:
+    """The workspace's report, or with `queue` (its id and name) that queue's: the escalations in it,
+    time to claim counted from when they arrived in it. `queues`: the workspace's, for a line each
+    on its report (when it has more than one)."""
     tz = ZoneInfo(timezone)
     previous = week_start - timedelta(days=7)
+    queue_id = queue[0] if queue is not None else None
     async with db.read(snapshot=True, heavy=True) as conn:
         start, end = week_bounds(week_start, tz)
-        this = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz))
+        this = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz), queue_id)
         p_start, p_end = week_bounds(previous, tz)
-        last = await week_figures(conn, workspace_id, p_start, p_end, day_bounds(previous, tz))
+        last = await week_figures(conn, workspace_id, p_start, p_end, day_bounds(previous, tz), queue_id)
+        per_queue = []
+        if queue is None and queues and len(queues) > 1:
+            for qid, name in queues:
+                f = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz), qid)
+                per_queue.append((name, f.opened, f.claimed, f.to_claim_median))
     return WeeklyReport(
         workspace_id=workspace_id,
         week_start=week_start,
@@ -73,6 +92,8 @@ async def build_report(
         last=last,
         hours_recovered=recovered_hours(this, baseline_minutes),
         hours_recovered_last=recovered_hours(last, baseline_minutes),
+        queue=queue[1] if queue is not None else None,
+        per_queue=per_queue,
     )
 
 
@@ -113,7 +134,8 @@ def one_line(text: object, limit: int = 200) -> str:
 
 def as_text(r: WeeklyReport) -> str:
     t, p = r.this, r.last
-    head = f"Escalations, week {r.week} (from Monday {r.week_start:%d %b %Y}, {r.timezone})"
+    scope = f" · queue {one_line(r.queue, 80)}" if r.queue else ""
+    head = f"Escalations{scope}, week {r.week} (from Monday {r.week_start:%d %b %Y}, {r.timezone})"
     lines = [head, "=" * len(head)]
     if r.empty:
         lines.append("No escalations were opened this week.")
@@ -153,4 +175,14 @@ def as_text(r: WeeklyReport) -> str:
         lines.append("Claims: " + ", ".join(f"{one_line(u)} {n}" for u, n in t.claims_by.items()))
     if t.resolves_by:
         lines.append("Resolves: " + ", ".join(f"{one_line(u)} {n}" for u, n in t.resolves_by.items()))
+    for name, opened, claimed, median in r.per_queue:
+        lines.append(
+            f"  {one_line(name, 80)}: opened {opened}, claimed {claimed}, median time to claim {minutes(median)}"
+        )
+    if t.moves:
+        moved = sum(n for _, _, n in t.moves)
+        lines.append(
+            f"Moved between queues: {moved} · "
+            + ", ".join(f"{one_line(a, 80)} → {one_line(b, 80)} {n}" for a, b, n in t.moves)
+        )
     return "\n".join(lines)

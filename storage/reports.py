@@ -38,19 +38,32 @@ def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
     return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
 
 
-def _first_event_at(kind: str, end: datetime) -> Any:
+def _first_event_at(kind: str, end: datetime, since: Any = None) -> Any:
     e = handoff_events.alias(f"e_{kind}")
-    return (
-        select(func.min(e.c.at))
-        .where(e.c.handoff_id == handoffs.c.id, e.c.kind == kind, e.c.at < end)
-        .correlate(handoffs)
-        .scalar_subquery()
-    )
+    conditions = [e.c.handoff_id == handoffs.c.id, e.c.kind == kind, e.c.at < end]
+    if since is not None:
+        conditions.append(e.c.at >= since)
+    return select(func.min(e.c.at)).where(*conditions).correlate(handoffs).scalar_subquery()
 
 
-def facts(workspace_id: int, start: datetime, end: datetime) -> Any:
-    """One row per escalation opened in [start, end): what had happened to it by `end`."""
-    first_claim = _first_event_at("claimed", end)
+def arrival(end: datetime) -> Any:
+    """When an escalation arrived in the queue it is in (if that was before `end`; else when it was
+    opened): time to claim is counted from there, in the queue that claimed it."""
+    arrived = handoffs.c.queue_arrived_at
+    return case((and_(arrived.is_not(None), arrived < end), arrived), else_=handoffs.c.created_at)
+
+
+def in_scope(workspace_id: int, queue_id: int | None) -> Any:
+    """The escalations a report covers: the workspace's, or one queue's (where they are now)."""
+    scope = handoffs.c.workspace_id == workspace_id
+    return scope if queue_id is None else and_(scope, handoffs.c.queue_id == queue_id)
+
+
+def facts(workspace_id: int, start: datetime, end: datetime, queue_id: int | None = None) -> Any:
+    """One row per escalation opened in [start, end) (in one queue, with `queue_id`): what had
+    happened to it by `end`."""
+    arrived = arrival(end)
+    first_claim = _first_event_at("claimed", end, since=arrived)
     first_action = _first_event_at("first_action", end)
     c = handoff_events.alias("c")
     claim_before_action = (
@@ -68,12 +81,12 @@ def facts(workspace_id: int, start: datetime, end: datetime) -> Any:
             handoffs.c.severity,
             handoffs.c.customer,
             handoffs.c.created_at,
-            (epoch(first_claim) - epoch(handoffs.c.created_at)).label("to_claim"),
+            (epoch(first_claim) - epoch(arrived)).label("to_claim"),
             (epoch(first_action) - epoch(claim_before_action)).label("to_action"),
             (epoch(resolved_at) - epoch(handoffs.c.created_at)).label("to_resolve"),
             case((contested, 1), else_=0).label("contested"),
         )
-        .where(handoffs.c.workspace_id == workspace_id, handoffs.c.created_at >= start, handoffs.c.created_at < end)
+        .where(in_scope(workspace_id, queue_id), handoffs.c.created_at >= start, handoffs.c.created_at < end)
         .subquery("facts")
     )
 
@@ -134,12 +147,20 @@ class WeekFigures:
     resolves_by: dict[str, int] = field(default_factory=dict)
     per_day_opened: list[int] = field(default_factory=list)
     per_day_claim_median: list[float | None] = field(default_factory=list)
+    # Hand-overs during the week: (from queue, to queue) -> how many; in a queue's report, those into
+    # or out of it.
+    moves: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 async def week_figures(
-    conn: AsyncConnection, workspace_id: int, start: datetime, end: datetime, days: list[tuple[datetime, datetime]]
+    conn: AsyncConnection,
+    workspace_id: int,
+    start: datetime,
+    end: datetime,
+    days: list[tuple[datetime, datetime]],
+    queue_id: int | None = None,
 ) -> WeekFigures:
-    f = facts(workspace_id, start, end)
+    f = facts(workspace_id, start, end, queue_id)
     totals = (
         await conn.execute(
             select(
@@ -185,6 +206,11 @@ async def week_figures(
         medians = await percentile(conn, f, "to_claim", 1, 2, group=day_of)
         w.per_day_claim_median = [medians.get(i) for i in range(7)]
     # Who claimed and resolved what during the week (whenever the escalation was opened).
+    of_queue = (
+        []
+        if queue_id is None
+        else [handoff_events.c.handoff_id.in_(select(handoffs.c.id).where(in_scope(workspace_id, queue_id)))]
+    )
     for kind, target in (("claimed", w.claims_by), ("resolved", w.resolves_by)):
         rows = await conn.execute(
             select(handoff_events.c.actor, func.count())
@@ -193,9 +219,33 @@ async def week_figures(
                 handoff_events.c.kind == kind,
                 handoff_events.c.at >= start,
                 handoff_events.c.at < end,
+                *of_queue,
             )
             .group_by(handoff_events.c.actor)
             .order_by(func.count().desc(), handoff_events.c.actor)
         )
         target.update({a: int(n) for a, n in rows.all()})
+    w.moves = await moves(conn, workspace_id, start, end, queue_id)
     return w
+
+
+async def moves(
+    conn: AsyncConnection, workspace_id: int, start: datetime, end: datetime, queue_id: int | None = None
+) -> list[tuple[str, str, int]]:
+    """The week's hand-overs between queues, most first: (from, to, how many). With `queue_id`, those
+    into or out of that queue."""
+    rows = await conn.execute(
+        select(handoff_events.c.data).where(
+            handoff_events.c.workspace_id == workspace_id,
+            handoff_events.c.kind == "moved",
+            handoff_events.c.at >= start,
+            handoff_events.c.at < end,
+        )
+    )
+    counted: dict[tuple[str, str], int] = {}
+    for (data,) in rows.all():
+        if not isinstance(data, dict) or (queue_id is not None and queue_id not in (data.get("from"), data.get("to"))):
+            continue
+        pair = (str(data.get("from_name") or "?"), str(data.get("to_name") or "?"))
+        counted[pair] = counted.get(pair, 0) + 1
+    return sorted(((a, b, n) for (a, b), n in counted.items()), key=lambda x: (-x[2], x[0], x[1]))

@@ -16,7 +16,7 @@ import pytest
 
 from bot.charts import weekly_chart
 from bot.slack.report_blocks import report_blocks
-from handoff.domain import Draft, Severity
+from handoff.domain import Draft, Handoff, Moved, Queue, Severity, Won
 from handoff.report import as_text, build_report
 from handoff.schedule import last_due, parse_iso_week, week_bounds
 from handoff.service import HandoffService
@@ -247,3 +247,48 @@ async def test_the_text_report_keeps_each_customer_on_its_line(db: Database, db_
     assert "\x1b" not in result.stdout and "\r" not in result.stdout and "\u2028" not in result.stdout
     customers = [line for line in lines if line.startswith("Busiest customers:")]
     assert customers == ["Busiest customers: Acme Opened 999 · claimed 999 [2J [31mRED Claims: UBOSS 99 tail (1)"]
+
+
+async def test_each_queue_has_its_figures_and_time_to_claim_counts_from_arrival(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    clock = Clock()
+    s = HandoffService(db, clock=clock)
+    ws = await s.workspace_id("slack", "T0QUEUEREPORT")
+    billing = await s.add_queue(ws, Queue(id=0, workspace_id=ws, name="Billing", is_default=False))
+    network = await s.add_queue(ws, Queue(id=0, workspace_id=ws, name="Networking", is_default=False))
+    assert billing is not None and network is not None
+
+    async def opened(when: datetime, queue: Queue) -> Handoff:
+        clock.at(when)
+        draft = Draft(summary=f"Problem at {when:%a %H:%M}", severity=Severity.P3, tried="things")
+        return (await s.escalate(ws, "UJUNIOR", draft, key=f"q-{when.isoformat()}", queue_id=queue.id)).handoff
+
+    # A: Billing, claimed there after 10 minutes.
+    a = await opened(utc(17, 9), billing)
+    clock.at(utc(17, 9, 10))
+    assert isinstance(await s.claim(ws, a.id, S1, queue_id=billing.id), Won)
+    # B: Billing, moved to Networking after 20 minutes, claimed there 5 minutes later.
+    b = await opened(utc(17, 10), billing)
+    clock.at(utc(17, 10, 20))
+    moved = await s.move(ws, b.id, S1, to_queue_id=network.id, expected_version=b.version, note="", may_move=True)
+    assert isinstance(moved, Moved)
+    clock.at(utc(17, 10, 25))
+    assert isinstance(await s.claim(ws, b.id, S2, queue_id=network.id), Won)
+
+    whole = await build_report(db, ws, WEEK, timezone="UTC", baseline_minutes=30)
+    assert (whole.this.opened, whole.this.claimed) == (2, 2)
+    assert whole.this.to_claim_median == pytest.approx(7.5 * 60, abs=0.01)  # [5 (from arrival), 10] min
+    assert whole.this.moves == [("Billing", "Networking", 1)]
+    in_billing = await build_report(db, ws, WEEK, timezone="UTC", baseline_minutes=30, queue=(billing.id, "Billing"))
+    assert (in_billing.this.opened, in_billing.this.to_claim_median) == (1, pytest.approx(600, abs=0.01))
+    assert in_billing.this.claims_by == {S1: 1} and in_billing.this.moves == [("Billing", "Networking", 1)]
+    in_network = await build_report(db, ws, WEEK, timezone="UTC", baseline_minutes=30, queue=(network.id, "Networking"))
+    assert (in_network.this.opened, in_network.this.to_claim_median) == (1, pytest.approx(300, abs=0.01))
+    assert in_network.this.claims_by == {S2: 1}
+    text = as_text(in_network)
+    assert "queue Networking" in text and "Moved between queues: 1 · Billing → Networking 1" in text
+    by_cli = await report_cli(db_url, tmp_path, "--workspace", "T0QUEUEREPORT", "--queue", "networking")
+    assert by_cli.returncode == 0 and "queue Networking" in by_cli.stdout and "Opened 1" in by_cli.stdout
+    unknown = await report_cli(db_url, tmp_path, "--workspace", "T0QUEUEREPORT", "--queue", "tier 9")
+    assert unknown.returncode == 1 and "no queue named tier 9" in unknown.stdout

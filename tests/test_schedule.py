@@ -13,6 +13,7 @@ import pytest
 import time_machine
 
 from bot.scheduler import Scheduler
+from handoff.domain import Queue
 from handoff.service import HandoffService
 from storage.db import Database
 from tests.conftest import ESC_CHANNEL, SENIORS, Bot
@@ -207,3 +208,33 @@ async def test_report_post_says_what_happened_and_fails_unless_the_chart_went_ou
     bot.fake.channels[LEADS].bot_member = False  # the bot was removed from the leads channel
     refused = await asyncio.to_thread(cli, db_url, "report", "--post", cwd=tmp_path, env=env)
     assert refused.returncode == 1 and "not posted" in refused.stderr and "not_in_channel" in refused.stderr
+
+
+async def test_a_queue_with_its_own_leads_channel_gets_its_own_report_and_the_workspace_a_line_per_queue(
+    bot: Bot,
+) -> None:
+    ws = await bot.workspace_id()
+    billing = await bot.runtime.service.add_queue(
+        ws,
+        Queue(
+            id=0,
+            workspace_id=ws,
+            name="Billing",
+            is_default=False,
+            escalation_channel="C0NEWESC",
+            leads_channel="CGENERAL",
+        ),
+    )
+    assert billing is not None
+    await escalate(bot)  # into the default queue
+    with time_machine.travel(next_monday(9, 0) + timedelta(seconds=5), tick=True):
+        await bot.runtime.scheduler.tick()  # type: ignore[union-attr]
+        bot.runtime.worker.wake()
+        await bot.fake.wait_for(lambda: len(bot.fake.files) >= 2, timeout=30)
+        await settle(bot)
+    whole, own = report_posts(bot), [m for m in bot.fake.channel_messages("CGENERAL") if "Escalations" in m.text]
+    assert len(whole) == 1 and len(own) == 1
+    assert "Billing" in card_text(own[0]) and "No escalations were opened this week" in card_text(own[0])
+    shown = card_text(whole[0])
+    assert "By queue" in shown and "General: opened 1" in shown and "Billing: opened 0" in shown
+    assert sorted(f["channel"] for f in bot.fake.files) == sorted([LEADS, "CGENERAL"])

@@ -68,7 +68,7 @@ HINTS = {
 }
 
 
-ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
+ReportFor = Callable[[int, date, int | None], Awaitable[WeeklyReport]]
 
 
 class SlackDelivery:
@@ -233,11 +233,16 @@ class SlackDelivery:
         return Sent()
 
     async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:
-        channel = (await self.workspaces.config(item.workspace_id)).leads_channel
+        queue_id = item.payload.get("queue")
+        if queue_id is not None:  # one queue's report, to its own leads channel
+            queue = next((q for q in await self.service.queues(item.workspace_id) if q.id == queue_id), None)
+            channel = queue.leads_channel if queue is not None else None
+        else:
+            channel = (await self.workspaces.config(item.workspace_id)).leads_channel
         if not channel or self.report_for is None:
-            log.warning("weekly report for %s not posted: no SLACK_LEADS_CHANNEL", item.payload.get("week"))
+            log.warning("weekly report for %s not posted: no leads channel", item.payload.get("week"))
             return Sent(note="not posted: no leads channel is set")
-        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]))
+        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]), queue_id)
         await self._post_once(
             item,
             channel=channel,

@@ -26,7 +26,11 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
     w, p = r.this, r.last
     days = f"{r.week_start:%a %d %b} – {r.week_start + timedelta(days=6):%a %d %b %Y}"
     blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=f"Escalations · week {r.week}")),
+        HeaderBlock(
+            text=PlainTextObject(
+                text=f"Escalations{' · ' + t.cut_plain(r.queue, 60) if r.queue else ''} · week {r.week}"
+            )
+        ),
         ContextBlock(elements=[MarkdownTextObject(text=f"{days} · {t.escape(r.timezone)}")]),
     ]
     if r.empty:
@@ -80,6 +84,17 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
         details.append("*Claims:* " + " · ".join(f"{t.user(u)} {n}" for u, n in list(w.claims_by.items())[:15]))
     if w.resolves_by:
         details.append("*Resolves:* " + " · ".join(f"{t.user(u)} {n}" for u, n in list(w.resolves_by.items())[:15]))
+    if r.per_queue:
+        details.append(
+            "*By queue:*\n"
+            + "\n".join(
+                f"• {t.fit(name, 60)}: opened {opened}, claimed {claimed}, median time to claim {minutes(median)}"
+                for name, opened, claimed, median in r.per_queue[:20]
+            )
+        )
+    if w.moves:
+        moved = " · ".join(f"{t.fit(a, 40)} → {t.fit(b, 40)} {n}" for a, b, n in w.moves[:10])
+        details.append(f"*Moved between queues:* {sum(n for _, _, n in w.moves)} ({moved})")
     blocks.append(SectionBlock(text=MarkdownTextObject(text=t.cut_plain("\n".join(details), t.SECTION_TEXT_MAX))))
     return blocks
 

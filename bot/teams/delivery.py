@@ -31,7 +31,7 @@ from storage.outbox import WAITING, OutboxItem
 log = logging.getLogger(__name__)
 
 WAITING_FOR_CHANNEL = WAITING + "no Teams escalation channel yet: a lead mentions the bot with `setup` there"
-ReportFor = Callable[[int, date], Awaitable[WeeklyReport]]
+ReportFor = Callable[[int, date, int | None], Awaitable[WeeklyReport]]
 
 
 class NoChannel(Exception):
@@ -235,7 +235,7 @@ class TeamsDelivery:
         if leads is None or self.report_for is None:
             log.warning("weekly report for %s not posted: no Teams leads channel", item.payload.get("week"))
             return Sent()
-        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]))
+        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]), None)
         body = [
             cards.rich(cards.run(line, weight="Bolder" if i == 0 else "Default"))
             for i, line in enumerate(as_text(report).splitlines())
