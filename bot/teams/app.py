@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -37,18 +37,23 @@ from bot.teams.gate import Admitted, Refused, TeamsGate
 from handoff.domain import (
     MAX_ID,
     AlreadyYours,
+    Changed,
     ChangeOutcome,
     Closed,
     Conflict,
     Done,
     Handoff,
+    Moved,
+    MovedAway,
     NotAllowed,
     NotFound,
     NotHolder,
+    Queue,
     Won,
 )
+from handoff.queues import route
 from handoff.service import HandoffService
-from handoff.validation import FormErrors, validate_draft, validate_note
+from handoff.validation import FormErrors, clean, validate_draft, validate_note
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -198,7 +203,7 @@ class TeamsBot:
     def _register(self) -> None:
         app = self.app
 
-        @app.message(re.compile(r"^\s*setup(\s+leads)?\s*$", re.IGNORECASE))
+        @app.message(re.compile(r"^\s*setup(?:\s+(?:leads|queue)\b.*)?\s*$", re.IGNORECASE | re.DOTALL))
         async def setup(context: TurnContext, _state: TurnState) -> None:
             me = who(context)
             a = context.activity
@@ -207,31 +212,53 @@ class TeamsBot:
                 await context.send_activity("Run **setup** by mentioning me in the channel that should get the cards.")
                 return
             channel_id = (channel_data.get("channel") or {}).get("id") or a.conversation.id.split(";")[0]
-            leads = "leads" in (a.text or "").lower()
+            words = (a.text or "").split()[1:]
+            leads = bool(words) and words[0].lower() == "leads"
+            name = " ".join(words[1:] if words and words[0].lower() in ("leads", "queue") else words).strip()
             ws = await self.service.workspace_id("teams", me.tenant)
+            queue = await self._queue_named(ws, name) if name else None
+            if name and queue is None:
+                await context.send_activity("A queue's name is 1 to 80 characters; nothing was set up.")
+                return
+            suffix = "" if queue is None or queue.is_default else f":q{queue.id}"
             await self.service.remember_conversation(
-                ws, "leads" if leads else "escalation", reference_of(context, conversation_id=channel_id)
+                ws, ("leads" if leads else "escalation") + suffix, reference_of(context, conversation_id=channel_id)
             )
+            if queue is not None and not queue.is_default:
+                field = "leads_channel" if leads else "escalation_channel"
+                await self.service.edit_queue(ws, replace(queue, **{field: channel_id}))
             await self.service.remember_person(ws, me.user_id, me.name)
             if not leads:
                 await self.service.channel_ready(ws)  # escalations made before setup go out now
             bind_log(workspace=me.tenant)
-            log.info("Teams %s channel set up by %s", "leads" if leads else "escalation", me.user_id)
+            which = f" for the {queue.name} queue" if queue is not None else ""
+            log.info("Teams %s channel%s set up by %s", "leads" if leads else "escalation", which, me.user_id)
             await context.send_activity(
-                "This channel now gets the weekly report and alerts about unclaimed escalations."
+                f"This channel now gets the weekly report and alerts about unclaimed escalations{which}."
                 if leads
-                else "This channel now gets the escalation cards. Juniors can message me **escalate** to start one."
+                else f"This channel now gets the escalation cards{which}. "
+                "Juniors can message me **escalate** to start one."
             )
 
-        @app.message(re.compile(r"^\s*escalate\b", re.IGNORECASE))
+        # The SDK matches a route against the whole text: `escalate <summary>` needs the `.*`.
+        @app.message(re.compile(r"^\s*escalate\b.*$", re.IGNORECASE | re.DOTALL))
         async def escalate(context: TurnContext, _state: TurnState) -> None:
             me = who(context)
             ws = await self.service.workspace_id("teams", me.tenant)
             await self._remember_chat(context, ws, me)
             typed = re.sub(r"^\s*escalate\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
+            queues = await self.service.queues(ws)
+            queue_id: int | None = None
+            if len(queues) > 1:
+                queue, typed = route(queues, channel=None, text=typed)
+                queue_id = queue.id
             summary = " ".join(typed.split())
-            values = {"summary": cards.cut(summary, 150), "details": typed if len(summary) > 150 else ""}
-            form = cards.form_card(values, seniors=await self._senior_choices(ws))
+            values = {
+                "summary": cards.cut(summary, 150),
+                "details": typed if len(summary) > 150 else "",
+                "queue": queue_id,
+            }
+            form = cards.form_card(values, seniors=await self._senior_choices(ws), queues=queues)
             await context.send_activity(Activity(type="message", attachments=[cards.attachment(form)]))
 
         @app.adaptive_card.action_submit("escalate")
@@ -249,6 +276,10 @@ class TeamsBot:
         @app.adaptive_card.action_execute("resolve")
         async def resolve(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
             return await self._change(context, data if isinstance(data, dict) else {}, "resolve")
+
+        @app.adaptive_card.action_execute("move")
+        async def move(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
+            return await self._move(context, data if isinstance(data, dict) else {})
 
         @app.activity(ActivityTypes.message)
         async def anything_else(context: TurnContext, _state: TurnState) -> None:
@@ -278,17 +309,23 @@ class TeamsBot:
 
         fields = {k: values.get(k) for k in ("summary", "severity", "customer", "tried", "details", "requested_senior")}
         fields = {k: (v if isinstance(v, str) else None) for k, v in fields.items()}
-        try:
-            draft = validate_draft(fields, requester_id=me.user_id)
-        except FormErrors as exc:
-            await answer_on_form(cards.form_card(fields, exc.errors, await self._senior_choices_for(me.tenant)))
-            return
+        chosen = values.get("queue")
         try:
             ws = await self.service.workspace_id("teams", me.tenant)
+            queues = await self.service.queues(ws)
+            queue = next((q for q in queues if isinstance(chosen, str) and str(q.id) == chosen), None)
+            try:
+                draft = validate_draft(fields, requester_id=me.user_id)
+                if len(queues) > 1 and queue is None:
+                    raise FormErrors({"queue": "Choose the queue it goes to."})
+            except FormErrors as exc:
+                shown = {**fields, "queue": queue.id if queue else None}
+                await answer_on_form(cards.form_card(shown, exc.errors, await self._senior_choices(ws), queues))
+                return
             await self._remember_chat(context, ws, me)
             # One form, one escalation: pressing Escalate again on it stores nothing new.
             key = f"teams-activity:{form_id or context.activity.id}"
-            result = await self.service.escalate(ws, me.user_id, draft, key=key)
+            result = await self.service.escalate(ws, me.user_id, draft, key=key, queue_id=queue.id if queue else None)
             await self.service.remember_conversation(ws, f"origin:{result.handoff.id}", reference_of(context))
         except StorageUnavailable:
             await answer_on_form(cards.form_card(fields, {"summary": TRY_AGAIN}))  # no database to read names from
@@ -297,7 +334,7 @@ class TeamsBot:
         bind_log(workspace=me.tenant, handoff=h.ref)
         if result.created and self.metrics is not None:
             self.metrics.escalations.labels("teams").inc()
-        channel = await self.service.conversation(ws, "escalation")
+        channel = await self.service.conversation(ws, channel_key("escalation", queue))
         where = (
             "It is posted to the escalation channel"
             if channel
@@ -318,8 +355,21 @@ class TeamsBot:
     async def _senior_choices_for(self, tenant: str) -> list[tuple[str, str]]:
         return await self._senior_choices(await self.service.workspace_id("teams", tenant))
 
-    def _may_claim(self, user_id: str) -> bool:
-        return not self.seniors or user_id in self.seniors
+    def _may_claim(self, user_id: str, queue: Queue | None = None) -> bool:
+        """Who may claim in `queue`: its own seniors where it names any, else TEAMS_SENIOR_USER_IDS."""
+        seniors = list(queue.senior_user_ids) if queue is not None and not queue.is_default else []
+        seniors = seniors or self.seniors
+        return not seniors or user_id in seniors
+
+    async def _queue_named(self, ws: int, name: str) -> Queue | None:
+        """The queue of that name or alias, made if there is none (`setup queue Billing`)."""
+        name = " ".join(name.split())
+        if not 0 < len(name) <= 80:
+            return None
+        found = next((q for q in await self.service.queues(ws) if q.answers_to(name)), None)
+        if found is None:
+            found = await self.service.add_queue(ws, Queue(id=0, workspace_id=ws, name=name, is_default=False))
+        return found
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -327,7 +377,9 @@ class TeamsBot:
 
     async def card_for(self, h: Handoff) -> dict[str, Any]:
         ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id) if u]
-        return cards.escalation_card(h, await self.service.names(h.workspace_id, ids))
+        ids += [str(x.get("by")) for x in (h.handovers or [])[-1:] if x.get("by")]
+        queues = await self.service.queues(h.workspace_id)
+        return cards.escalation_card(h, await self.service.names(h.workspace_id, ids), queues)
 
     async def _claim(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         me = who(context)
@@ -337,7 +389,16 @@ class TeamsBot:
         try:
             ws = await self.service.workspace_id("teams", me.tenant)
             await self.service.remember_person(ws, me.user_id, me.name)
-            outcome = await self.service.claim(ws, handoff_id, me.user_id, may_claim=self._may_claim(me.user_id))
+            queue_id = _button_queue(data)
+            queue = await self.service.queue(ws, queue_id) if queue_id is not None else None
+            outcome = await self.service.claim(
+                ws, handoff_id, me.user_id, may_claim=self._may_claim(me.user_id, queue), queue_id=queue_id
+            )
+            if isinstance(outcome, MovedAway):
+                there = await self.service.queue(ws, outcome.handoff.queue_id)
+                return message_response(
+                    f"{outcome.handoff.ref} has moved to the {there.name} queue; use its card there."
+                )
             if isinstance(outcome, Won):
                 self._count("won")
                 bind_log(workspace=me.tenant, handoff=outcome.handoff.ref)
@@ -397,3 +458,60 @@ class TeamsBot:
             return message_response(f"{outcome.handoff.ref} is already resolved.")
         assert isinstance(outcome, NotFound)
         return message_response("I can't find that escalation in this organisation.")
+
+    async def _move(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        me = who(context)
+        handoff_id = _button_handoff(data)
+        version, target = data.get("v"), data.get("move_to")
+        if handoff_id is None or not isinstance(version, int) or isinstance(version, bool):
+            return message_response(BROKEN_BUTTON)
+        if not isinstance(target, str) or not target.isdigit() or len(target) > 9:
+            return message_response("Choose the queue to move it to, then press Move.")
+        note = clean(data.get("move_note") if isinstance(data.get("move_note"), str) else None)
+        if not note:
+            return message_response("Say why, so the seniors there know where to start; then press Move.")
+        try:
+            ws = await self.service.workspace_id("teams", me.tenant)
+            await self.service.remember_person(ws, me.user_id, me.name)
+            h = await self.service.get(ws, handoff_id)
+            queue = await self.service.queue(ws, h.queue_id) if h is not None else None
+            allowed = h is not None and (h.claimed_by == me.user_id or self._may_claim(me.user_id, queue))
+            outcome = await self.service.move(
+                ws,
+                handoff_id,
+                me.user_id,
+                to_queue_id=int(target),
+                expected_version=version,
+                note=note,
+                may_move=allowed,
+            )
+            if isinstance(outcome, Moved):
+                names = await self.service.names(ws, [me.user_id])
+                moved = {"to": outcome.to_queue.name, "actor": me.user_id, "note": note}
+                return card_response(cards.moved_card(outcome.handoff, names, moved))
+        except StorageUnavailable:
+            return message_response(TRY_AGAIN)
+        if isinstance(outcome, Changed):
+            return message_response(
+                f"{outcome.handoff.ref} changed while you were moving it, so nothing moved. Look at the card again."
+            )
+        if isinstance(outcome, NotAllowed):
+            return message_response(
+                "It is in that queue already."
+                if outcome.reason == "same_queue"
+                else "Only the seniors of its queue, or whoever holds it, can move it."
+            )
+        if isinstance(outcome, Closed):
+            return message_response(f"{outcome.handoff.ref} is already resolved.")
+        return message_response("I can't find that escalation or queue in this organisation.")
+
+
+def channel_key(kind: str, queue: Queue | None) -> str:
+    """Where a queue's cards (`escalation`) or leads' posts (`leads`) go: the default queue's are the
+    workspace's own channels (`setup`, `setup leads`); another's were set with `setup queue NAME`."""
+    return kind if queue is None or queue.is_default else f"{kind}:q{queue.id}"
+
+
+def _button_queue(data: dict[str, Any]) -> int | None:
+    value = data.get("q")
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.phrases import after_phrase
-from handoff.domain import Handoff, Severity, Status
+from handoff.domain import Handoff, Queue, Severity, Status
 from handoff.validation import CUSTOMER_MAX, SUMMARY_MAX, TEXT_MAX
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -50,11 +50,17 @@ def _section(title: str, text: str, empty: str) -> list[dict[str, Any]]:
     ]
 
 
-def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
+def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | None = None) -> dict[str, Any]:
+    """The card. `queues`: the workspace's, where it has several: the card names the one it is in and
+    offers to move it to another."""
+
     def name(user: str | None) -> str:
         return cut(names.get(user or "", "someone"), 100)
 
-    value = {"h": h.id, "v": h.version}
+    several = queues is not None and len(queues) > 1
+    value: dict[str, Any] = {"h": h.id, "v": h.version}
+    if several:
+        value["q"] = h.queue_id
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
@@ -70,6 +76,24 @@ def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
             spacing="None",
         ),
     ]
+    if several:
+        here = next((q.name for q in queues or [] if q.id == h.queue_id), "")
+        body.append(rich(run("Queue: ", isSubtle=True), run(cut(here, 80), weight="Bolder"), spacing="None"))
+    if h.handovers:
+        last = h.handovers[-1]
+        said = [run(": " + cut(str(last.get("note") or ""), SHOWN_MAX))] if last.get("note") else []
+        body.append(
+            rich(
+                run("↩ Moved here from "),
+                run(cut(str(last.get("from") or ""), 80), weight="Bolder"),
+                run(" by "),
+                run(name(str(last.get("by") or "")), weight="Bolder"),
+                *said,
+                spacing="Medium",
+            )
+        )
+        if last.get("tried"):
+            body += _section(f"What {name(str(last.get('by') or ''))} tried", str(last.get("tried")), "")
     if h.requested_senior_id and h.status == Status.OPEN:
         body.append(rich(run("Asked for ", isSubtle=True), run(name(h.requested_senior_id), weight="Bolder")))
     body += _section("Problem", h.details, "No details given beyond the summary.")
@@ -115,7 +139,55 @@ def escalation_card(h: Handoff, names: dict[str, str]) -> dict[str, Any]:
             )
         )
         body += _section("Resolution", h.resolution or "", "No note.")
+    if several and h.status in (Status.OPEN, Status.CLAIMED):
+        body += [
+            {
+                "type": "Input.ChoiceSet",
+                "id": "move_to",
+                "label": "Move to another queue",
+                "style": "compact",
+                "placeholder": "Choose a queue",
+                "choices": [
+                    {"title": cut(q.name, 80), "value": str(q.id)} for q in (queues or []) if q.id != h.queue_id
+                ][:100],
+                "separator": True,
+            },
+            {
+                "type": "Input.Text",
+                "id": "move_note",
+                "placeholder": "Why, for the seniors there",
+                "maxLength": TEXT_MAX,
+            },
+        ]
+        actions.append({"type": "Action.Execute", "title": "Move", "verb": "move", "data": value})
     return card(body, actions)
+
+
+def moved_card(h: Handoff, names: dict[str, str], moved: dict[str, Any]) -> dict[str, Any]:
+    """The card an escalation had in the queue it left: what it was, where it went, no actions."""
+    who = cut(names.get(str(moved.get("actor") or ""), "someone"), 100)
+    said = [run(": " + cut(str(moved.get("note") or ""), SHOWN_MAX))] if moved.get("note") else []
+    return card(
+        [
+            {
+                "type": "TextBlock",
+                "text": f"{SEVERITY_DOT[h.severity]} {h.severity.label} · {h.ref}",
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+            },
+            rich(run(cut(h.summary, SUMMARY_MAX), weight="Bolder", size="Medium")),
+            rich(
+                run("➡ Moved to "),
+                run(cut(str(moved.get("to") or ""), 80), weight="Bolder"),
+                run(" by "),
+                run(who, weight="Bolder"),
+                *said,
+                separator=True,
+                spacing="Medium",
+            ),
+        ]
+    )
 
 
 def card_summary(h: Handoff) -> str:
@@ -131,6 +203,7 @@ def form_card(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     seniors: list[tuple[str, str]] | None = None,
+    queues: list[Queue] | None = None,
 ) -> dict[str, Any]:
     """The escalation form. `seniors` ((id, name) of who may claim) become a plain choice list for
     "ask a specific senior": it renders on every Teams client, where the People Picker (Adaptive
@@ -169,6 +242,18 @@ def form_card(
         required=True,
         placeholder="Customer can't log in after SSO change",
     )
+    if queues and len(queues) > 1:
+        if "queue" in errors:
+            body.append(rich(run(errors["queue"], color="Attention"), spacing="Small"))
+        body.append(
+            {
+                "type": "Input.ChoiceSet",
+                "id": "queue",
+                "label": "Queue",
+                "value": str(v.get("queue") or queues[0].id),
+                "choices": [{"title": cut(q.name, 80), "value": str(q.id)} for q in queues[:100]],
+            }
+        )
     body.append(
         {
             "type": "Input.ChoiceSet",

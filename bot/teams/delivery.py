@@ -21,7 +21,7 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of, waiting_for_card
 from bot.phrases import after_phrase
 from bot.teams import cards
-from bot.teams.app import TeamsBot
+from bot.teams.app import TeamsBot, channel_key
 from bot.teams.text import plain
 from handoff.domain import Handoff, Outbound, Status
 from handoff.report import WeeklyReport, as_text
@@ -129,14 +129,16 @@ class TeamsDelivery:
         if isinstance(h, GiveUp):
             return h
         kind = item.kind
+        queue = await self.service.queue(h.workspace_id, h.queue_id)
+        cards_key = channel_key("escalation", queue)
         if kind == Outbound.POST_CARD:
             if h.card_ref:
                 return Sent()
-            if await self.service.conversation(h.workspace_id, "escalation") is None:
+            if await self.service.conversation(h.workspace_id, cards_key) is None:
                 # Not lost: it waits, and goes out the moment a lead runs `setup` in a channel.
                 age = (utcnow() - item.created_at).total_seconds()
                 return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
-            channel = await self._channel(h.workspace_id, "escalation")
+            channel = await self._channel(h.workspace_id, cards_key)
             content = await self.bot.card_for(h)
             activity = Activity(type="message", summary=cards.card_summary(h), attachments=[cards.attachment(content)])
             activity_id = await self._send(channel, activity)
@@ -148,10 +150,24 @@ class TeamsDelivery:
                 )
             )
             return Sent(rendered_version=h.version)
+        if kind == Outbound.MOVED_CARD:
+            # The card in the queue it left (its conversation is on the row), once the new one is up.
+            where = item.payload
+            old = await self.service.conversation(h.workspace_id, "escalation") or await self._channel(
+                h.workspace_id, cards_key
+            )
+            names = await self.service.names(h.workspace_id, [str(where.get("actor") or "")])
+            content = cards.moved_card(h, names, where)
+            await self._update(
+                old,
+                Activity(type="message", id=str(where["ref"]), attachments=[cards.attachment(content)]),
+                str(where["channel"]),
+            )
+            return Sent()
         if kind == Outbound.UPDATE_CARD:
             if not h.card_ref or not h.card_channel:
                 return await waiting_for_card(self.service, item)
-            channel = await self._channel(h.workspace_id, "escalation")
+            channel = await self._channel(h.workspace_id, cards_key)
             content = await self.bot.card_for(h)
             await self._update(
                 channel,
@@ -167,7 +183,16 @@ class TeamsDelivery:
         if kind == Outbound.NOTIFY_REQUESTER:
             if item.payload.get("what") == "created" and not h.card_ref:
                 return await waiting_for_card(self.service, item)
-            text = await self._requester_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
+            if item.payload.get("what") != "moved":
+                text = await self._requester_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
+            else:
+                note = " ".join(str(item.payload.get("note") or "").split())
+                text = (
+                    f"{await self._name(h, item.payload.get('actor', ''))} moved {h.ref} to the "
+                    f"{plain(cards.cut(str(item.payload.get('to') or ''), 80))} queue"
+                    + (f": {plain(cards.cut(note, 1000))}" if note else "")
+                    + ". Its seniors there will pick it up."
+                )
             ref = await self.service.conversation(
                 h.workspace_id, f"user:{h.requester_id}"
             ) or await self.service.conversation(h.workspace_id, f"origin:{h.id}")
@@ -181,7 +206,7 @@ class TeamsDelivery:
                 return Sent()
             if not h.card_ref or not h.card_channel:
                 return await waiting_for_card(self.service, item)
-            channel = await self._channel(h.workspace_id, "escalation")
+            channel = await self._channel(h.workspace_id, cards_key)
             if kind == Outbound.THREAD_NOTE:
                 text = await self._note_text(h, item.payload.get("what", ""), item.payload.get("actor", ""))
             else:
@@ -194,7 +219,8 @@ class TeamsDelivery:
         if kind == Outbound.ALERT_LEADS:
             if h.status != Status.OPEN:
                 return Sent()
-            leads = await self._channel(h.workspace_id, "leads")
+            own = channel_key("leads", queue)
+            leads = await self.service.conversation(h.workspace_id, own) or await self._channel(h.workspace_id, "leads")
             await self._send(
                 leads,
                 f"⚠️ {h.ref} ({h.severity.label}) has been open {waited} and nobody has claimed it: "

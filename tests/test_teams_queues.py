@@ -1,0 +1,82 @@
+"""Queues on Teams, with real tokens both ways and every card checked against the Adaptive Card 1.5
+schema: `setup queue NAME` in a channel, the form's Queue field (and `escalate billing: …`), the card
+in that queue's channel naming it, its seniors claiming, and a move with the old card saying where
+it went. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bot.sandbox.fake_teams import TENANT
+from handoff.domain import Queue
+from tests.teams import ANA, BEN, ESC, FORM, JUNIOR, LEAD, TeamsHarness, open_form, set_up, texts
+
+BILLING = "19:billing@thread.tacv2"
+
+
+def flat(card: dict) -> str:  # type: ignore[type-arg]
+    """A card's text as one line (`texts` puts each run on a line of its own)."""
+    return " ".join(texts(card).split())
+
+
+async def setup_billing(t: TeamsHarness) -> None:
+    """The default queue's channel (`setup`), then Billing's (`setup queue Billing`, which makes it)."""
+    await set_up(t)
+    answer = await t.teams.say_in_channel(LEAD, BILLING, "setup queue Billing")
+    assert answer.status in (200, 202), answer
+    await t.connector.wait_for(lambda: any("for the Billing queue" in a.text for a in t.connector.activities))
+
+
+async def billing_queue(t: TeamsHarness) -> tuple[int, Queue]:
+    service = t.runtime.service
+    ws = await service.workspace_id("teams", TENANT.lower())
+    return ws, next(q for q in await service.queues(ws) if q.name == "Billing")
+
+
+async def test_a_queue_set_up_in_a_channel_gets_its_escalations_and_only_its_seniors_claim(
+    teams: TeamsHarness,
+) -> None:
+    t = teams
+    await setup_billing(t)
+    ws, billing = await billing_queue(t)
+    assert billing.escalation_channel == BILLING
+    await t.runtime.service.edit_queue(ws, replace(billing, senior_user_ids=(BEN.aad,)))
+    form = await open_form(t, JUNIOR, "escalate billing: refunds fail for Contoso")
+    fields = {el.get("id"): el for el in form.card["body"]}
+    assert fields["queue"]["value"] == str(billing.id)
+    assert fields["summary"]["value"] == "refunds fail for Contoso"
+    answer = await t.teams.submit_form(JUNIOR, form, {**FORM, "queue": str(billing.id)})
+    assert answer.status in (200, 202)
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(BILLING)))[-1]
+    assert "Queue: Billing" in flat(card.card) and t.connector.cards_in(ESC) == []
+    refused = await t.teams.execute(ANA, card, "claim")  # a senior of the default queue only
+    assert "Only the seniors" in refused.body["value"]
+    won = await t.teams.execute(BEN, card, "claim")
+    assert "Claimed by" in texts(won.body["value"])
+
+
+async def test_a_move_posts_a_new_card_and_the_old_one_says_where_it_went(teams: TeamsHarness) -> None:
+    t = teams
+    await setup_billing(t)
+    ws, billing = await billing_queue(t)
+    default = (await t.runtime.service.queues(ws))[0]
+    form = await open_form(t, JUNIOR, "escalate bill: refunds fail")
+    await t.teams.submit_form(JUNIOR, form, {**FORM, "queue": str(billing.id)})
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(BILLING)))[-1]
+    nothing = await t.teams.execute(ANA, card, "move", inputs={"move_to": str(default.id), "move_note": " "})
+    assert "Say why" in nothing.body["value"]
+    moved = await t.teams.execute(
+        ANA, card, "move", inputs={"move_to": str(default.id), "move_note": "A login problem, not billing"}
+    )
+    assert "Moved to General by Senior 00 : A login problem" in flat(moved.body["value"])
+    new = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
+    shown = flat(new.card)
+    assert "Moved here from" in shown and "A login problem, not billing" in shown and "Queue: General" in shown
+    await t.connector.wait_for(lambda: card.updates and "Moved to" in texts(card.card))
+    assert "actions" not in card.card
+    told = await t.connector.wait_for(
+        lambda: [a for a in t.connector.in_conversation(f"a:personal-{JUNIOR.aad}") if "moved ESC-1" in a.text]
+    )
+    assert "General queue: A login problem, not billing" in told[-1].text
+    stale = await t.teams.execute(BEN, card, "claim", data={"h": 1, "v": 1, "q": billing.id})
+    assert "has moved to the General queue" in stale.body["value"]
