@@ -101,7 +101,10 @@ class FollowUps(ServiceCore):
                         kind=kind,
                         # Once per escalation and queue it arrived in (the first arrival keeps the old key).
                         dedupe_key=f"{event}:{h.id}" + (f":m{h.moves}" if h.moves else ""),
-                        payload={"minutes": minutes if h.severity != Severity.P1 else round(minutes / 3, 1)},
+                        payload={
+                            "minutes": minutes if h.severity != Severity.P1 else round(minutes / 3, 1),
+                            "moves": h.moves,  # a reminder for the queue it is in now: not after a move
+                        },
                         now=now,
                     )
                     if fresh:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import time_machine
 from sqlalchemy import select, text
 
+from bot.delivery.base import chase_is_over
 from handoff.domain import (
     Changed,
     Conflict,
@@ -28,6 +29,7 @@ from handoff.queues import route
 from handoff.service import HandoffService, utcnow
 from storage import migrate
 from storage.db import Database
+from storage.outbox import OutboxItem
 from storage.tables import handoff_events, outbox
 
 DRAFT = Draft(summary="Customer can't pay by card", severity=Severity.P3, tried="Retried the payment")
@@ -258,3 +260,28 @@ async def test_a_database_from_before_queues_keeps_its_escalations_in_the_defaul
         assert fresh.handoff.number == 3 and fresh.handoff.queue_id == queues[0].id
     finally:
         await db.dispose()
+
+
+async def test_a_reminder_queued_before_a_move_is_not_sent_after_it(db: Database) -> None:
+    """A move while a reminder is due: the old queue's reminder (not sent yet) is over; the new
+    queue's own clock chases the escalation there."""
+    w = await setup(db)
+    service, ws = w.service, w.ws
+    start = utcnow()
+    with time_machine.travel(start, tick=False) as clock:
+        service.clock = utcnow
+        h = (await service.escalate(ws, "UJUNIOR", DRAFT, key="k1", queue_id=w.billing.id)).handoff
+        clock.shift(timedelta(minutes=31))
+        assert await service.queue_reminders(reminder_minutes=30, lead_alert_minutes=120) == 1
+        moved = await service.move(
+            ws, h.id, "UANA", to_queue_id=w.networking.id, expected_version=h.version, note="", may_move=True
+        )
+        assert isinstance(moved, Moved)
+        clock.shift(timedelta(minutes=6))
+        assert await service.queue_reminders(reminder_minutes=30, lead_alert_minutes=120) == 1
+    async with db.read() as conn:
+        rows = (await conn.execute(select(outbox).where(outbox.c.kind == Outbound.REMIND_SENIORS))).all()
+    after = await service.get(ws, h.id)
+    assert after is not None
+    over = {r.dedupe_key: chase_is_over(after, OutboxItem.from_row(r)) for r in rows}
+    assert over == {f"reminded:{h.id}": True, f"reminded:{h.id}:m1": False}

@@ -80,3 +80,28 @@ async def test_a_move_posts_a_new_card_and_the_old_one_says_where_it_went(teams:
     assert "General queue: A login problem, not billing" in told[-1].text
     stale = await t.teams.execute(BEN, card, "claim", data={"h": 1, "v": 1, "q": billing.id})
     assert "has moved to the General queue" in stale.body["value"]
+
+
+async def test_the_holder_escalates_further_with_what_they_tried(teams: TeamsHarness) -> None:
+    t = teams
+    await setup_billing(t)
+    ws, billing = await billing_queue(t)
+    default = (await t.runtime.service.queues(ws))[0]
+    form = await open_form(t, JUNIOR, "escalate bill: refunds fail")
+    await t.teams.submit_form(JUNIOR, form, {**FORM, "queue": str(billing.id)})
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(BILLING)))[-1]
+    won = await t.teams.execute(ANA, card, "claim")
+    assert "Claimed by" in texts(won.body["value"])
+    await t.connector.wait_for(lambda: card.updates and "Claimed by" in texts(card.card))
+    assert any(el.get("id") == "move_tried" for el in card.card["body"])
+    moved = await t.teams.execute(
+        ANA,
+        card,
+        "move",
+        inputs={"move_to": str(default.id), "move_note": "Needs tier 3", "move_tried": "Checked the gateway logs"},
+    )
+    assert "Moved to" in flat(moved.body["value"])
+    new = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
+    shown = flat(new.card)
+    assert "What Senior 00 tried Checked the gateway logs" in shown and FORM["tried"] in shown
+    assert [a["verb"] for a in new.card["actions"]] == ["claim", "move"]  # released: open in the new queue

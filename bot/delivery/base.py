@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from handoff.domain import Handoff
+from handoff.domain import Handoff, Status
 from handoff.service import HandoffService, utcnow
 from storage.outbox import CARD_NEVER_POSTED, WAITING, OutboxItem
 
@@ -54,6 +54,12 @@ async def waiting_for_card(service: HandoffService, item: OutboxItem) -> Defer |
     # Normally the lease holds these back until the card is up; wait longer the longer it has been.
     age = (utcnow() - item.created_at).total_seconds()
     return Defer(min(300.0, max(2.0, age / 10)), WAITING_FOR_CARD)
+
+
+def chase_is_over(h: Handoff, item: OutboxItem) -> bool:
+    """A reminder or lead alert nobody needs any more: the escalation was claimed or closed since it
+    was queued, or moved to another queue (whose own clock chases it there)."""
+    return h.status != Status.OPEN or item.payload.get("moves", h.moves) != h.moves
 
 
 async def handoff_of(service: HandoffService, item: OutboxItem) -> Handoff | GiveUp:

@@ -19,7 +19,16 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of, waiting_for_card
+from bot.delivery.base import (
+    Defer,
+    DeliveryResult,
+    GiveUp,
+    Retry,
+    Sent,
+    chase_is_over,
+    handoff_of,
+    waiting_for_card,
+)
 from bot.logs import bind_log
 from bot.slack import messages
 from bot.slack.cards import card_payload, moved_card_payload
@@ -28,7 +37,7 @@ from bot.slack.report_blocks import report_blocks, report_fallback
 from bot.slack.sent import CannotCheck, find_sent, metadata
 from bot.slack.text import cut_plain
 from bot.slack.workspaces import NotInstalled, SlackWorkspaces
-from handoff.domain import Handoff, Outbound, Queue, Status
+from handoff.domain import Handoff, Outbound, Queue
 from handoff.report import WeeklyReport
 from handoff.service import HandoffService, utcnow
 from storage.outbox import WAITING, OutboxItem
@@ -171,8 +180,8 @@ class SlackDelivery:
         if kind == Outbound.POST_CARD:
             return await self._post_card(h, item)
         if kind == Outbound.REMIND_SENIORS or kind == Outbound.ALERT_LEADS:
-            if h.status != Status.OPEN:
-                return Sent()  # claimed (or closed) since it was queued: nobody needs chasing
+            if chase_is_over(h, item):
+                return Sent()  # claimed, closed or moved since it was queued: nobody needs chasing
         if kind == Outbound.ALERT_LEADS:
             return await self._alert_leads(h, item)
         if not h.card_ref or not h.card_channel:

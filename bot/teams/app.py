@@ -476,6 +476,8 @@ class TeamsBot:
             h = await self.service.get(ws, handoff_id)
             queue = await self.service.queue(ws, h.queue_id) if h is not None else None
             allowed = h is not None and (h.claimed_by == me.user_id or self._may_claim(me.user_id, queue))
+            tried_text = data.get("move_tried") if isinstance(data.get("move_tried"), str) else None
+            tried = clean(tried_text) if h is not None and h.claimed_by == me.user_id else ""
             outcome = await self.service.move(
                 ws,
                 handoff_id,
@@ -484,6 +486,7 @@ class TeamsBot:
                 expected_version=version,
                 note=note,
                 may_move=allowed,
+                tried=tried or None,
             )
             if isinstance(outcome, Moved):
                 names = await self.service.names(ws, [me.user_id])

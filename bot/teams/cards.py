@@ -159,6 +159,16 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
                 "maxLength": TEXT_MAX,
             },
         ]
+        if h.status == Status.CLAIMED:  # the holder escalating it further says what they tried
+            body.append(
+                {
+                    "type": "Input.Text",
+                    "id": "move_tried",
+                    "isMultiline": True,
+                    "placeholder": "What you tried (when you escalate it further)",
+                    "maxLength": TEXT_MAX,
+                }
+            )
         actions.append({"type": "Action.Execute", "title": "Move", "verb": "move", "data": value})
     return card(body, actions)
 

@@ -18,12 +18,21 @@ from microsoft_agents.activity import Activity, ConversationReference
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
-from bot.delivery.base import Defer, DeliveryResult, GiveUp, Retry, Sent, handoff_of, waiting_for_card
+from bot.delivery.base import (
+    Defer,
+    DeliveryResult,
+    GiveUp,
+    Retry,
+    Sent,
+    chase_is_over,
+    handoff_of,
+    waiting_for_card,
+)
 from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot, channel_key
 from bot.teams.text import plain
-from handoff.domain import Handoff, Outbound, Status
+from handoff.domain import Handoff, Outbound
 from handoff.report import WeeklyReport, as_text
 from handoff.service import HandoffService, utcnow
 from storage.outbox import WAITING, OutboxItem
@@ -202,7 +211,7 @@ class TeamsDelivery:
             return Sent()
         waited = after_phrase(h.created_at, utcnow())
         if kind in (Outbound.THREAD_NOTE, Outbound.REMIND_SENIORS):
-            if kind == Outbound.REMIND_SENIORS and h.status != Status.OPEN:
+            if kind == Outbound.REMIND_SENIORS and chase_is_over(h, item):
                 return Sent()
             if not h.card_ref or not h.card_channel:
                 return await waiting_for_card(self.service, item)
@@ -217,7 +226,7 @@ class TeamsDelivery:
             await self._send(channel, text, conversation_id=f"{h.card_channel};messageid={h.card_ref}")
             return Sent()
         if kind == Outbound.ALERT_LEADS:
-            if h.status != Status.OPEN:
+            if chase_is_over(h, item):
                 return Sent()
             own = channel_key("leads", queue)
             leads = await self.service.conversation(h.workspace_id, own) or await self._channel(h.workspace_id, "leads")
@@ -257,11 +266,13 @@ class TeamsDelivery:
         return f"{name} resolved {h.ref}: {plain(cards.cut(h.resolution, 2500))}"
 
     async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:
-        leads = await self.service.conversation(item.workspace_id, "leads")
+        queue_id = item.payload.get("queue")  # one queue's report, to the leads channel set up for it
+        key = "leads" if queue_id is None else f"leads:q{queue_id}"
+        leads = await self.service.conversation(item.workspace_id, key)
         if leads is None or self.report_for is None:
             log.warning("weekly report for %s not posted: no Teams leads channel", item.payload.get("week"))
             return Sent()
-        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]), None)
+        report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]), queue_id)
         body = [
             cards.rich(cards.run(line, weight="Bolder" if i == 0 else "Default"))
             for i, line in enumerate(as_text(report).splitlines())
