@@ -49,6 +49,11 @@ def route(queues: list[Queue], *, channel: str | None, text: str) -> tuple[Queue
 class Queues(ServiceCore):
     # ---- keeping them -------------------------------------------------------
 
+    async def open_in_queue(self, workspace_id: int, queue_id: int) -> list[Handoff]:
+        """The open and claimed escalations of a queue, oldest first."""
+        async with self.db.read() as conn:
+            return [Handoff.from_row(r) for r in await qs.open_in(conn, workspace_id, queue_id)]
+
     async def add_queue(self, workspace_id: int, queue: Queue) -> Queue | None:
         """A new queue (None if one of that name exists)."""
         await self.queues(workspace_id)  # the default comes first

@@ -215,3 +215,78 @@ async def test_an_operator_keeps_queues_from_the_command_line(bot: Bot, db_url: 
     bot.runtime.worker.wake()
     await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=15)
     await bot.fake.wait_for(lambda: "Moved to General" in card_text(card), timeout=15)
+
+
+ADMIN = "U0ADMIN"
+
+
+async def command_reply(bot: Bot, user: str, text: str) -> str:
+    before = len([r for r in bot.fake.replies if r.user == user])
+    assert (await bot.slack.command(user, text)).status == 200
+    replies = await bot.fake.wait_for(
+        lambda: len(mine := [r for r in bot.fake.replies if r.user == user]) > before and mine
+    )
+    return replies[-1].text
+
+
+async def command_form(bot: Bot, user: str, text: str) -> dict[str, Any]:
+    before = len(bot.fake.views_for(user))
+    assert (await bot.slack.command(user, text)).status == 200
+    return (await bot.fake.wait_for(lambda: bot.fake.views_for(user)[before:]))[-1]
+
+
+async def test_admins_add_change_and_remove_queues_in_modals(bot: Bot) -> None:
+    bot.fake.users.update({ADMIN: "Ada Admin", JUNIOR: "Jun"})
+    bot.fake.admins.add(ADMIN)
+    assert "Only workspace admins" in await command_reply(bot, JUNIOR, "config queue Billing")
+    form = await command_form(bot, ADMIN, "config queue Billing")
+    assert block(form, "queue_name")["element"]["initial_value"] == "Billing"
+    answer = await bot.slack.submit(
+        ADMIN,
+        form,
+        {
+            "escalation_channel": BILLING_CHANNEL,
+            "senior_user_ids": list(BILLING_SENIORS),
+            "aliases": "bill, Payments",
+            "serves": [SUPPORT_BILLING],
+            "reminder_minutes": "15",
+            "lead_alert_minutes": "soon",
+        },
+    )
+    assert answer.status == 200 and "A number of minutes" in answer.body  # the form stays open, saying why
+    answer = await bot.slack.submit(
+        ADMIN,
+        form,
+        {
+            "queue_name": "Billing",
+            "escalation_channel": BILLING_CHANNEL,
+            "senior_user_ids": list(BILLING_SENIORS),
+            "aliases": "bill, Payments",
+            "serves": [SUPPORT_BILLING],
+            "reminder_minutes": "15",
+        },
+    )
+    assert answer.status == 200 and not answer.body, answer.body
+    ws = await bot.workspace_id()
+    billing = next(q for q in await HandoffService(bot.runtime.db).queues(ws) if q.name == "Billing")
+    assert (billing.escalation_channel, billing.senior_user_ids, billing.aliases, billing.serves) == (
+        BILLING_CHANNEL,
+        BILLING_SENIORS,
+        ("bill", "payments"),
+        (SUPPORT_BILLING,),
+    )
+    assert billing.reminder_minutes == 15
+    settings = await command_form(bot, ADMIN, "config")
+    assert "Billing" in str(settings["blocks"][0]) and "config remove NAME" in str(settings["blocks"][0])
+    again = await command_form(bot, ADMIN, "config queue bill")  # an alias finds it: the form edits it
+    assert block(again, "escalation_channel")["element"]["initial_conversation"] == BILLING_CHANNEL
+
+    card = await escalate_to_billing(bot)
+    assert "default queue can't be removed" in await command_reply(bot, ADMIN, "config remove General")
+    removal = await command_form(bot, ADMIN, "config remove Billing")
+    assert "has 1 open or claimed escalation" in str(removal["blocks"][0])
+    answer = await bot.slack.submit(ADMIN, removal, {})  # the default queue is preselected
+    assert answer.status == 200 and not answer.body, answer.body
+    await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=15)
+    await bot.fake.wait_for(lambda: "Moved to General" in card_text(card), timeout=15)
+    assert [q.name for q in await HandoffService(bot.runtime.db).queues(ws)] == ["General"]

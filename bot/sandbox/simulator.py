@@ -46,6 +46,9 @@ def form_state(view: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any]:
             state = {"type": kind, "selected_conversation": answer}
         elif kind == "multi_users_select":
             state = {"type": kind, "selected_users": list(answer or [])}  # type: ignore[arg-type]
+        elif kind == "multi_conversations_select":
+            chosen_list = answer if answer is not None else el.get("initial_conversations") or []
+            state = {"type": kind, "selected_conversations": list(chosen_list)}
         else:
             state = {"type": kind, "value": answer}
         values[bid] = {el["action_id"]: state}

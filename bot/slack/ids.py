@@ -34,6 +34,8 @@ class CallbackId(enum.StrEnum):
     # The message shortcut "Escalate this message" (its callback id is also in manifest.yml).
     ESCALATE_MESSAGE = "escalate_message"
     MOVE = "move_queue"
+    QUEUE = "queue_config"
+    QUEUE_REMOVE = "queue_remove"
 
 
 class Field_(enum.StrEnum):
@@ -48,6 +50,12 @@ class Field_(enum.StrEnum):
     NOTE = "note"
     QUEUE = "queue"
     MOVE_TRIED = "move_tried"
+    # /escalate config queue NAME
+    QUEUE_NAME = "queue_name"
+    ALIASES = "aliases"
+    SERVES = "serves"
+    REMINDER_MINUTES = "reminder_minutes"
+    LEAD_ALERT_MINUTES = "lead_alert_minutes"
     # /escalate config
     ESCALATION_CHANNEL = "escalation_channel"
     LEADS_CHANNEL = "leads_channel"
@@ -62,6 +70,8 @@ FIRST_FIELD = {
     CallbackId.RESOLVE.value: Field_.NOTE.value,
     CallbackId.CONFIG.value: Field_.ESCALATION_CHANNEL.value,
     CallbackId.MOVE.value: Field_.QUEUE.value,
+    CallbackId.QUEUE.value: Field_.QUEUE_NAME.value,
+    CallbackId.QUEUE_REMOVE.value: Field_.QUEUE.value,
 }
 
 
@@ -91,6 +101,12 @@ class CardAction(_Meta):
     h: HandoffId
     v: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     q: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)  # the queue whose card it is
+
+
+class QueueMeta(_Meta):
+    """The queue modals' private_metadata: which queue (None: a new one)."""
+
+    q: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
 
 
 class MoveMeta(_Meta):

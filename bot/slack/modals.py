@@ -320,8 +320,9 @@ def _people_select(current: list[str], placeholder: str) -> UserMultiSelectEleme
     return el
 
 
-def config_modal(cfg: WorkspaceConfig) -> View:
-    """`/escalate config`: this workspace's channels and seniors (workspace admins only)."""
+def config_modal(cfg: WorkspaceConfig, queues_text: str | None = None) -> View:
+    """`/escalate config`: this workspace's channels and seniors (workspace admins only), and, with
+    `queues_text`, the queues there are and how to add, change or remove one."""
     esc = _channel_select(cfg.escalation_channel)
     leads = _channel_select(cfg.leads_channel)
     seniors = _people_select(cfg.senior_user_ids, "Anyone may claim")
@@ -336,6 +337,7 @@ def config_modal(cfg: WorkspaceConfig) -> View:
         submit=PlainTextObject(text="Save"),
         close=PlainTextObject(text="Cancel"),
         blocks=[
+            *([ContextBlock(elements=[MarkdownTextObject(text=queues_text)])] if queues_text else []),
             InputBlock(
                 block_id=F.ESCALATION_CHANNEL,
                 label="Escalation channel",

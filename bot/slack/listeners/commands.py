@@ -15,7 +15,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners.common import admin_refusal, escalation_refusal, guarded, open_form
+from bot.slack.listeners.queues import config_queue
 from bot.slack.modals import config_modal, escalate_modal, prefill_from_text, slack_id
+from bot.slack.queue_modals import queues_summary
 from bot.slack.report_blocks import report_blocks, report_fallback
 from handoff.queues import route
 from storage.db import StorageUnavailable
@@ -40,6 +42,19 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_type="ephemeral", text=messages.HELP)
             return
         user = command["user_id"]
+        if word.startswith("config "):
+            await ack()
+            try:
+                ws = await deps.workspace(context)
+                refusal = await admin_refusal(client, user)
+                if refusal:
+                    await respond(text=refusal, response_type="ephemeral")
+                    return
+                await config_queue(deps, ws, typed.split()[1:], command, client, respond)
+            except StorageUnavailable:
+                deps.count("storage_unavailable")
+                await respond(text=messages.TRY_AGAIN, response_type="ephemeral")
+            return
         if word in SUBCOMMANDS:
             await ack()
             try:
@@ -94,4 +109,5 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         cfg = await deps.workspaces.config(ws)
         failed = "I couldn't open the settings in time. Run `/escalate config` again."
-        await open_form(client, command["trigger_id"], config_modal(cfg), respond, failed)
+        summary = queues_summary(await deps.service.queues(ws))
+        await open_form(client, command["trigger_id"], config_modal(cfg, summary), respond, failed)
