@@ -149,9 +149,9 @@ async def start_runtime(
         )
         workspaces = SlackWorkspaces(service, settings, client, oauth.installation_store if oauth else None)
 
-        async def week_so_far(workspace_id: int) -> WeeklyReport:
+        async def week_so_far(workspace_id: int, queue_id: int | None = None) -> WeeklyReport:
             today = utcnow().astimezone(ZoneInfo(settings.timezone)).date()
-            return await report_for(workspace_id, week_start_of(today))
+            return await report_for(workspace_id, week_start_of(today), queue_id)
 
         deps = SlackDeps(service=service, workspaces=workspaces, metrics=metrics, stats_for=week_so_far)
         rt.slack_client = client

@@ -9,6 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 from bot.sandbox.fake_slack import Message
@@ -17,6 +18,7 @@ from handoff.domain import Queue
 from handoff.service import HandoffService
 from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
 from tests.helpers import FORM, buttons, card_text, open_form
+from tests.test_slack_depth import open_home
 
 BILLING_CHANNEL = "C0NEWESC"  # a channel the bot is in (tests/conftest.py)
 BILLING_SENIORS = ("U0BILL1", "U0BILL2")
@@ -290,3 +292,34 @@ async def test_admins_add_change_and_remove_queues_in_modals(bot: Bot) -> None:
     await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL), timeout=15)
     await bot.fake.wait_for(lambda: "Moved to General" in card_text(card), timeout=15)
     assert [q.name for q in await HandoffService(bot.runtime.db).queues(ws)] == ["General"]
+
+
+async def test_the_home_tab_names_queues_and_puts_the_viewers_first(bot: Bot) -> None:
+    await add_billing(bot)
+    await escalate_to_billing(bot)
+    general = await open_form(bot, text="VPN is down")
+    await bot.slack.submit(JUNIOR, general, {**FORM, "summary": "VPN is down"})
+    await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL))
+
+    async def home_of(user: str) -> str:
+        return str(await open_home(bot, user))
+
+    billing_view = await home_of(BILLING_SENIORS[0])
+    assert billing_view.index("Customer can't pay by card") < billing_view.index("VPN is down")
+    assert "· Billing ·" in billing_view and "· General ·" in billing_view
+    general_view = await home_of(SENIORS[0])
+    assert general_view.index("VPN is down") < general_view.index("Customer can't pay by card")
+
+
+async def test_mine_and_stats_know_queues(bot: Bot) -> None:
+    _default, billing = await add_billing(bot)
+    ws = await bot.workspace_id()
+    await bot.runtime.service.edit_queue(ws, replace(billing, lead_user_ids=("U0BILLLEAD",)))
+    await escalate_to_billing(bot)
+    mine = await command_reply(bot, JUNIOR, "mine")
+    assert "Customer can't pay by card" in mine and "· Billing ·" in mine
+    await command_reply(bot, "U0BILLLEAD", "stats bill")
+    shown = [r for r in bot.fake.replies if r.user == "U0BILLLEAD"][-1]
+    assert "Escalations · Billing · week" in str(shown.blocks) and "Opened" in str(shown.blocks)
+    assert "for the leads" in await command_reply(bot, JUNIOR, "stats bill")
+    assert "no queue called tier 9" in await command_reply(bot, "U0BILLLEAD", "stats tier 9")

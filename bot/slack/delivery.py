@@ -293,7 +293,9 @@ class SlackDelivery:
         queue = await self.service.open_queue(item.workspace_id)  # the same for everyone: read it once
         for user in viewers:
             try:
-                await publish_home(client, self.service, item.workspace_id, user, queue=queue)
+                await publish_home(
+                    client, self.service, item.workspace_id, user, queue=queue, workspaces=self.workspaces
+                )
             except SlackApiError as exc:
                 if exc.response.get("error") == "ratelimited" or getattr(exc.response, "status_code", 0) >= 500:
                     raise  # the whole refresh is tried again

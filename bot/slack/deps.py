@@ -18,7 +18,7 @@ class SlackDeps:
     service: HandoffService
     workspaces: SlackWorkspaces
     # The weekly figures of the week so far, for `/escalate stats`.
-    stats_for: Callable[[int], Awaitable[WeeklyReport]]
+    stats_for: Callable[[int, int | None], Awaitable[WeeklyReport]]
     metrics: Metrics | None = None
 
     async def seniors(self, workspace_id: int, queue_id: int | None = None) -> Seniors:

@@ -21,6 +21,7 @@ from bot.phrases import ago_phrase
 from bot.slack import text as t
 from bot.slack.cards import SEVERITY_EMOJI, status_line
 from bot.slack.ids import ActionId, CardAction
+from bot.slack.workspaces import SlackWorkspaces
 from handoff.domain import Handoff
 from handoff.service import HandoffService, HomeView, utcnow
 
@@ -33,22 +34,35 @@ def _button(label: str, action: ActionId, h: Handoff, style: str | None = None) 
     return ButtonElement(
         text=PlainTextObject(text=label),
         action_id=action,
-        value=CardAction(h=h.id, v=h.version).dump(),
+        value=CardAction(h=h.id, v=h.version, q=h.queue_id).dump(),  # claimed as its queue's seniors may
         style=style,
     )
 
 
-def home_blocks(view: HomeView, user: str, *, notice: str | None = None) -> list[Block]:
+def home_blocks(
+    view: HomeView,
+    user: str,
+    *,
+    notice: str | None = None,
+    names: dict[int, str] | None = None,
+    claimable: set[int] | None = None,
+) -> list[Block]:
+    """The Home tab. Where the workspace has several queues (`names`), each open escalation names its
+    queue, and those in the queues the viewer may claim in (`claimable`) come first."""
     now = utcnow()
+    open_ones = view.open
+    if names and claimable is not None:
+        open_ones = sorted(view.open, key=lambda h: h.queue_id not in claimable)  # stable: severity, age
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Escalations"))]
     if notice:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f":information_source: {notice}")))
     blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Open, waiting for a senior* ({view.open_total})")))
     if not view.open:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Nothing is waiting. :tada:")]))
-    for h in view.open:
+    for h in open_ones:
         waited = ago_phrase(h.created_at, now)
-        line = f"{_title(h)}\n{h.severity.label} · from {t.user(h.requester_id)} · opened {waited}"
+        queue = f" · {t.fit(names.get(h.queue_id or 0, ''), 60)}" if names else ""
+        line = f"{_title(h)}\n{h.severity.label}{queue} · from {t.user(h.requester_id)} · opened {waited}"
         accessory = None if h.requester_id == user else _button("Claim", ActionId.CLAIM, h, "primary")
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line), accessory=accessory))
     if view.open_total > len(view.open):
@@ -86,8 +100,18 @@ async def publish_home(
     *,
     notice: str | None = None,
     queue: tuple[list[Handoff], int] | None = None,
+    workspaces: SlackWorkspaces | None = None,
 ) -> None:
     view = await service.home(workspace_id, user, queue=queue)
-    await client.views_publish(
-        user_id=user, view=View(type="home", blocks=home_blocks(view, user, notice=notice)).to_dict()
-    )
+    names: dict[int, str] | None = None
+    claimable: set[int] | None = None
+    queues = await service.queues(workspace_id)
+    if len(queues) > 1:
+        names = {q.id: q.name for q in queues}
+        if workspaces is not None:
+            claimable = set()
+            for q in queues:
+                if await (await workspaces.seniors(workspace_id, q)).may_claim(client, user):
+                    claimable.add(q.id)
+    blocks = home_blocks(view, user, notice=notice, names=names, claimable=claimable)
+    await client.views_publish(user_id=user, view=View(type="home", blocks=blocks).to_dict())

@@ -13,9 +13,12 @@ HELP = "\n".join(
         "*/escalate* — ask a senior for help with structured context.",
         "• `/escalate` opens the form.",
         "• `/escalate customer can't log in after SSO change` opens it with the summary filled in.",
+        "• `/escalate billing: customer can't pay` picks the Billing queue (where there are several).",
         "• `/escalate mine` lists your escalations that are still open or being worked on.",
-        "• `/escalate stats` shows this week so far (for leads).",
-        "• `/escalate config` sets the escalation channel, leads channel and seniors (workspace admins).",
+        "• `/escalate stats` shows this week so far (for leads); `/escalate stats billing` one queue's.",
+        "• `/escalate config` sets the escalation channel, leads channel and seniors, and lists the queues; "
+        "`/escalate config queue NAME` adds or changes a queue, `/escalate config remove NAME` removes one "
+        "(workspace admins).",
         "• `/escalate help` shows this.",
         "• On any message: *More actions → Escalate this message* escalates it with its thread.",
         "The card goes to the escalation channel; you'll get a DM when a senior picks it up and when it's resolved. "
@@ -39,17 +42,19 @@ def cannot_check_admin(error: str) -> str:
     return f"Slack wouldn't tell me whether you are a workspace admin ({t.escape(error)}). Please try again."
 
 
-STATS_FOR_LEADS = "`/escalate stats` is for the leads of this workspace."
+STATS_FOR_LEADS = "`/escalate stats` is for the leads of this workspace (or of that queue)."
 CONFIG_SAVED = "Saved. Cards now go to {channel}."
 
 
-def mine(handoffs: list[Handoff]) -> str:
+def mine(handoffs: list[Handoff], queue_names: dict[int, str] | None = None) -> str:
+    """`/escalate mine`; with `queue_names` (a workspace with several queues) each line names its queue."""
     if not handoffs:
         return "You have no open escalations. Run `/escalate` when you need a senior."
     lines = [f"*Your open escalations* ({len(handoffs)})"]
     for h in handoffs:
         state = f"claimed by {t.user(h.claimed_by)}" if h.status == Status.CLAIMED else "waiting for a senior"
-        lines.append(f"• {t.link(h.card_url, h.ref)} {t.fit(h.summary, 200)} · {h.severity.value} · {state}")
+        queue = f" · {t.fit(queue_names.get(h.queue_id or 0, ''), 60)}" if queue_names else ""
+        lines.append(f"• {t.link(h.card_url, h.ref)} {t.fit(h.summary, 200)} · {h.severity.value}{queue} · {state}")
     return "\n".join(lines)
 
 

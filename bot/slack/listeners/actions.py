@@ -59,7 +59,9 @@ def _teller(
         async def on_home(text: str) -> None:
             try:
                 ws = await deps.workspace(context)
-                await publish_home(client, deps.service, ws, body["user"]["id"], notice=text)
+                await publish_home(
+                    client, deps.service, ws, body["user"]["id"], notice=text, workspaces=deps.workspaces
+                )
             except (StorageUnavailable, SlackApiError) as exc:
                 log.warning("could not answer on the Home tab: %s", exc)
 

@@ -13,6 +13,7 @@ from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import messages
+from bot.slack import text as t
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners.common import admin_refusal, escalation_refusal, guarded, open_form
 from bot.slack.listeners.queues import config_queue
@@ -55,14 +56,18 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 deps.count("storage_unavailable")
                 await respond(text=messages.TRY_AGAIN, response_type="ephemeral")
             return
-        if word in SUBCOMMANDS:
+        if word in SUBCOMMANDS or word.startswith("stats "):
             await ack()
             try:
                 ws = await deps.workspace(context)
                 if word == "mine":
-                    await respond(text=messages.mine(await deps.service.mine(ws, user)), response_type="ephemeral")
-                elif word == "stats":
-                    await _stats(ws, user, respond)
+                    queues = await deps.service.queues(ws)
+                    names = {q.id: q.name for q in queues} if len(queues) > 1 else None
+                    await respond(
+                        text=messages.mine(await deps.service.mine(ws, user), names), response_type="ephemeral"
+                    )
+                elif word.startswith("stats"):
+                    await _stats(ws, user, typed[len("stats") :].strip(), respond)
                 else:
                     await _config(ws, user, command, client, respond)
             except StorageUnavailable:
@@ -90,12 +95,22 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         )
         await open_form(client, command["trigger_id"], view, respond, messages.open_form_failed())
 
-    async def _stats(ws: int, user: str, respond: AsyncRespond) -> None:
-        leads = (await deps.workspaces.config(ws)).lead_user_ids
+    async def _stats(ws: int, user: str, queue_name: str, respond: AsyncRespond) -> None:
+        """This week so far, for the workspace or (`/escalate stats billing`) one queue: for the
+        workspace's leads, or that queue's."""
+        queue = None
+        if queue_name:
+            queue = next((q for q in await deps.service.queues(ws) if q.answers_to(queue_name)), None)
+            if queue is None:
+                await respond(text=f"There is no queue called {t.fit(queue_name, 80)}.", response_type="ephemeral")
+                return
+        leads = list((await deps.workspaces.config(ws)).lead_user_ids)
+        if queue is not None:
+            leads += (await deps.workspaces.queue_config(ws, queue)).lead_user_ids
         if leads and user not in leads:
             await respond(text=messages.STATS_FOR_LEADS, response_type="ephemeral")
             return
-        report = await deps.stats_for(ws)
+        report = await deps.stats_for(ws, queue.id if queue is not None else None)
         blocks = report_blocks(report)
         blocks.insert(1, ContextBlock(elements=[MarkdownTextObject(text="*This week so far*, up to now.")]))
         await respond(blocks=[b.to_dict() for b in blocks], text=report_fallback(report), response_type="ephemeral")

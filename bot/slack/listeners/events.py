@@ -52,7 +52,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         try:
             ws = await deps.workspace(context)
             await deps.service.home_opened(ws, user)
-            await publish_home(client, deps.service, ws, user)
+            await publish_home(client, deps.service, ws, user, workspaces=deps.workspaces)
         except StorageUnavailable as exc:
             log.warning("home of %s not shown, database unavailable: %s", user, exc)
             deps.count("events", "slack", "failed")
