@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -32,87 +32,45 @@ from bot.metrics import Metrics
 from bot.phrases import ago_phrase
 from bot.teams import cards
 from bot.teams.auth import auth_configuration, connection_manager
-from bot.teams.cards import CARD_TYPE
 from bot.teams.gate import Admitted, Refused, TeamsGate
+from bot.teams.queues import TeamsQueues, channel_key
+from bot.teams.replies import (
+    BROKEN_BUTTON,
+    TRY_AGAIN,
+    Who,
+    button_handoff,
+    button_queue,
+    card_response,
+    message_response,
+    reference_of,
+    who,
+)
 from handoff.domain import (
-    MAX_ID,
     AlreadyYours,
-    Changed,
     ChangeOutcome,
     Closed,
     Conflict,
     Done,
     Handoff,
-    Moved,
     MovedAway,
     NotAllowed,
     NotFound,
     NotHolder,
-    Queue,
     Won,
 )
 from handoff.queues import route
 from handoff.service import HandoffService
-from handoff.validation import FormErrors, clean, validate_draft, validate_note
+from handoff.validation import FormErrors, validate_draft, validate_note
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
-TRY_AGAIN = "I couldn't reach my database just now, so nothing changed. Please try again in a moment."
 SOMETHING_WRONG = "Something went wrong on my side and nothing changed. Please try again."
 HELP = (
     "Send me **escalate** (optionally with a one-line summary) to ask a senior for help. "
     "A lead sets me up by mentioning me with **setup** in the escalation channel, "
     "and **setup leads** in the leads channel."
 )
-
-
-def message_response(text: str) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=MESSAGE_TYPE, value=text)
-
-
-def card_response(content: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=content)
-
-
-@dataclass
-class Who:
-    tenant: str
-    user_id: str
-    name: str
-
-
-def who(context: TurnContext) -> Who:
-    a = context.activity
-    sender = a.from_property
-    channel_data = a.channel_data if isinstance(a.channel_data, dict) else {}
-    tenant = (a.conversation.tenant_id if a.conversation else None) or (channel_data.get("tenant") or {}).get("id")
-    if not tenant:
-        raise LookupError("activity carries no tenant id")
-    tenant = tenant.lower()  # the gate has checked it is this bot's tenant; one spelling for the workspace
-    user_id = (getattr(sender, "aad_object_id", None) or sender.id) if sender else "unknown"
-    return Who(tenant=tenant, user_id=user_id, name=(sender.name if sender and sender.name else user_id))
-
-
-def reference_of(context: TurnContext, *, conversation_id: str | None = None) -> dict[str, Any]:
-    ref = context.activity.get_conversation_reference()
-    data = ref.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data.pop("activityId", None)
-    if conversation_id is not None:
-        data["conversation"]["id"] = conversation_id
-    return data
-
-
-BROKEN_BUTTON = "That button doesn't carry a valid escalation; nothing changed."
-
-
-def _button_handoff(data: dict[str, Any]) -> int | None:
-    """The handoff id an Action.Execute carries, or None when it is missing or forged."""
-    handoff_id = data.get("h")
-    if isinstance(handoff_id, bool) or not isinstance(handoff_id, int) or not 1 <= handoff_id <= MAX_ID:
-        return None  # `true` is not escalation 1, and nothing past the column's range is ours
-    return handoff_id
 
 
 class _Checked:
@@ -139,7 +97,7 @@ class _Checked:
         return self._request.match_info[name]
 
 
-class TeamsBot:
+class TeamsBot(TeamsQueues):
     def __init__(self, settings: Settings, service: HandoffService, metrics: Metrics | None = None):
         self.settings = settings
         self.service = service
@@ -355,22 +313,6 @@ class TeamsBot:
     async def _senior_choices_for(self, tenant: str) -> list[tuple[str, str]]:
         return await self._senior_choices(await self.service.workspace_id("teams", tenant))
 
-    def _may_claim(self, user_id: str, queue: Queue | None = None) -> bool:
-        """Who may claim in `queue`: its own seniors where it names any, else TEAMS_SENIOR_USER_IDS."""
-        seniors = list(queue.senior_user_ids) if queue is not None and not queue.is_default else []
-        seniors = seniors or self.seniors
-        return not seniors or user_id in seniors
-
-    async def _queue_named(self, ws: int, name: str) -> Queue | None:
-        """The queue of that name or alias, made if there is none (`setup queue Billing`)."""
-        name = " ".join(name.split())
-        if not 0 < len(name) <= 80:
-            return None
-        found = next((q for q in await self.service.queues(ws) if q.answers_to(name)), None)
-        if found is None:
-            found = await self.service.add_queue(ws, Queue(id=0, workspace_id=ws, name=name, is_default=False))
-        return found
-
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.claims.labels("teams", outcome).inc()
@@ -383,13 +325,13 @@ class TeamsBot:
 
     async def _claim(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         me = who(context)
-        handoff_id = _button_handoff(data)
+        handoff_id = button_handoff(data)
         if handoff_id is None:
             return message_response(BROKEN_BUTTON)
         try:
             ws = await self.service.workspace_id("teams", me.tenant)
             await self.service.remember_person(ws, me.user_id, me.name)
-            queue_id = _button_queue(data)
+            queue_id = button_queue(data)
             queue = await self.service.queue(ws, queue_id) if queue_id is not None else None
             outcome = await self.service.claim(
                 ws, handoff_id, me.user_id, may_claim=self._may_claim(me.user_id, queue), queue_id=queue_id
@@ -429,7 +371,7 @@ class TeamsBot:
 
     async def _change(self, context: TurnContext, data: dict[str, Any], verb: str) -> AdaptiveCardInvokeResponse:
         me = who(context)
-        handoff_id = _button_handoff(data)
+        handoff_id = button_handoff(data)
         if handoff_id is None:
             return message_response(BROKEN_BUTTON)
         try:
@@ -458,63 +400,3 @@ class TeamsBot:
             return message_response(f"{outcome.handoff.ref} is already resolved.")
         assert isinstance(outcome, NotFound)
         return message_response("I can't find that escalation in this organisation.")
-
-    async def _move(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        me = who(context)
-        handoff_id = _button_handoff(data)
-        version, target = data.get("v"), data.get("move_to")
-        if handoff_id is None or not isinstance(version, int) or isinstance(version, bool):
-            return message_response(BROKEN_BUTTON)
-        if not isinstance(target, str) or not target.isdigit() or len(target) > 9:
-            return message_response("Choose the queue to move it to, then press Move.")
-        note = clean(data.get("move_note") if isinstance(data.get("move_note"), str) else None)
-        if not note:
-            return message_response("Say why, so the seniors there know where to start; then press Move.")
-        try:
-            ws = await self.service.workspace_id("teams", me.tenant)
-            await self.service.remember_person(ws, me.user_id, me.name)
-            h = await self.service.get(ws, handoff_id)
-            queue = await self.service.queue(ws, h.queue_id) if h is not None else None
-            allowed = h is not None and (h.claimed_by == me.user_id or self._may_claim(me.user_id, queue))
-            tried_text = data.get("move_tried") if isinstance(data.get("move_tried"), str) else None
-            tried = clean(tried_text) if h is not None and h.claimed_by == me.user_id else ""
-            outcome = await self.service.move(
-                ws,
-                handoff_id,
-                me.user_id,
-                to_queue_id=int(target),
-                expected_version=version,
-                note=note,
-                may_move=allowed,
-                tried=tried or None,
-            )
-            if isinstance(outcome, Moved):
-                names = await self.service.names(ws, [me.user_id])
-                moved = {"to": outcome.to_queue.name, "actor": me.user_id, "note": note}
-                return card_response(cards.moved_card(outcome.handoff, names, moved))
-        except StorageUnavailable:
-            return message_response(TRY_AGAIN)
-        if isinstance(outcome, Changed):
-            return message_response(
-                f"{outcome.handoff.ref} changed while you were moving it, so nothing moved. Look at the card again."
-            )
-        if isinstance(outcome, NotAllowed):
-            return message_response(
-                "It is in that queue already."
-                if outcome.reason == "same_queue"
-                else "Only the seniors of its queue, or whoever holds it, can move it."
-            )
-        if isinstance(outcome, Closed):
-            return message_response(f"{outcome.handoff.ref} is already resolved.")
-        return message_response("I can't find that escalation or queue in this organisation.")
-
-
-def channel_key(kind: str, queue: Queue | None) -> str:
-    """Where a queue's cards (`escalation`) or leads' posts (`leads`) go: the default queue's are the
-    workspace's own channels (`setup`, `setup leads`); another's were set with `setup queue NAME`."""
-    return kind if queue is None or queue.is_default else f"{kind}:q{queue.id}"
-
-
-def _button_queue(data: dict[str, Any]) -> int | None:
-    value = data.get("q")
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID else None

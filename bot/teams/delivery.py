@@ -30,7 +30,8 @@ from bot.delivery.base import (
 )
 from bot.phrases import after_phrase
 from bot.teams import cards
-from bot.teams.app import TeamsBot, channel_key
+from bot.teams.app import TeamsBot
+from bot.teams.queues import channel_key
 from bot.teams.text import plain
 from handoff.domain import Handoff, Outbound
 from handoff.report import WeeklyReport, as_text
