@@ -285,3 +285,19 @@ async def test_a_reminder_queued_before_a_move_is_not_sent_after_it(db: Database
     assert after is not None
     over = {r.dedupe_key: chase_is_over(after, OutboxItem.from_row(r)) for r in rows}
     assert over == {f"reminded:{h.id}": True, f"reminded:{h.id}:m1": False}
+
+
+async def test_a_queue_of_another_workspace_is_nowhere_to_be_found(db: Database) -> None:
+    w = await setup(db)
+    other = await w.service.workspace_id("slack", "T0ELSEWHERE")
+    theirs = await w.service.add_queue(other, queue("Theirs"))
+    assert theirs is not None
+    h = (await w.service.escalate(w.ws, "UJUNIOR", DRAFT, key="k1", queue_id=theirs.id)).handoff
+    assert h.queue_id == w.default.id  # an id not of this workspace files it in the default queue
+    moved = await w.service.move(
+        w.ws, h.id, "UANA", to_queue_id=theirs.id, expected_version=h.version, note="", may_move=True
+    )
+    assert isinstance(moved, NotFound)
+    assert (await w.service.queue(w.ws, theirs.id)).id == w.default.id
+    assert await w.service.remove_queue(w.ws, theirs.id, move_to=None, user="UADMIN") is None
+    assert [q.name for q in await w.service.queues(other)] == ["General", "Theirs"]

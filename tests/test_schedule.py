@@ -16,8 +16,8 @@ from bot.scheduler import Scheduler
 from handoff.domain import Queue
 from handoff.service import HandoffService
 from storage.db import Database
-from tests.conftest import ESC_CHANNEL, SENIORS, Bot
-from tests.helpers import card_text, escalate, settle
+from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
+from tests.helpers import card_text, escalate, open_form, settle
 from tests.test_operations import cli
 from tests.test_report import png_size
 from tests.test_slack_flow import click
@@ -238,3 +238,32 @@ async def test_a_queue_with_its_own_leads_channel_gets_its_own_report_and_the_wo
     shown = card_text(whole[0])
     assert "By queue" in shown and "General: opened 1" in shown and "Billing: opened 0" in shown
     assert sorted(f["channel"] for f in bot.fake.files) == sorted([LEADS, "CGENERAL"])
+
+
+async def test_a_queue_chases_its_own_seniors_and_leads_on_its_own_clock(bot: Bot) -> None:
+    ws = await bot.workspace_id()
+    billing = await bot.runtime.service.add_queue(
+        ws,
+        Queue(
+            id=0,
+            workspace_id=ws,
+            name="Billing",
+            is_default=False,
+            escalation_channel="C0NEWESC",
+            senior_user_ids=("U0BILL1", "U0BILL2"),
+            lead_user_ids=("U0BILLLEAD",),
+            reminder_minutes=5,
+        ),
+    )
+    assert billing is not None
+    with time_machine.travel(datetime.now(UTC), tick=True) as t:
+        form = await open_form(bot, text="billing: refunds fail")
+        await bot.slack.submit(JUNIOR, form, {"summary": "Refunds fail", "severity": "P2", "tried": "Retried"})
+        card = (await bot.fake.wait_for(lambda: bot.fake.channel_messages("C0NEWESC")))[-1]
+        t.shift(timedelta(minutes=5, seconds=10))  # Billing reminds after 5 minutes, not the workspace's 10
+        await tick_and_settle(bot)
+        pings = thread_replies(bot, card)
+        assert len(pings) == 1 and pings[0].text.startswith("<@U0BILL1> <@U0BILL2>")
+        t.shift(timedelta(minutes=25))  # 30 min 10 s: Billing's lead is told, by DM
+        await tick_and_settle(bot)
+    assert len(bot.fake.dms_to("U0BILLLEAD")) == 1 and bot.fake.channel_messages(LEADS) == []
