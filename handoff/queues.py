@@ -121,10 +121,10 @@ class Queues(ServiceCore):
             h = Handoff.from_row(row)
             if h.status in (Status.RESOLVED, Status.CANCELLED):
                 return Closed(h)
+            if h.version != expected_version:
+                return Changed(h)  # first: who may move it is judged on the state the mover saw
             if not may_move:
                 return NotAllowed("not_senior", h)
-            if h.version != expected_version:
-                return Changed(h)
             source = found.get(h.queue_id) or next(iter(found.values()))
             target = found.get(to_queue_id)
             if target is None:

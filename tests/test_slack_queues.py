@@ -323,3 +323,38 @@ async def test_mine_and_stats_know_queues(bot: Bot) -> None:
     assert "Escalations · Billing · week" in str(shown.blocks) and "Opened" in str(shown.blocks)
     assert "for the leads" in await command_reply(bot, JUNIOR, "stats bill")
     assert "no queue called tier 9" in await command_reply(bot, "U0BILLLEAD", "stats tier 9")
+
+
+async def test_claims_and_moves_at_once_over_http_leave_one_outcome_and_tell_everyone_which(bot: Bot) -> None:
+    ws = await bot.workspace_id()
+    seniors = tuple(f"U0BILLS{i}" for i in range(9))
+    _default, billing = await add_billing(bot)
+    await bot.runtime.service.edit_queue(ws, replace(billing, senior_user_ids=seniors))
+    bot.runtime.service._queues.clear()  # the bot's own cache (QUEUES_TTL): see the new seniors now
+    card = await escalate_to_billing(bot)
+    movers, claimers = seniors[:3], seniors[3:]
+    forms = [await open_move_form(bot, m, card) for m in movers]
+    answers = await asyncio.gather(
+        *(
+            bot.slack.submit(m, f, {"queue": str(_default.id), "note": "Networking, not billing"})
+            for m, f in zip(movers, forms, strict=True)
+        ),
+        *(bot.slack.click(c, card, "claim") for c in claimers),
+    )
+    assert all(a.status == 200 for a in answers)
+    moved = [m for m, a in zip(movers, answers[:3], strict=True) if not a.body]
+    told = await bot.fake.wait_for(
+        lambda: len(r := {x.user: x.text for x in bot.fake.replies if x.user in claimers}) == len(claimers) and r
+    )
+    won = [c for c, text in told.items() if text.startswith("You claimed")]
+    assert len(moved) + len(won) == 1, (moved, won, told)
+    if won:  # claimed in Billing: every mover is told it was claimed meanwhile, nothing moved
+        assert all(f"claimed by <@{won[0]}>" in a.body for a in answers[:3]), [a.body for a in answers[:3]]
+        assert all(text.startswith(f"Already claimed by <@{won[0]}>") for c, text in told.items() if c != won[0]), told
+        assert bot.fake.channel_messages(ESC_CHANNEL) == []
+    else:  # moved: the other movers see it changed, every claimer is told where it went
+        assert all("nothing was moved" in a.body for m, a in zip(movers, answers[:3], strict=True) if m not in moved), [
+            a.body for a in answers[:3]
+        ]
+        assert all("has moved to *General*" in text for text in told.values()), told
+        await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL))

@@ -30,11 +30,13 @@ def _title(h: Handoff) -> str:
     return f"{SEVERITY_EMOJI[h.severity]} *{t.link(h.card_url, h.ref)}* {t.fit(h.summary, 300)}"
 
 
-def _button(label: str, action: ActionId, h: Handoff, style: str | None = None) -> ButtonElement:
+def _button(label: str, action: ActionId, h: Handoff, style: str | None = None, *, queues: bool) -> ButtonElement:
+    """A button as the card's: with several queues it carries the escalation's, so a claim from Home
+    is gated by that queue's seniors (and told if it moved)."""
     return ButtonElement(
         text=PlainTextObject(text=label),
         action_id=action,
-        value=CardAction(h=h.id, v=h.version, q=h.queue_id).dump(),  # claimed as its queue's seniors may
+        value=CardAction(h=h.id, v=h.version, q=h.queue_id if queues else None).dump(),
         style=style,
     )
 
@@ -63,7 +65,9 @@ def home_blocks(
         waited = ago_phrase(h.created_at, now)
         queue = f" · {t.fit(names.get(h.queue_id or 0, ''), 60)}" if names else ""
         line = f"{_title(h)}\n{h.severity.label}{queue} · from {t.user(h.requester_id)} · opened {waited}"
-        accessory = None if h.requester_id == user else _button("Claim", ActionId.CLAIM, h, "primary")
+        accessory = (
+            None if h.requester_id == user else _button("Claim", ActionId.CLAIM, h, "primary", queues=bool(names))
+        )
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line), accessory=accessory))
     if view.open_total > len(view.open):
         more = view.open_total - len(view.open)
@@ -84,8 +88,8 @@ def home_blocks(
         blocks.append(
             ActionsBlock(
                 elements=[
-                    _button("Resolve", ActionId.RESOLVE, h, "primary"),
-                    _button("Release", ActionId.RELEASE, h),
+                    _button("Resolve", ActionId.RESOLVE, h, "primary", queues=bool(names)),
+                    _button("Release", ActionId.RELEASE, h, queues=bool(names)),
                 ]
             )
         )
