@@ -132,6 +132,15 @@ def one_line(text: object, limit: int = 200) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
+def summary_line(r: WeeklyReport) -> str:
+    """The report in one line (a notification, or what a client that cannot show the post shows)."""
+    scope = f" · {one_line(r.queue, 80)}" if r.queue else ""
+    if r.empty:
+        return f"Escalations{scope}, week {r.week}: none opened."
+    speed = f", median time to claim {minutes(r.this.to_claim_median)}" if r.this.claimed else ""
+    return f"Escalations{scope}, week {r.week}: {r.this.opened} opened, {r.this.claimed} claimed{speed}."
+
+
 def as_text(r: WeeklyReport) -> str:
     t, p = r.this, r.last
     scope = f" · queue {one_line(r.queue, 80)}" if r.queue else ""

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from bot.sandbox.fake_teams import TENANT
 from handoff.domain import Queue
+from tests.cardcheck import card_problems
 from tests.teams import ANA, BEN, ESC, FORM, JUNIOR, LEAD, TeamsHarness, open_form, set_up, texts
 
 BILLING = "19:billing@thread.tacv2"
@@ -52,7 +53,7 @@ async def test_a_queue_set_up_in_a_channel_gets_its_escalations_and_only_its_sen
     refused = await t.teams.execute(ANA, card, "claim")  # a senior of the default queue only
     assert "Only the seniors" in refused.body["value"]
     won = await t.teams.execute(BEN, card, "claim")
-    assert "Claimed by" in texts(won.body["value"])
+    assert "Claimed by" in texts(won.body["value"]) and card_problems(won.body["value"]) == []
 
 
 async def test_a_move_posts_a_new_card_and_the_old_one_says_where_it_went(teams: TeamsHarness) -> None:
@@ -69,6 +70,7 @@ async def test_a_move_posts_a_new_card_and_the_old_one_says_where_it_went(teams:
         ANA, card, "move", inputs={"move_to": str(default.id), "move_note": "A login problem, not billing"}
     )
     assert "Moved to General by Senior 00 : A login problem" in flat(moved.body["value"])
+    assert card_problems(moved.body["value"]) == []  # answers to a click are held to the same rules
     new = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
     shown = flat(new.card)
     assert "Moved here from" in shown and "A login problem, not billing" in shown and "Queue: General" in shown

@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.slack import text as t
-from handoff.report import WeeklyReport, change, minutes
+from handoff.report import WeeklyReport, change, minutes, summary_line
 
 
 def _field(label: str, value: str) -> MarkdownTextObject:
@@ -100,7 +100,4 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
 
 
 def report_fallback(r: WeeklyReport) -> str:
-    if r.empty:
-        return f"Escalations, week {r.week}: none opened."
-    speed = f", median time to claim {minutes(r.this.to_claim_median)}" if r.this.claimed else ""
-    return f"Escalations, week {r.week}: {r.this.opened} opened, {r.this.claimed} claimed{speed}."
+    return summary_line(r)

@@ -32,8 +32,15 @@ def rich(*runs: dict[str, Any], **block: Any) -> dict[str, Any]:
     return {"type": "RichTextBlock", "inlines": list(runs), **block}
 
 
-def card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": "1.5", "body": body}
+def card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *, fallback: str) -> dict[str, Any]:
+    """A 1.5 card; `fallback` is what a client that cannot render it shows instead (`fallbackText`)."""
+    out: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": SCHEMA,
+        "version": "1.5",
+        "fallbackText": cut(fallback, 500),
+        "body": body,
+    }
     if actions:
         out["actions"] = actions
     return out
@@ -119,9 +126,10 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
             {
                 "type": "Input.Text",
                 "id": "note",
+                "label": "What fixed it? (needed to resolve)",
                 "isMultiline": True,
                 "maxLength": TEXT_MAX,
-                "placeholder": "What fixed it? (needed to resolve)",
+                "placeholder": "The fix, for the requester and the next person",
             }
         )
         actions += [
@@ -155,7 +163,7 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
             {
                 "type": "Input.Text",
                 "id": "move_note",
-                "placeholder": "Why, for the seniors there",
+                "label": "Why, for the seniors there",
                 "maxLength": TEXT_MAX,
             },
         ]
@@ -164,13 +172,13 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
                 {
                     "type": "Input.Text",
                     "id": "move_tried",
+                    "label": "What you tried (when you escalate it further)",
                     "isMultiline": True,
-                    "placeholder": "What you tried (when you escalate it further)",
                     "maxLength": TEXT_MAX,
                 }
             )
         actions.append({"type": "Action.Execute", "title": "Move", "verb": "move", "data": value})
-    return card(body, actions)
+    return card(body, actions, fallback=card_summary(h))
 
 
 def moved_card(h: Handoff, names: dict[str, str], moved: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +204,8 @@ def moved_card(h: Handoff, names: dict[str, str], moved: dict[str, Any]) -> dict
                 separator=True,
                 spacing="Medium",
             ),
-        ]
+        ],
+        fallback=f"{h.ref} moved to the {cut(str(moved.get('to') or ''), 80)} queue: {cut(h.summary, 200)}",
     )
 
 
@@ -289,8 +298,12 @@ def form_card(
                 "choices": [{"title": cut(name, 100), "value": uid} for uid, name in seniors[:100]],
             }
         )
-    return card(body, [{"type": "Action.Submit", "title": "Escalate", "data": {"verb": "escalate"}}])
+    return card(
+        body,
+        [{"type": "Action.Submit", "title": "Escalate", "data": {"verb": "escalate"}}],
+        fallback="The escalation form: open this message in Teams on desktop, web or mobile to fill it in.",
+    )
 
 
 def done_card(text: str) -> dict[str, Any]:
-    return card([rich(run(text))])
+    return card([rich(run(text))], fallback=text)

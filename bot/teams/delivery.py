@@ -34,7 +34,7 @@ from bot.teams.app import TeamsBot
 from bot.teams.queues import channel_key
 from bot.teams.text import plain
 from handoff.domain import Handoff, Outbound
-from handoff.report import WeeklyReport, as_text
+from handoff.report import WeeklyReport, as_text, summary_line
 from handoff.service import HandoffService, utcnow
 from storage.outbox import WAITING, OutboxItem
 
@@ -279,7 +279,7 @@ class TeamsDelivery:
             for i, line in enumerate(as_text(report).splitlines())
             if not set(line) <= {"="}
         ]
-        content = cards.card(body)
+        content = cards.card(body, fallback=summary_line(report))
         await self._send(
             leads,
             Activity(
