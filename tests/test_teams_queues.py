@@ -10,7 +10,7 @@ from dataclasses import replace
 from bot.sandbox.fake_teams import TENANT
 from handoff.domain import Queue
 from tests.cardcheck import card_problems
-from tests.teams import ANA, BEN, ESC, FORM, JUNIOR, LEAD, TeamsHarness, open_form, set_up, texts
+from tests.teams import ANA, BEN, ESC, FORM, JUNIOR, LEAD, TeamsHarness, escalate, open_form, set_up, texts
 
 BILLING = "19:billing@thread.tacv2"
 
@@ -107,3 +107,19 @@ async def test_the_holder_escalates_further_with_what_they_tried(teams: TeamsHar
     shown = flat(new.card)
     assert "What Senior 00 tried Checked the gateway logs" in shown and FORM["tried"] in shown
     assert [a["verb"] for a in new.card["actions"]] == ["claim", "move"]  # released: open in the new queue
+
+
+async def test_the_card_shows_how_similar_escalations_were_fixed(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    first = await escalate(t, summary="Exports fail for EU tenants with HTTP 502")
+    assert "Claimed by" in texts((await t.teams.execute(ANA, first, "claim")).body["value"])
+    await t.connector.wait_for(lambda: first.updates and "Claimed by" in texts(first.card))
+    fix = "Raised the export proxy timeout to 120 s."
+    resolved = await t.teams.execute(ANA, first, "resolve", inputs={"note": fix})
+    assert "Resolved by" in texts(resolved.body["value"]), resolved.body
+    second = await escalate(t, summary="EU tenants: exports fail again with 502")
+    shown = flat(second.card)
+    assert "Similar resolved escalations" in shown and "ESC-1 Exports fail for EU tenants" in shown
+    assert fix in shown and "resolved by Senior 00" in shown
+    assert "Similar resolved escalations" not in flat(first.card)

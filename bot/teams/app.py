@@ -320,6 +320,7 @@ class TeamsBot(TeamsQueues):
     async def card_for(self, h: Handoff) -> dict[str, Any]:
         ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id) if u]
         ids += [str(x.get("by")) for x in (h.handovers or [])[-1:] if x.get("by")]
+        ids += [str(s.get("resolved_by")) for s in (h.similar or [])[:3] if s.get("resolved_by")]
         queues = await self.service.queues(h.workspace_id)
         return cards.escalation_card(h, await self.service.names(h.workspace_id, ids), queues)
 

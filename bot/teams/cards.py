@@ -106,6 +106,28 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
     body += _section("Problem", h.details, "No details given beyond the summary.")
     body += _section("What was tried", h.tried, "Nothing listed.")
     body += _section("Customer / environment", h.customer, "Not given.")
+    if h.similar:
+        body.append(
+            {
+                "type": "TextBlock",
+                "text": "Similar resolved escalations",
+                "weight": "Bolder",
+                "spacing": "Medium",
+                "wrap": True,
+            }
+        )
+        for s in h.similar[:3]:
+            body.append(
+                rich(
+                    run(f"ESC-{s.get('number')} ", weight="Bolder"),
+                    run(cut(str(s.get("summary") or ""), 150)),
+                    run("\nFixed: ", isSubtle=True),
+                    run(cut(" ".join(str(s.get("resolution") or "").split()), 400)),
+                    run(" · resolved by ", isSubtle=True),
+                    run(name(str(s.get("resolved_by") or "")), isSubtle=True),
+                    spacing="Small",
+                )
+            )
     actions: list[dict[str, Any]] = []
     if h.status == Status.OPEN:
         body.append(rich(run("⏳ Open · waiting for a senior to claim it"), separator=True, spacing="Medium"))

@@ -149,6 +149,7 @@ class TeamsDelivery:
                 age = (utcnow() - item.created_at).total_seconds()
                 return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
             channel = await self._channel(h.workspace_id, cards_key)
+            h = await self.service.with_similar(h)  # kept with the card's place, so updates show the same
             content = await self.bot.card_for(h)
             activity = Activity(type="message", summary=cards.card_summary(h), attachments=[cards.attachment(content)])
             activity_id = await self._send(channel, activity)
@@ -156,7 +157,12 @@ class TeamsDelivery:
                 return Retry(error="the connector did not return the card's activity id")
             await asyncio.shield(
                 self.service.card_posted(
-                    h.workspace_id, h.id, channel=channel["conversation"]["id"], ref=activity_id, url=None
+                    h.workspace_id,
+                    h.id,
+                    channel=channel["conversation"]["id"],
+                    ref=activity_id,
+                    url=None,
+                    similar=h.similar,
                 )
             )
             return Sent(rendered_version=h.version)
