@@ -173,6 +173,12 @@ async def start_runtime(
         from bot.teams.delivery import TeamsDelivery
 
         rt.teams = TeamsBot(settings, service, metrics)
+
+        async def teams_week_so_far(workspace_id: int, queue_id: int | None = None) -> WeeklyReport:
+            today = utcnow().astimezone(ZoneInfo(settings.timezone)).date()
+            return await report_for(workspace_id, week_start_of(today), queue_id)
+
+        rt.teams.stats_for = teams_week_so_far
         deliverers["teams"] = TeamsDelivery(rt.teams, service, report_for=report_for)
         if settings.teams_allow_anonymous:
             log.warning(

@@ -123,3 +123,36 @@ async def test_the_card_shows_how_similar_escalations_were_fixed(teams: TeamsHar
     assert "Similar resolved escalations" in shown and "ESC-1 Exports fail for EU tenants" in shown
     assert fix in shown and "resolved by Senior 00" in shown
     assert "Similar resolved escalations" not in flat(first.card)
+
+
+async def test_queue_mine_stats_and_help_in_a_chat_with_the_bot(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    first = await escalate(t, summary="Exports fail for EU tenants", severity="P3")
+    await escalate(t, summary="Payments down for everyone", severity="P1")
+
+    async def said(who, text: str, expect: str):  # type: ignore[no-untyped-def]
+        """The bot's answer to `who` in their chat with it (other notices may arrive there meanwhile)."""
+        chat = f"a:personal-{who.aad}"
+        before = len(t.connector.in_conversation(chat))
+        assert (await t.teams.say_personal(who, text)).status in (200, 202)
+        found = await t.connector.wait_for(
+            lambda: [a for a in t.connector.in_conversation(chat)[before:] if expect in a.text + flat(a.card or {})]
+        )
+        return found[-1]
+
+    listed = await said(ANA, "queue", "waiting for a senior")
+    shown = flat(listed.card)
+    assert shown.index("Payments down for everyone") < shown.index("Exports fail for EU tenants")  # P1 first
+    assert "Open, waiting for a senior (2)" in shown
+    exports = next(c for c in listed.card["body"] if c["type"] == "Container" and "Exports fail" in str(c))
+    button = exports["items"][-1]["actions"][0]  # the Claim on that line, as Teams would send it
+    won = await t.teams.execute(ANA, listed, button["verb"], data=button["data"])
+    assert won.body["value"].startswith("You claimed ESC-1")
+    await t.connector.wait_for(lambda: first.updates and "Claimed by" in texts(first.card))  # the channel's card too
+    mine = await said(JUNIOR, "Mine ", "Your open escalations")
+    assert "Your open escalations (2)" in mine.text and "claimed by Senior 00" in mine.text
+    stats = await said(LEAD, "stats", "This week so far")
+    assert "This week so far" in stats.text and "Opened 2" in stats.text
+    assert await said(LEAD, "stats tier 9", "no queue called tier 9")
+    assert await said(JUNIOR, "help", "**queue** shows what is waiting")

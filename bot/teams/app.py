@@ -32,6 +32,7 @@ from bot.metrics import Metrics
 from bot.phrases import ago_phrase
 from bot.teams import cards
 from bot.teams.auth import auth_configuration, connection_manager
+from bot.teams.commands import HELP, StatsFor, mine_text, queue_card, stats_text
 from bot.teams.gate import Admitted, Refused, TeamsGate
 from bot.teams.queues import TeamsQueues, channel_key
 from bot.teams.replies import (
@@ -66,11 +67,6 @@ from storage.db import StorageUnavailable
 log = logging.getLogger(__name__)
 
 SOMETHING_WRONG = "Something went wrong on my side and nothing changed. Please try again."
-HELP = (
-    "Send me **escalate** (optionally with a one-line summary) to ask a senior for help. "
-    "A lead sets me up by mentioning me with **setup** in the escalation channel, "
-    "and **setup leads** in the leads channel."
-)
 
 
 class _Checked:
@@ -115,6 +111,7 @@ class TeamsBot(TeamsQueues):
             remove_recipient_mention=True,
         )
         self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
+        self.stats_for: StatsFor | None = None  # set by the server: the week so far (`stats`)
         self._register()
         # The token check, on this route only: Slack's path keeps its own signature check.
         self.gate = TeamsGate(settings, self.auth_config)
@@ -239,6 +236,41 @@ class TeamsBot(TeamsQueues):
         async def move(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
             return await self._move(context, data if isinstance(data, dict) else {})
 
+        @app.message(re.compile(r"^\s*(queue|mine|help)\s*$", re.IGNORECASE))
+        async def own_work(context: TurnContext, _state: TurnState) -> None:
+            me = who(context)
+            word = (context.activity.text or "").strip().lower()
+            if word == "help":
+                await context.send_activity(HELP)
+                return
+            try:
+                ws = await self.service.workspace_id("teams", me.tenant)
+                await self._remember_chat(context, ws, me)
+                if word == "mine":
+                    own = await self.service.mine(ws, me.user_id)
+                    ids = [h.claimed_by for h in own if h.claimed_by]
+                    await context.send_activity(mine_text(own, await self.service.names(ws, ids)))
+                    return
+                open_ones, total = await self.service.open_queue(ws)
+                names = await self.service.names(ws, [h.requester_id for h in open_ones])
+                queue_names = {q.id: q.name for q in await self.service.queues(ws)}
+                content = queue_card(open_ones, total, names, queue_names, self.service.clock())
+            except StorageUnavailable:
+                await context.send_activity(TRY_AGAIN)
+                return
+            await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
+
+        @app.message(re.compile(r"^\s*stats\b.*$", re.IGNORECASE | re.DOTALL))
+        async def stats(context: TurnContext, _state: TurnState) -> None:
+            me = who(context)
+            queue_name = re.sub(r"^\s*stats\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
+            try:
+                ws = await self.service.workspace_id("teams", me.tenant)
+                text = await stats_text(self.service, self.stats_for, ws, queue_name)
+            except StorageUnavailable:
+                text = TRY_AGAIN
+            await context.send_activity(text)
+
         @app.activity(ActivityTypes.message)
         async def anything_else(context: TurnContext, _state: TurnState) -> None:
             await context.send_activity(HELP)
@@ -345,6 +377,10 @@ class TeamsBot(TeamsQueues):
             if isinstance(outcome, Won):
                 self._count("won")
                 bind_log(workspace=me.tenant, handoff=outcome.handoff.ref)
+                if data.get("from") == "queue":  # from the `queue` list: that list stays as it was
+                    return message_response(
+                        f"You claimed {outcome.handoff.ref}. Its card in the channel now shows you hold it."
+                    )
                 return card_response(await self.card_for(outcome.handoff))
             if isinstance(outcome, Conflict):
                 self._count("conflict")

@@ -46,10 +46,17 @@ def manifest(app_id: str, *, developer: str, website: str, version: str = "1.0.0
     if not GUID.match(app_id or ""):
         raise ValueError("TEAMS_APP_ID must be the bot's Microsoft App ID, a GUID")
     site = website.rstrip("/")
-    commands = [
+    own = [
         {"title": "escalate", "description": "Ask a senior for help: opens the escalation form"},
+        {"title": "queue", "description": "What is waiting for a senior, with a Claim button on each"},
+        {"title": "mine", "description": "Your open escalations"},
+        {"title": "stats", "description": "This week so far (stats NAME: one queue's)"},
+        {"title": "help", "description": "What the bot does and how to set it up"},
+    ]
+    setup = [
         {"title": "setup", "description": "Leads: make this channel the escalation channel"},
         {"title": "setup leads", "description": "Leads: send the weekly report and alerts here"},
+        {"title": "setup queue", "description": "Leads: setup queue NAME makes this a queue's channel"},
     ]
     return {
         "$schema": SCHEMA,
@@ -80,8 +87,8 @@ def manifest(app_id: str, *, developer: str, website: str, version: str = "1.0.0
                 "supportsFiles": False,
                 "isNotificationOnly": False,
                 "commandLists": [
-                    {"scopes": ["personal"], "commands": commands[:1]},
-                    {"scopes": ["team"], "commands": commands},
+                    {"scopes": ["personal"], "commands": own},
+                    {"scopes": ["team"], "commands": [*own[:2], *setup]},
                 ],
             }
         ],
