@@ -4,6 +4,7 @@ connector service on 127.0.0.1 receiving what the bot sends."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from bot.sandbox.fake_slack import Fail
@@ -220,6 +221,7 @@ async def test_reminders_and_the_weekly_report_reach_teams(teams: TeamsHarness) 
 
     import time_machine
 
+    from tests.test_report import png_size
     from tests.test_schedule import next_monday
 
     t = teams
@@ -246,9 +248,19 @@ async def test_reminders_and_the_weekly_report_reach_teams(teams: TeamsHarness) 
         await scheduler.tick()
         t.runtime.worker.wake()
         reports = await t.connector.wait_for(
-            lambda: [a for a in t.connector.cards_in(LEADS) if "Escalations, week" in texts(a.card)], timeout=20
+            lambda: [
+                a for a in t.connector.cards_in(LEADS) if a.card.get("fallbackText", "").startswith("Escalations, week")
+            ],
+            timeout=20,
         )
-    assert len(reports) == 1 and "Opened 1" in texts(reports[0].card)
+    assert len(reports) == 1
+    report = reports[0].card
+    facts = {f["title"]: f["value"] for el in report["body"] if el["type"] == "FactSet" for f in el["facts"]}
+    assert facts["Opened"] == "1 (was 0, +1)" and facts["Still open"] == "1" and facts["By severity"] == "P2 1"
+    image = next(el for el in report["body"] if el["type"] == "Image")
+    assert image["url"].startswith("data:image/png;base64,") and image["altText"]
+    assert png_size(base64.b64decode(image["url"].split(",", 1)[1])) == (1200, 600)
+    assert report["fallbackText"].startswith("Escalations, week") and "1 opened" in report["fallbackText"]
 
 
 async def test_an_escalation_made_before_setup_waits_and_goes_out_when_setup_runs(teams: TeamsHarness) -> None:

@@ -32,9 +32,10 @@ from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot
 from bot.teams.queues import channel_key
+from bot.teams.report_card import report_card
 from bot.teams.text import plain
 from handoff.domain import Handoff, Outbound
-from handoff.report import WeeklyReport, as_text, summary_line
+from handoff.report import WeeklyReport
 from handoff.service import HandoffService, utcnow
 from storage.outbox import WAITING, OutboxItem
 
@@ -280,12 +281,11 @@ class TeamsDelivery:
             log.warning("weekly report for %s not posted: no Teams leads channel", item.payload.get("week"))
             return Sent()
         report = await self.report_for(item.workspace_id, date.fromisoformat(item.payload["week"]), queue_id)
-        body = [
-            cards.rich(cards.run(line, weight="Bolder" if i == 0 else "Default"))
-            for i, line in enumerate(as_text(report).splitlines())
-            if not set(line) <= {"="}
-        ]
-        content = cards.card(body, fallback=summary_line(report))
+        from bot.charts import weekly_chart  # matplotlib: loaded once a week, not at every start-up
+
+        png = await asyncio.to_thread(weekly_chart, report) if not report.empty else None
+        people = [*report.this.claims_by, *report.this.resolves_by]
+        content = report_card(report, await self.service.names(item.workspace_id, people), png)
         await self._send(
             leads,
             Activity(
