@@ -47,7 +47,15 @@ async def test_the_whole_flow_in_teams(teams: TeamsHarness) -> None:
     assert won.body["type"] == "application/vnd.microsoft.card.adaptive"
     assert "Claimed by" in texts(won.body["value"]) and "Senior 00" in texts(won.body["value"])
     await t.connector.wait_for(lambda: card.updates and "Claimed by" in texts(card.card))
-    assert [a["verb"] for a in card.card["actions"]] == ["resolve", "release"]
+    assert [a["verb"] for a in won.body["value"]["actions"]] == ["resolve", "release"]  # the winner's view
+    # Everyone sees who holds it and no buttons that can only fail; the holder's client refreshes to theirs.
+    assert "actions" not in card.card and card.card["refresh"]["userIds"] == [ANA.aad]
+    refresh = card.card["refresh"]["action"]
+    assert refresh["type"] == "Action.Execute" and refresh["verb"] == "refresh"
+    holders = await t.teams.execute(ANA, card, "refresh", data=refresh["data"])
+    assert [a["verb"] for a in holders.body["value"]["actions"]] == ["resolve", "release"]
+    others = await t.teams.execute(BEN, card, "refresh", data=refresh["data"])
+    assert "actions" not in others.body["value"] and "Claimed by" in texts(others.body["value"])
     lost = await t.teams.execute(BEN, card, "claim", data={"h": 1, "v": 1})
     assert lost.body["type"] == "application/vnd.microsoft.activity.message"
     assert lost.body["value"] == "Already claimed by Senior 00 less than a minute ago."

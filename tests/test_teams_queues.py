@@ -95,7 +95,7 @@ async def test_the_holder_escalates_further_with_what_they_tried(teams: TeamsHar
     won = await t.teams.execute(ANA, card, "claim")
     assert "Claimed by" in texts(won.body["value"])
     await t.connector.wait_for(lambda: card.updates and "Claimed by" in texts(card.card))
-    assert any(el.get("id") == "move_tried" for el in card.card["body"])
+    assert any(el.get("id") == "move_tried" for el in won.body["value"]["body"])  # on the holder's view
     moved = await t.teams.execute(
         ANA,
         card,

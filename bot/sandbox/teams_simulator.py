@@ -135,10 +135,18 @@ class TeamsSimulator:
         inputs: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
     ) -> InvokeAnswer:
-        """Action.Execute on a card (Universal Actions): an invoke answered in the HTTP response."""
+        """Action.Execute on a card (Universal Actions): an invoke answered in the HTTP response. As
+        Teams does, a card whose `refresh.userIds` names `who` is first refreshed for them, and the
+        button is the one on their view."""
         if data is None:
+            shown = card.card or {}
+            refresh = shown.get("refresh") or {}
+            if who.aad in (refresh.get("userIds") or []):
+                answer = await self.execute(who, card, "refresh", data=dict(refresh["action"].get("data") or {}))
+                if answer.body and answer.body.get("type") == "application/vnd.microsoft.card.adaptive":
+                    shown = answer.body["value"]
             data = {}
-            for action in _actions(card.card or {}):
+            for action in _actions(shown):
                 if action.get("verb") == verb:
                     data = dict(action.get("data") or {})
         channel = card.conversation.split(";")[0]

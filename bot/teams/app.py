@@ -232,6 +232,10 @@ class TeamsBot(TeamsQueues):
         async def resolve(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
             return await self._change(context, data if isinstance(data, dict) else {}, "resolve")
 
+        @app.adaptive_card.action_execute("refresh")
+        async def refresh(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
+            return await self._refresh(context, data if isinstance(data, dict) else {})
+
         @app.adaptive_card.action_execute("move")
         async def move(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
             return await self._move(context, data if isinstance(data, dict) else {})
@@ -349,12 +353,12 @@ class TeamsBot(TeamsQueues):
         if self.metrics is not None:
             self.metrics.claims.labels("teams", outcome).inc()
 
-    async def card_for(self, h: Handoff) -> dict[str, Any]:
+    async def card_for(self, h: Handoff, viewer: str | None = None) -> dict[str, Any]:
         ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id) if u]
         ids += [str(x.get("by")) for x in (h.handovers or [])[-1:] if x.get("by")]
         ids += [str(s.get("resolved_by")) for s in (h.similar or [])[:3] if s.get("resolved_by")]
         queues = await self.service.queues(h.workspace_id)
-        return cards.escalation_card(h, await self.service.names(h.workspace_id, ids), queues)
+        return cards.escalation_card(h, await self.service.names(h.workspace_id, ids), queues, viewer=viewer)
 
     async def _claim(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         me = who(context)
@@ -381,7 +385,7 @@ class TeamsBot(TeamsQueues):
                     return message_response(
                         f"You claimed {outcome.handoff.ref}. Its card in the channel now shows you hold it."
                     )
-                return card_response(await self.card_for(outcome.handoff))
+                return card_response(await self.card_for(outcome.handoff, viewer=me.user_id))
             if isinstance(outcome, Conflict):
                 self._count("conflict")
                 winner = (await self.service.names(ws, [outcome.winner])).get(outcome.winner, "someone")
@@ -406,6 +410,22 @@ class TeamsBot(TeamsQueues):
         self._count("not_found")
         return message_response("I can't find that escalation in this organisation.")
 
+    async def _refresh(self, context: TurnContext, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        """A client showing a claimed card to someone in its `refresh.userIds` (the holder) asks for
+        their own view of it: drawn from the current row, like every card."""
+        me = who(context)
+        handoff_id = button_handoff(data)
+        if handoff_id is None:
+            return message_response(BROKEN_BUTTON)
+        try:
+            ws = await self.service.workspace_id("teams", me.tenant)
+            h = await self.service.get(ws, handoff_id)
+            if h is None:
+                return message_response("I can't find that escalation in this organisation.")
+            return card_response(await self.card_for(h, viewer=me.user_id))
+        except StorageUnavailable:
+            return message_response(TRY_AGAIN)
+
     async def _change(self, context: TurnContext, data: dict[str, Any], verb: str) -> AdaptiveCardInvokeResponse:
         me = who(context)
         handoff_id = button_handoff(data)
@@ -422,7 +442,7 @@ class TeamsBot(TeamsQueues):
             else:
                 outcome = await self.service.release(ws, handoff_id, me.user_id)
             if isinstance(outcome, Done):
-                return card_response(await self.card_for(outcome.handoff))
+                return card_response(await self.card_for(outcome.handoff, viewer=me.user_id))
             if isinstance(outcome, NotHolder):
                 holder = outcome.handoff.claimed_by
                 name = (await self.service.names(ws, [holder])).get(holder, "someone") if holder else None

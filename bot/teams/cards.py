@@ -57,9 +57,13 @@ def _section(title: str, text: str, empty: str) -> list[dict[str, Any]]:
     ]
 
 
-def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | None = None) -> dict[str, Any]:
+def escalation_card(
+    h: Handoff, names: dict[str, str], queues: list[Queue] | None = None, *, viewer: str | None = None
+) -> dict[str, Any]:
     """The card. `queues`: the workspace's, where it has several: the card names the one it is in and
-    offers to move it to another."""
+    offers to move it to another. A claimed card is drawn per viewer (Universal Actions' `refresh`):
+    everyone sees who holds it, with no buttons that can only fail; the holder's client refreshes it
+    (`viewer` = the holder) to the one with Resolve and Release."""
 
     def name(user: str | None) -> str:
         return cut(names.get(user or "", "someone"), 100)
@@ -144,6 +148,8 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
                 spacing="Medium",
             )
         )
+    holder_view = h.status == Status.CLAIMED and viewer is not None and viewer == h.claimed_by
+    if holder_view:
         body.append(
             {
                 "type": "Input.Text",
@@ -158,7 +164,7 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
             {"type": "Action.Execute", "title": "Resolve", "verb": "resolve", "data": value, "style": "positive"},
             {"type": "Action.Execute", "title": "Release", "verb": "release", "data": value},
         ]
-    elif h.status == Status.RESOLVED and h.resolved_at is not None:
+    if h.status == Status.RESOLVED and h.resolved_at is not None:
         body.append(
             rich(
                 run("✅ Resolved by "),
@@ -169,7 +175,7 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
             )
         )
         body += _section("Resolution", h.resolution or "", "No note.")
-    if several and h.status in (Status.OPEN, Status.CLAIMED):
+    if several and (h.status == Status.OPEN or holder_view):
         body += [
             {
                 "type": "Input.ChoiceSet",
@@ -200,7 +206,14 @@ def escalation_card(h: Handoff, names: dict[str, str], queues: list[Queue] | Non
                 }
             )
         actions.append({"type": "Action.Execute", "title": "Move", "verb": "move", "data": value})
-    return card(body, actions, fallback=card_summary(h))
+    out = card(body, actions, fallback=card_summary(h))
+    if h.status == Status.CLAIMED and h.claimed_by:
+        # The holder's client asks for their own view (verb `refresh`); everyone else keeps this one.
+        out["refresh"] = {
+            "action": {"type": "Action.Execute", "title": "Refresh", "verb": "refresh", "data": value},
+            "userIds": [h.claimed_by],
+        }
+    return out
 
 
 def moved_card(h: Handoff, names: dict[str, str], moved: dict[str, Any]) -> dict[str, Any]:
