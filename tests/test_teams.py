@@ -204,10 +204,20 @@ def test_teams_package_has_a_valid_manifest_and_icons_of_the_right_sizes(tmp_pat
     ):
         assert m[key], key
     assert m["$schema"].endswith(f"/v{m['manifestVersion']}/MicrosoftTeams.schema.json")
+    # Against Microsoft's own schema for the version it declares (tests/schemas/README.md says where from).
+    import jsonschema
+
+    from tests.cardcheck import SCHEMAS
+
+    schema = json.loads((SCHEMAS / f"teams-manifest-{m['manifestVersion']}.json").read_text())
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in jsonschema.Draft4Validator(schema).iter_errors(m)
+    ]
+    assert problems == []
     assert m["id"] == app_id and m["bots"][0]["botId"] == app_id
     assert set(m["bots"][0]["scopes"]) == {"personal", "team"}
     commands = {c["title"] for cl in m["bots"][0]["commandLists"] for c in cl["commands"]}
-    assert "escalate" in commands
+    assert {"escalate", "queue", "mine", "stats", "help", "setup"} <= commands
     assert len(m["name"]["short"]) <= 30 and len(m["description"]["short"]) <= 80
     for k in ("websiteUrl", "privacyUrl", "termsOfUseUrl"):
         assert m["developer"][k].startswith("https://")

@@ -6,6 +6,7 @@ it went. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from bot.sandbox.fake_teams import TENANT
 from handoff.domain import Queue
@@ -156,3 +157,61 @@ async def test_queue_mine_stats_and_help_in_a_chat_with_the_bot(teams: TeamsHarn
     assert "This week so far" in stats.text and "Opened 2" in stats.text
     assert await said(LEAD, "stats tier 9", "no queue called tier 9")
     assert await said(JUNIOR, "help", "**queue** shows what is waiting")
+
+
+def teams_message(text_html: str, author: str = "Carol Customer-Success") -> dict[str, Any]:
+    """A `messagePayload` as Teams sends it with a message action."""
+    return {
+        "id": "1700000000999",
+        "body": {"contentType": "html", "content": text_html},
+        "from": {"user": {"id": "aad-carol", "displayName": author}},
+        "linkToMessage": "https://teams.microsoft.com/l/message/19:support@thread.tacv2/1700000000999",
+    }
+
+
+async def test_escalate_a_message_opens_the_form_as_a_dialog_and_the_card_shows_the_message(
+    teams: TeamsHarness,
+) -> None:
+    t = teams
+    await set_up(t)
+    message = teams_message("<p>Contoso's exports fail with <b>HTTP 502</b></p><p>since 09:40 UTC</p>")
+    asked = await t.teams.message_action(JUNIOR, "19:support@thread.tacv2", message)
+    assert asked.status == 200 and asked.body["task"]["type"] == "continue"
+    form = asked.body["task"]["value"]["card"]["content"]
+    assert card_problems(form) == []
+    fields = {el.get("id"): el for el in form["body"]}
+    assert fields["summary"]["value"] == "Contoso's exports fail with HTTP 502"
+    assert "since 09:40 UTC" in fields["details"]["value"] and not fields["tried"]["isRequired"]
+    submit = form["actions"][0]["data"]
+    inputs = {
+        "summary": fields["summary"]["value"],
+        "severity": "P2",
+        "tried": "",
+        "details": fields["details"]["value"],
+    }
+    done = await t.teams.message_action(JUNIOR, "19:support@thread.tacv2", message, data={**submit, **inputs})
+    assert done.status == 200 and done.body["task"]["value"].startswith("Escalated as ESC-1")
+    again = await t.teams.message_action(JUNIOR, "19:support@thread.tacv2", message, data={**submit, **inputs})
+    assert again.body["task"]["value"].startswith("Escalated as ESC-1")  # one dialog, one escalation
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
+    shown = flat(card.card)
+    assert "Escalated from a message" in shown and "Carol Customer-Success: Contoso's exports fail" in shown
+    assert "The thread is linked, not copied" in shown and "What was tried" not in shown
+    links = [
+        r["selectAction"]["url"] for el in card.card["body"] for r in el.get("inlines", []) if r.get("selectAction")
+    ]
+    assert links == [message["linkToMessage"]]
+    assert len(t.connector.cards_in(ESC)) == 1
+
+
+async def test_a_link_that_is_not_a_teams_message_link_is_dropped(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    message = {**teams_message("<p>Printer on fire</p>"), "linkToMessage": "https://evil.example/login"}
+    asked = await t.teams.message_action(JUNIOR, "19:support@thread.tacv2", message)
+    submit = asked.body["task"]["value"]["card"]["content"]["actions"][0]["data"]
+    await t.teams.message_action(
+        JUNIOR, "19:support@thread.tacv2", message, data={**submit, "summary": "Printer on fire", "severity": "P1"}
+    )
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
+    assert "evil.example" not in str(card.card)

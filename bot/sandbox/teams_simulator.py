@@ -127,6 +127,25 @@ class TeamsSimulator:
         a.update(type="message", replyToId=form.id, value={**data, **values})
         return await self.post(a)
 
+    async def message_action(
+        self, who: Person, channel: str, message: dict[str, Any], *, data: dict[str, Any] | None = None
+    ) -> InvokeAnswer:
+        """ "Escalate this message" on `message` (a `messagePayload`, as Teams sends it) in `channel`:
+        without `data`, Teams asks for the dialog (fetchTask); with it, the dialog's form was submitted
+        (submitAction, its inputs and its Action.Submit data)."""
+        a = self._base(who, self.channel_conversation(channel))
+        a.update(
+            type="invoke",
+            name="composeExtension/submitAction" if data is not None else "composeExtension/fetchTask",
+            value={
+                "commandId": "escalateMessage",
+                "commandContext": "message",
+                "messagePayload": message,
+                **({"data": data} if data is not None else {}),
+            },
+        )
+        return await self.post(a)
+
     async def execute(
         self,
         who: Person,

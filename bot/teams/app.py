@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.logs import bind_log
 from bot.metrics import Metrics
 from bot.phrases import ago_phrase
-from bot.teams import cards
+from bot.teams import cards, message_action
 from bot.teams.auth import auth_configuration, connection_manager
 from bot.teams.commands import HELP, StatsFor, mine_text, queue_card, stats_text
 from bot.teams.gate import Admitted, Refused, TeamsGate
@@ -231,6 +231,14 @@ class TeamsBot(TeamsQueues):
         @app.adaptive_card.action_execute("resolve")
         async def resolve(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
             return await self._change(context, data if isinstance(data, dict) else {}, "resolve")
+
+        @app.invoke("composeExtension/fetchTask")
+        async def message_action_dialog(context: TurnContext, _state: TurnState) -> None:
+            await message_action.fetch_task(self, context)
+
+        @app.invoke("composeExtension/submitAction")
+        async def message_action_submitted(context: TurnContext, _state: TurnState) -> None:
+            await message_action.submit_action(self, context)
 
         @app.adaptive_card.action_execute("refresh")
         async def refresh(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:

@@ -108,7 +108,33 @@ def escalation_card(
     if h.requested_senior_id and h.status == Status.OPEN:
         body.append(rich(run("Asked for ", isSubtle=True), run(name(h.requested_senior_id), weight="Bolder")))
     body += _section("Problem", h.details, "No details given beyond the summary.")
-    body += _section("What was tried", h.tried, "Nothing listed.")
+    source = h.source or {}
+    if source.get("platform") == "teams":
+        said = rich(
+            run(cut(str(source.get("author") or "someone"), 100) + ": ", weight="Bolder"),
+            run(cut(str(source.get("text") or ""), SHOWN_MAX)),
+            spacing="Small",
+        )
+        link = str(source.get("permalink") or "")
+        body += [
+            {
+                "type": "TextBlock",
+                "text": "Escalated from a message",
+                "weight": "Bolder",
+                "spacing": "Medium",
+                "wrap": True,
+            },
+            said,
+            rich(
+                run("The thread is linked, not copied: ", isSubtle=True),
+                run("open the message", selectAction={"type": "Action.OpenUrl", "url": link}),
+                spacing="None",
+            )
+            if link
+            else rich(run("Its replies are not copied.", isSubtle=True), spacing="None"),
+        ]
+    if not (source and not h.tried):
+        body += _section("What was tried", h.tried, "Nothing listed.")
     body += _section("Customer / environment", h.customer, "Not given.")
     if h.similar:
         body.append(
@@ -258,15 +284,27 @@ def form_card(
     errors: dict[str, str] | None = None,
     seniors: list[tuple[str, str]] | None = None,
     queues: list[Queue] | None = None,
+    *,
+    from_message: bool = False,
+    form_id: str | None = None,
 ) -> dict[str, Any]:
     """The escalation form. `seniors` ((id, name) of who may claim) become a plain choice list for
     "ask a specific senior": it renders on every Teams client, where the People Picker (Adaptive
-    Cards 1.6, desktop and web only) would not."""
+    Cards 1.6, desktop and web only) would not. `from_message`: in the dialog of "Escalate this
+    message", where "what was tried" may stay empty (the message says it), and `form_id` makes its
+    submission count once however often it is pressed."""
     v = values or {}
     errors = errors or {}
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": "Escalate to a senior", "weight": "Bolder", "size": "Medium", "wrap": True}
     ]
+    if from_message:
+        body.append(
+            rich(
+                run("The message goes on the card with its link; its replies are linked, not copied.", isSubtle=True),
+                spacing="None",
+            )
+        )
     if errors:
         body.append(rich(run("Please fix: " + " ".join(errors.values()), color="Attention"), spacing="Small"))
 
@@ -318,7 +356,13 @@ def form_card(
         }
     )
     text_input("customer", "Customer / ticket", CUSTOMER_MAX, placeholder="Acme Corp · ticket #4821")
-    text_input("tried", "What have you tried?", TEXT_MAX, multiline=True, required=True)
+    text_input(
+        "tried",
+        "What have you tried? (optional: the message may say it)" if from_message else "What have you tried?",
+        TEXT_MAX,
+        multiline=True,
+        required=not from_message,
+    )
     text_input("details", "Details / errors", TEXT_MAX, multiline=True)
     if seniors:
         body.append(
@@ -333,9 +377,12 @@ def form_card(
                 "choices": [{"title": cut(name, 100), "value": uid} for uid, name in seniors[:100]],
             }
         )
+    data: dict[str, Any] = {"verb": "escalate"}
+    if form_id:
+        data["form"] = form_id
     return card(
         body,
-        [{"type": "Action.Submit", "title": "Escalate", "data": {"verb": "escalate"}}],
+        [{"type": "Action.Submit", "title": "Escalate", "data": data}],
         fallback="The escalation form: open this message in Teams on desktop, web or mobile to fill it in.",
     )
 

@@ -42,6 +42,9 @@ def _icon(size: int, *, outline: bool) -> bytes:
     return buf.getvalue()
 
 
+MESSAGE_ACTION = "escalateMessage"  # bot.teams.message_action.COMMAND_ID
+
+
 def manifest(app_id: str, *, developer: str, website: str, version: str = "1.0.0") -> dict[str, Any]:
     if not GUID.match(app_id or ""):
         raise ValueError("TEAMS_APP_ID must be the bot's Microsoft App ID, a GUID")
@@ -89,6 +92,21 @@ def manifest(app_id: str, *, developer: str, website: str, version: str = "1.0.0
                 "commandLists": [
                     {"scopes": ["personal"], "commands": own},
                     {"scopes": ["team"], "commands": [*own[:2], *setup]},
+                ],
+            }
+        ],
+        "composeExtensions": [
+            {
+                "botId": app_id,
+                "commands": [
+                    {
+                        "id": MESSAGE_ACTION,
+                        "type": "action",
+                        "title": "Escalate this message",
+                        "description": "Ask a senior for help with this message; it goes on the card with its link",
+                        "context": ["message"],
+                        "fetchTask": True,
+                    }
                 ],
             }
         ],
