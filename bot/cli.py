@@ -389,6 +389,10 @@ def cmd_teams_package(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.teams:
+        from bot.demo_teams import run_teams_demo
+
+        return asyncio.run(run_teams_demo(verbose=args.verbose))
     from bot.demo import run_demo
 
     return asyncio.run(run_demo(verbose=args.verbose))
@@ -459,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole flow offline against a fake Slack workspace, in seconds")
     demo.add_argument("--verbose", action="store_true", help="also show the bot's log")
+    demo.add_argument("--teams", action="store_true", help="the Teams flow instead, against a fake Bot Connector")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -92,3 +92,16 @@ def test_demo_runs_the_whole_flow_offline(tmp_path: Path) -> None:
     assert "Similar resolved escalations" in out and "set NameID format to emailAddress" in out
     assert result.stderr == ""
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_the_teams_demo_runs_the_teams_flow_offline(tmp_path: Path) -> None:
+    result = run(["demo", "--teams"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "gets the escalation cards" in out and "Exports fail for EU tenants" in out
+    assert out.count("is told: Already claimed by") == 1  # two seniors, one winner, one told who won
+    assert "Resolved by" in out and "was resolved by" in out and "\\(" not in out
+    assert "Escalated from a message" in out and "Similar resolved escalations" in out
+    assert "Open, waiting for a senior (1)" in out
+    assert result.stderr == ""
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import textwrap
 import unicodedata
@@ -89,3 +90,41 @@ def boxed(title: str, body: str, width: int = 80) -> str:
         for piece in textwrap.wrap(line, inner - 1) or [""]:
             rows.append(f"│ {piece}{' ' * max(0, inner - _cells(piece))} │")
     return "\n".join([top, *rows, "└" + "─" * (width - 2) + "┘"])
+
+
+def adaptive_to_text(card: dict[str, Any], width: int = 76) -> str:
+    """A Teams Adaptive Card as readable terminal text: its text, facts, inputs and buttons."""
+    lines: list[str] = []
+
+    def walk(items: list[Any]) -> None:
+        for el in items:
+            if not isinstance(el, dict):
+                continue
+            kind = el.get("type")
+            if kind == "TextBlock":
+                lines.append(textwrap.fill(str(el.get("text") or ""), width))
+            elif kind == "RichTextBlock":
+                said = "".join(str(r.get("text") or "") for r in el.get("inlines", []) if isinstance(r, dict))
+                lines.extend(textwrap.fill(part, width) for part in said.split("\n"))
+            elif kind == "FactSet":
+                lines.extend(f"{f.get('title')}: {f.get('value')}" for f in el.get("facts", []))
+            elif kind == "Image":
+                lines.append(f"[image: {el.get('altText') or 'picture'}]")
+            elif kind == "Container":
+                lines.append("┄" * (width - 2))
+                walk(el.get("items", []))
+            elif kind == "ActionSet":
+                lines.append("   ".join(f"[ {a.get('title')} ]" for a in el.get("actions", [])))
+            elif str(kind).startswith("Input."):
+                lines.append(f"{el.get('label') or el.get('id')}: [{el.get('value') or '…'}]")
+
+    walk(card.get("body", []))
+    if card.get("actions"):
+        lines.append("   ".join(f"[ {a.get('title')} ]" for a in card["actions"]))
+    return "\n".join(lines)
+
+
+def teams_text_to_text(text: str) -> str:
+    """A Teams text message as it reads on screen: markdown's backslash escapes and HTML entities
+    (which the bot adds so typed text can't format or link) shown as the characters."""
+    return html.unescape(re.sub(r"\\([\\`*_~\[\]()#!|{}])", r"\1", text))
