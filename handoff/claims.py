@@ -135,6 +135,25 @@ class Claims(ServiceCore):
         self._committed()
         return Done(h)
 
+    async def cancel(self, workspace_id: int, handoff_id: int, user: str) -> ChangeOutcome | NotAllowed:
+        """The requester withdraws their escalation (open or claimed): everyone's card says it was
+        cancelled and by whom; a holder is told in the card's thread."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            row = await q.cancel(conn, workspace_id, handoff_id, user, now)
+            if row is None:
+                current = await q.get(conn, workspace_id, handoff_id)
+                if current is not None and Handoff.from_row(current).requester_id != user:
+                    return NotAllowed("not_requester", Handoff.from_row(current))
+                return self._not_changed(current)
+            h = Handoff.from_row(row)
+            await q.add_event(
+                conn, workspace_id=workspace_id, handoff_id=handoff_id, kind="cancelled", actor=user, at=now
+            )
+            await self._queue_change(conn, h, "cancelled", user, now)
+        self._committed()
+        return Done(h)
+
     @staticmethod
     def _not_changed(row: Any) -> ChangeOutcome:
         if row is None:

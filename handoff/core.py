@@ -8,6 +8,7 @@ worker so the messages go out at once.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,6 +158,15 @@ class ServiceCore:
     async def get(self, workspace_id: int, handoff_id: int) -> Handoff | None:
         async with self.db.read() as conn:
             row = await q.get(conn, workspace_id, handoff_id)
+        return Handoff.from_row(row) if row else None
+
+    async def by_ref(self, workspace_id: int, ref: str) -> Handoff | None:
+        """An escalation of this workspace by its number as people write it: `ESC-12`, `esc 12`, `12`."""
+        digits = re.fullmatch(r"\s*(?:esc[-\s]?)?(\d{1,9})\s*", ref, re.IGNORECASE)
+        if digits is None:
+            return None
+        async with self.db.read() as conn:
+            row = await q.get_by_number(conn, workspace_id, int(digits.group(1)))
         return Handoff.from_row(row) if row else None
 
     async def events(self, workspace_id: int, handoff_id: int) -> list[dict[str, Any]]:

@@ -109,6 +109,8 @@ class Handoff:
     queue_arrived_at: datetime | None = None
     moves: int = 0
     handovers: list[dict[str, Any]] | None = None
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = None
 
     @property
     def ref(self) -> str:
@@ -151,6 +153,8 @@ class Handoff:
             queue_arrived_at=m["queue_arrived_at"],
             moves=m["moves"] or 0,
             handovers=m["handovers"],
+            cancelled_by=m["cancelled_by"],
+            cancelled_at=m["cancelled_at"],
         )
 
 

@@ -107,6 +107,11 @@ async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[
     return (await conn.execute(_GET, {"id": handoff_id, "ws": workspace_id})).first()
 
 
+async def get_by_number(conn: AsyncConnection, workspace_id: int, number: int) -> Row[Any] | None:
+    stmt = select(handoffs).where(handoffs.c.workspace_id == workspace_id, handoffs.c.number == number)
+    return (await conn.execute(stmt)).first()
+
+
 async def get_by_key(conn: AsyncConnection, workspace_id: int, key: str) -> Row[Any] | None:
     return (
         await conn.execute(
@@ -195,6 +200,29 @@ async def resolve(
             resolved_by=user,
             resolution=note,
             resolved_at=now,
+            version=handoffs.c.version + 1,
+            updated_at=now,
+        )
+        .returning(*handoffs.c)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def cancel(
+    conn: AsyncConnection, workspace_id: int, handoff_id: int, user: str, now: datetime
+) -> Row[Any] | None:
+    """Its requester withdraws an open or claimed escalation. A row back means it was cancelled now."""
+    stmt = (
+        update(handoffs)
+        .where(
+            _scoped(workspace_id, handoff_id),
+            handoffs.c.status.in_(("open", "claimed")),
+            handoffs.c.requester_id == user,
+        )
+        .values(
+            status="cancelled",
+            cancelled_by=user,
+            cancelled_at=now,
             version=handoffs.c.version + 1,
             updated_at=now,
         )

@@ -141,6 +141,8 @@ handoffs = Table(
     Column("queue_arrived_at", UTCDateTime),
     Column("moves", Integer, nullable=False, server_default="0"),
     Column("handovers", JSON),  # [{from, to, by, note, tried, at}], oldest first: the card shows them
+    Column("cancelled_by", String(64)),
+    Column("cancelled_at", UTCDateTime),
     Column("idempotency_key", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

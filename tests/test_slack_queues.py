@@ -358,3 +358,21 @@ async def test_claims_and_moves_at_once_over_http_leave_one_outcome_and_tell_eve
         ]
         assert all("has moved to *General*" in text for text in told.values()), told
         await bot.fake.wait_for(lambda: bot.fake.channel_messages(ESC_CHANNEL))
+
+
+async def test_the_requester_cancels_and_the_card_says_so_and_by_whom(bot: Bot) -> None:
+    await add_billing(bot)
+    card = await escalate_to_billing(bot)
+    assert (await reply_to(bot, BILLING_SENIORS[0], card, "claim")).startswith("You claimed")
+    assert "Only the person who escalated ESC-1" in await command_reply(bot, BILLING_SENIORS[0], "cancel ESC-1")
+    assert "Say which" in await command_reply(bot, JUNIOR, "cancel")
+    assert "ESC-1 is cancelled" in await command_reply(bot, JUNIOR, "cancel esc-1")
+    await bot.fake.wait_for(lambda: "Cancelled by <@U0JUNIOR>" in card_text(card))
+    assert buttons(card) == []
+    notes = await bot.fake.wait_for(
+        lambda: [m for m in bot.fake.thread(card.channel, card.ts) if "cancelled" in m.text]
+    )
+    assert notes[-1].text.startswith("<@U0JUNIOR> cancelled ESC-1")  # the holder reads it in the thread
+    late = await reply_to(bot, BILLING_SENIORS[1], card, "claim", value='{"h":1,"v":1}')  # from an old copy
+    assert late == "ESC-1 was cancelled by <@U0JUNIOR>."
+    assert "ESC-1 was cancelled" in await command_reply(bot, JUNIOR, "cancel ESC-1")

@@ -215,3 +215,51 @@ async def test_a_link_that_is_not_a_teams_message_link_is_dropped(teams: TeamsHa
     )
     card = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
     assert "evil.example" not in str(card.card)
+
+
+async def test_a_cancelled_card_says_so_and_by_whom(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    card = await escalate(t)
+
+    async def said(who, text: str, expect: str) -> str:  # type: ignore[no-untyped-def]
+        chat = f"a:personal-{who.aad}"
+        before = len(t.connector.in_conversation(chat))
+        await t.teams.say_personal(who, text)
+        found = await t.connector.wait_for(
+            lambda: [a for a in t.connector.in_conversation(chat)[before:] if expect in a.text]
+        )
+        return found[-1].text
+
+    assert await said(ANA, "cancel ESC-1", "Only the person who escalated ESC-1")
+    assert await said(JUNIOR, "Cancel esc-1", "ESC-1 is cancelled")
+    await t.connector.wait_for(lambda: card.updates and "Cancelled by" in flat(card.card))
+    assert "🚫 Cancelled by Jo Junior" in flat(card.card) and "actions" not in card.card
+    late = await t.teams.execute(ANA, card, "claim", data={"h": 1, "v": 1})
+    assert late.body["value"] == "ESC-1 is already cancelled."
+
+
+async def test_escalate_a_message_from_a_chat(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    message = teams_message("<p>Can someone look at the VPN?</p>")
+    message["linkToMessage"] = "https://teams.microsoft.com/l/message/19:chat-abc@unq.gbl.spaces/1700000000999"
+    a = t.teams._base(JUNIOR, {"id": "19:chat-abc@unq.gbl.spaces", "conversationType": "groupChat"})
+    a.update(
+        type="invoke",
+        name="composeExtension/fetchTask",
+        value={"commandId": "escalateMessage", "commandContext": "message", "messagePayload": message},
+    )
+    asked = await t.teams.post(a)
+    form = asked.body["task"]["value"]["card"]["content"]
+    b = t.teams._base(JUNIOR, {"id": "19:chat-abc@unq.gbl.spaces", "conversationType": "groupChat"})
+    data = {**form["actions"][0]["data"], "summary": "VPN down", "severity": "P3"}
+    b.update(
+        type="invoke",
+        name="composeExtension/submitAction",
+        value={"commandId": "escalateMessage", "commandContext": "message", "messagePayload": message, "data": data},
+    )
+    done = await t.teams.post(b)
+    assert done.body["task"]["value"].startswith("Escalated as ESC-1")
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
+    assert "Can someone look at the VPN?" in flat(card.card)

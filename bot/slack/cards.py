@@ -47,7 +47,9 @@ def status_line(h: Handoff) -> str:
         after = after_phrase(h.created_at, h.resolved_at)
         return f":white_check_mark: Resolved by {t.user(h.resolved_by)} · {after} after escalation"
     if h.status == Status.CANCELLED:
-        return ":no_entry_sign: Cancelled"
+        by = f" by {t.user(h.cancelled_by)}" if h.cancelled_by else ""
+        after = f" · {after_phrase(h.created_at, h.cancelled_at)} after escalation" if h.cancelled_at else ""
+        return f":no_entry_sign: Cancelled{by}{after}"
     return ":hourglass_flowing_sand: Open · waiting for a senior to claim it"
 
 

@@ -14,7 +14,8 @@ HELP = "\n".join(
         "• `/escalate` opens the form.",
         "• `/escalate customer can't log in after SSO change` opens it with the summary filled in.",
         "• `/escalate billing: customer can't pay` picks the Billing queue (where there are several).",
-        "• `/escalate mine` lists your escalations that are still open or being worked on.",
+        "• `/escalate mine` lists your escalations that are still open or being worked on; "
+        "`/escalate cancel ESC-12` withdraws one of yours.",
         "• `/escalate stats` shows this week so far (for leads); `/escalate stats billing` one queue's.",
         "• `/escalate config` sets the escalation channel, leads channel and seniors, and lists the queues; "
         "`/escalate config queue NAME` adds or changes a queue, `/escalate config remove NAME` removes one "
@@ -92,6 +93,8 @@ def requester_message(h: Handoff, what: str, actor: str) -> str:
         return released_dm(h, actor)
     if what == "resolved":
         return resolved_dm(h, actor)
+    if what == "cancelled":
+        return f"You cancelled {h.ref}{_open_card(h)}; nobody needs to pick it up now."
     raise ValueError(f"no requester message for {what!r}")
 
 
@@ -116,7 +119,16 @@ def thread_note(h: Handoff, what: str, actor: str) -> str:
         return f"{t.user(actor)} released {h.ref}; it is open again."
     if what == "resolved":
         return f"{t.user(actor)} resolved {h.ref}:\n{t.fit(h.resolution or '', 2500)}"
+    if what == "cancelled":
+        return f"{t.user(actor)} cancelled {h.ref}; there is nothing more to do here."
     raise ValueError(f"no thread note for {what!r}")
+
+
+CANCEL_USAGE = "Say which: `/escalate cancel ESC-12` (only the person who escalated it can)."
+
+
+def cancelled_reply(outcome_ref: str) -> str:
+    return f"{outcome_ref} is cancelled; its card says so and whoever held it is told in its thread."
 
 
 # ---- ephemeral replies to a click -----------------------------------------
@@ -147,6 +159,8 @@ def who_may_claim(senior_ids: list[str], usergroup: str | None) -> str:
 
 
 def closed(h: Handoff) -> str:
+    if h.cancelled_by:
+        return f"{h.ref} was cancelled by {t.user(h.cancelled_by)}."
     if h.resolved_by:
         return f"{h.ref} is already resolved (by {t.user(h.resolved_by)})."
     return f"{h.ref} is closed."

@@ -272,6 +272,29 @@ class TeamsBot(TeamsQueues):
                 return
             await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
 
+        @app.message(re.compile(r"^\s*cancel\b.*$", re.IGNORECASE | re.DOTALL))
+        async def cancel(context: TurnContext, _state: TurnState) -> None:
+            me = who(context)
+            ref = re.sub(r"^\s*cancel\b", "", context.activity.text or "", flags=re.IGNORECASE)
+            try:
+                ws = await self.service.workspace_id("teams", me.tenant)
+                h = await self.service.by_ref(ws, ref)
+                outcome = await self.service.cancel(ws, h.id, me.user_id) if h is not None else None
+            except StorageUnavailable:
+                await context.send_activity(TRY_AGAIN)
+                return
+            if h is None or outcome is None:
+                text = "Say which: **cancel ESC-12** (only the person who escalated it can)."
+            elif isinstance(outcome, Done):
+                text = f"{h.ref} is cancelled; its card says so and whoever held it is told in its replies."
+            elif isinstance(outcome, NotAllowed):
+                text = f"Only the person who escalated {h.ref} can cancel it."
+            elif isinstance(outcome, Closed):
+                text = f"{h.ref} is already {outcome.handoff.status.value}."
+            else:
+                text = "I can't find that escalation in this organisation."
+            await context.send_activity(text)
+
         @app.message(re.compile(r"^\s*stats\b.*$", re.IGNORECASE | re.DOTALL))
         async def stats(context: TurnContext, _state: TurnState) -> None:
             me = who(context)
@@ -362,7 +385,7 @@ class TeamsBot(TeamsQueues):
             self.metrics.claims.labels("teams", outcome).inc()
 
     async def card_for(self, h: Handoff, viewer: str | None = None) -> dict[str, Any]:
-        ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id) if u]
+        ids = [u for u in (h.requester_id, h.claimed_by, h.resolved_by, h.requested_senior_id, h.cancelled_by) if u]
         ids += [str(x.get("by")) for x in (h.handovers or [])[-1:] if x.get("by")]
         ids += [str(s.get("resolved_by")) for s in (h.similar or [])[:3] if s.get("resolved_by")]
         queues = await self.service.queues(h.workspace_id)
@@ -414,7 +437,7 @@ class TeamsBot(TeamsQueues):
             )
         if isinstance(outcome, Closed):
             self._count("closed")
-            return message_response(f"{outcome.handoff.ref} is already resolved.")
+            return message_response(f"{outcome.handoff.ref} is already {outcome.handoff.status.value}.")
         self._count("not_found")
         return message_response("I can't find that escalation in this organisation.")
 
@@ -462,6 +485,6 @@ class TeamsBot(TeamsQueues):
         except StorageUnavailable:
             return message_response(TRY_AGAIN)
         if isinstance(outcome, Closed):
-            return message_response(f"{outcome.handoff.ref} is already resolved.")
+            return message_response(f"{outcome.handoff.ref} is already {outcome.handoff.status.value}.")
         assert isinstance(outcome, NotFound)
         return message_response("I can't find that escalation in this organisation.")

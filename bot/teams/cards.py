@@ -190,6 +190,16 @@ def escalation_card(
             {"type": "Action.Execute", "title": "Resolve", "verb": "resolve", "data": value, "style": "positive"},
             {"type": "Action.Execute", "title": "Release", "verb": "release", "data": value},
         ]
+    if h.status == Status.CANCELLED:
+        body.append(
+            rich(
+                run("🚫 Cancelled"),
+                *([run(" by "), run(name(h.cancelled_by), weight="Bolder")] if h.cancelled_by else []),
+                *([run(f" · {after_phrase(h.created_at, h.cancelled_at)} after escalation")] if h.cancelled_at else []),
+                separator=True,
+                spacing="Medium",
+            )
+        )
     if h.status == Status.RESOLVED and h.resolved_at is not None:
         body.append(
             rich(

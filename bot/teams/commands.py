@@ -22,7 +22,8 @@ StatsFor = Callable[[int, int | None], Awaitable[WeeklyReport]]
 HELP = (
     "Send me **escalate** (optionally with a one-line summary, or **escalate billing: …** to pick the "
     "Billing queue) to ask a senior for help. **queue** shows what is waiting, with a Claim button on each; "
-    "**mine** lists your open escalations; **stats** (or **stats billing**) shows this week so far. "
+    "**mine** lists your open escalations; **cancel ESC-12** withdraws one of yours; **stats** (or "
+    "**stats billing**) shows this week so far. "
     "A lead sets me up by mentioning me with **setup** in the escalation channel, **setup leads** in the "
     "leads channel, and **setup queue NAME** / **setup leads NAME** for a queue's channels."
 )

@@ -263,6 +263,8 @@ class TeamsDelivery:
             return f"{name} released {h.ref}; it is open again and waiting for a senior."
         if what == "resolved":
             return f"{h.ref} was resolved by {name}.\n\nResolution: {plain(cards.cut(h.resolution, 2500))}"
+        if what == "cancelled":
+            return f"You cancelled {h.ref}; nobody needs to pick it up now."
         raise ValueError(what)
 
     async def _note_text(self, h: Handoff, what: str, actor: str) -> str:
@@ -271,6 +273,8 @@ class TeamsDelivery:
             return f"{name} claimed {h.ref}."
         if what == "released":
             return f"{name} released {h.ref}; it is open again."
+        if what == "cancelled":
+            return f"{name} cancelled {h.ref}; there is nothing more to do here."
         return f"{name} resolved {h.ref}: {plain(cards.cut(h.resolution, 2500))}"
 
     async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:

@@ -84,7 +84,7 @@ class TeamsQueues:
                 else "Only the seniors of its queue, or whoever holds it, can move it."
             )
         if isinstance(outcome, Closed):
-            return message_response(f"{outcome.handoff.ref} is already resolved.")
+            return message_response(f"{outcome.handoff.ref} is already {outcome.handoff.status.value}.")
         return message_response("I can't find that escalation or queue in this organisation.")
 
 

@@ -20,6 +20,7 @@ from bot.slack.listeners.queues import config_queue
 from bot.slack.modals import config_modal, escalate_modal, prefill_from_text, slack_id
 from bot.slack.queue_modals import queues_summary
 from bot.slack.report_blocks import report_blocks, report_fallback
+from handoff.domain import Closed, Done, NotAllowed
 from handoff.queues import route
 from storage.db import StorageUnavailable
 
@@ -43,6 +44,29 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_type="ephemeral", text=messages.HELP)
             return
         user = command["user_id"]
+        if word == "cancel" or word.startswith("cancel "):
+            await ack()
+            try:
+                ws = await deps.workspace(context)
+                h = await deps.service.by_ref(ws, typed[len("cancel") :])
+                if h is None:
+                    await respond(text=messages.CANCEL_USAGE, response_type="ephemeral")
+                    return
+                outcome = await deps.service.cancel(ws, h.id, user)
+            except StorageUnavailable:
+                deps.count("storage_unavailable")
+                await respond(text=messages.TRY_AGAIN, response_type="ephemeral")
+                return
+            if isinstance(outcome, Done):
+                reply = messages.cancelled_reply(outcome.handoff.ref)
+            elif isinstance(outcome, NotAllowed):
+                reply = f"Only the person who escalated {h.ref} can cancel it."
+            elif isinstance(outcome, Closed):
+                reply = messages.closed(outcome.handoff)
+            else:
+                reply = messages.NOT_FOUND
+            await respond(text=reply, response_type="ephemeral")
+            return
         if word.startswith("config "):
             await ack()
             try:

@@ -176,7 +176,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 else f"{h.ref} was released and is open again; claim it first."
             )
         elif isinstance(outcome, Closed):
-            why = f"{outcome.handoff.ref} is already resolved."
+            why = f"{outcome.handoff.ref} is already {outcome.handoff.status.value}."
         else:
             assert isinstance(outcome, NotFound)
             why = messages.NOT_FOUND
@@ -246,7 +246,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         elif isinstance(outcome, NotAllowed):
             why = "It is in that queue already." if outcome.reason == "same_queue" else messages.MOVE_REFUSED
         elif isinstance(outcome, Closed):
-            why = f"{outcome.handoff.ref} is already resolved."
+            why = f"{outcome.handoff.ref} is already {outcome.handoff.status.value}."
         else:
             why = messages.NOT_FOUND
         await ack(response_action="errors", errors={F.QUEUE: why})

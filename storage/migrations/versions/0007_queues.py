@@ -47,6 +47,9 @@ def upgrade() -> None:
     op.add_column("handoffs", sa.Column("moves", sa.Integer, nullable=False, server_default="0"))
     # Each hand-over, for the card: [{from, to, by, note, tried, at}], oldest first.
     op.add_column("handoffs", sa.Column("handovers", sa.JSON))
+    # Who cancelled it (its requester), and when: a cancelled card says so.
+    op.add_column("handoffs", sa.Column("cancelled_by", sa.String(64)))
+    op.add_column("handoffs", sa.Column("cancelled_at", sa.DateTime(timezone=True)))
     op.create_index("ix_handoffs_workspace_id_queue_id_status", "handoffs", ["workspace_id", "queue_id", "status"])
 
     conn = op.get_bind()
@@ -75,6 +78,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_handoffs_workspace_id_queue_id_status", table_name="handoffs")
     with op.batch_alter_table("handoffs") as batch:
+        batch.drop_column("cancelled_at")
+        batch.drop_column("cancelled_by")
         batch.drop_column("handovers")
         batch.drop_column("moves")
         batch.drop_column("queue_arrived_at")
