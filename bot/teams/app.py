@@ -248,10 +248,21 @@ class TeamsBot(TeamsQueues):
         async def move(context: TurnContext, _state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
             return await self._move(context, data if isinstance(data, dict) else {})
 
-        @app.message(re.compile(r"^\s*(queue|mine|help)\s*$", re.IGNORECASE))
+        @app.conversation_update("membersAdded")
+        async def members_added(context: TurnContext, _state: TurnState) -> None:
+            await self._greet_if_added(context, [m.id for m in context.activity.members_added or []])
+
+        @app.activity("installationUpdate")
+        async def installed(context: TurnContext, _state: TurnState) -> None:
+            if (context.activity.action or "add").startswith("add"):
+                await self._greet_if_added(
+                    context, [context.activity.recipient.id if context.activity.recipient else ""]
+                )
+
+        @app.message(re.compile(r"^\s*(queue|mine|help)\b.*$", re.IGNORECASE | re.DOTALL))
         async def own_work(context: TurnContext, _state: TurnState) -> None:
             me = who(context)
-            word = (context.activity.text or "").strip().lower()
+            word = (context.activity.text or "").strip().split()[0].lower()
             if word == "help":
                 await context.send_activity(HELP)
                 return
@@ -309,6 +320,21 @@ class TeamsBot(TeamsQueues):
         @app.activity(ActivityTypes.message)
         async def anything_else(context: TurnContext, _state: TurnState) -> None:
             await context.send_activity(HELP)
+
+    async def _greet_if_added(self, context: TurnContext, added: list[str]) -> None:
+        """Installed for a person, or added to a team: say how to use it (once per install event;
+        a conversationUpdate for other people joining says nothing)."""
+        bot_id = context.activity.recipient.id if context.activity.recipient else None
+        if not bot_id or bot_id not in added:
+            return
+        kind = (context.activity.conversation.conversation_type or "personal") if context.activity.conversation else ""
+        if kind == "personal":
+            await context.send_activity('Hi! I turn "can someone help?" into a claimable handoff. ' + HELP)
+            return
+        await context.send_activity(
+            "Thanks for adding me. A lead: mention me with **setup** in the channel that should get the escalation "
+            "cards, and **setup leads** in the leads' channel. Then anyone can send me **escalate** to ask a senior."
+        )
 
     async def _remember_chat(self, context: TurnContext, ws: int, me: Who) -> None:
         await self.service.remember_person(ws, me.user_id, me.name)
