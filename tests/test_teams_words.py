@@ -102,3 +102,60 @@ async def test_added_to_a_team_it_asks_a_lead_to_run_setup_and_says_nothing_when
     b.update(type="conversationUpdate", membersAdded=[{"id": "29:someone-new"}])
     assert (await t.teams.post(b)).status in (200, 202)
     assert len(t.connector.activities) == before
+
+
+def support_message(text: str) -> dict[str, Any]:
+    return {
+        "id": "1700000000777",
+        "body": {"contentType": "text", "content": text},
+        "from": {"user": {"id": "aad-carol", "displayName": "Carol"}},
+        "linkToMessage": "https://teams.microsoft.com/l/message/19:support@thread.tacv2/1700000000777",
+    }
+
+
+async def escalate_from_support(t: TeamsHarness, who: Any) -> None:
+    message = support_message("VPN drops every 10 minutes")
+    asked = await t.teams.message_action(who, "19:support@thread.tacv2", message)
+    data = {
+        **asked.body["task"]["value"]["card"]["content"]["actions"][0]["data"],
+        "summary": "VPN drops",
+        "severity": "P3",
+    }
+    done = await t.teams.message_action(who, "19:support@thread.tacv2", message, data=data)
+    assert done.body["task"]["value"].startswith("Escalated as")
+
+
+async def test_a_requester_who_never_chatted_with_the_bot_is_told_in_a_chat_it_opens(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    t.connector.installed_for.add(JUNIOR.aad)
+    await escalate_from_support(t, JUNIOR)
+    told = await t.connector.wait_for(
+        lambda: [a for a in t.connector.activities if a.conversation.startswith("a:") and "is posted" in a.text]
+    )
+    chat = told[-1].conversation
+    assert chat != f"a:personal-{JUNIOR.aad}"  # a conversation the bot opened itself
+    assert not [a for a in t.connector.in_conversation("19:support@thread.tacv2") if "is posted" in a.text]
+    opened = [c for c in t.connector.calls if c.method == "POST" and c.path == "/v3/conversations"]
+    assert len(opened) == 1 and opened[0].body["members"][0]["id"] == JUNIOR.aad
+    # What follows goes to the same chat, without opening another.
+    card = (await t.connector.wait_for(lambda: t.connector.cards_in(ESC)))[-1]
+    from tests.teams import ANA
+
+    await t.teams.execute(ANA, card, "claim")
+    await t.connector.wait_for(lambda: [a for a in t.connector.in_conversation(chat) if "picked up" in a.text])
+    assert len([c for c in t.connector.calls if c.path == "/v3/conversations"]) == 1
+
+
+async def test_where_the_app_is_not_installed_for_them_the_thread_hears_it_and_the_log_says_so(
+    teams: TeamsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = teams
+    await set_up(t)
+    with caplog.at_level("INFO", logger="bot.teams.delivery"):
+        await escalate_from_support(t, JUNIOR)
+        await t.connector.wait_for(
+            lambda: [a for a in t.connector.in_conversation("19:support@thread.tacv2") if "is posted" in a.text]
+        )
+    assert any("could not open a chat with its requester" in r.getMessage() for r in caplog.records)
+    assert any(status == 403 for status in (c.status for c in t.connector.calls if c.path == "/v3/conversations"))

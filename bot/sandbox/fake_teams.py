@@ -110,6 +110,8 @@ class FakeTeamsConnector(Watched):
         self.conversations: set[str] = set()
         self.incoming: dict[str, str] = {}  # what people sent (activity id -> conversation): replies go there
         self.refused: list[tuple[ConnectorCall, str]] = []  # and why
+        # Who has the app installed (Entra ids): Teams opens a personal chat with no one else (403).
+        self.installed_for: set[str] = set()
         self._script = Script()
         self._sent_at: dict[str, deque[float]] = {}
         self._ids = itertools.count(1_700_000_000_000)
@@ -297,6 +299,11 @@ class FakeTeamsConnector(Watched):
         conv = f"a:{uuid.uuid4().hex[:12]}"
 
         def act(body: dict[str, Any]) -> web.Response:
+            members = body.get("members")
+            ids = [str(m.get("id") or "") for m in members or [] if isinstance(m, dict)]
+            if not ids or any(i.removeprefix("29:") not in self.installed_for for i in ids):
+                # Teams: a bot can only start a chat with someone who has it installed.
+                return connector_error(403, "Forbidden", "The bot is not installed for this user.")
             self.conversations.add(conv)
             return web.json_response({"id": conv, "activityId": str(next(self._ids))})
 

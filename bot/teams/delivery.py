@@ -14,9 +14,9 @@ from datetime import date
 from typing import Any
 
 import aiohttp
-from microsoft_agents.activity import Activity, ConversationReference
+from microsoft_agents.activity import Activity, ChannelAccount, ConversationParameters, ConversationReference
 from microsoft_agents.hosting.core import TurnContext
-from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+from microsoft_agents.hosting.core.authorization import AuthenticationConstants, ClaimsIdentity
 
 from bot.delivery.base import (
     Defer,
@@ -210,9 +210,10 @@ class TeamsDelivery:
                     + (f": {plain(cards.cut(note, 1000))}" if note else "")
                     + ". Its seniors there will pick it up."
                 )
-            ref = await self.service.conversation(
-                h.workspace_id, f"user:{h.requester_id}"
-            ) or await self.service.conversation(h.workspace_id, f"origin:{h.id}")
+            ref = await self.service.conversation(h.workspace_id, f"user:{h.requester_id}")
+            if ref is None and await self._open_chat(h, text):
+                return Sent()  # a personal chat opened for them, and told there
+            ref = ref or await self.service.conversation(h.workspace_id, f"origin:{h.id}")
             if ref is None:
                 return GiveUp("no conversation with the requester to write to")
             await self._send(ref, text)
@@ -245,6 +246,54 @@ class TeamsDelivery:
             )
             return Sent()
         return GiveUp(f"unknown outbox kind {kind!r}")
+
+    async def _open_chat(self, h: Handoff, text: str) -> bool:
+        """A requester who never chatted with the bot (they escalated a message, say): open a personal
+        chat with them (the connector's create-conversation, in the tenant) and tell them there, and
+        remember it for what follows. False where the connector refuses (the app is not installed for
+        that person): the caller falls back to the thread they escalated from, and the log says so."""
+        origin = await self.service.conversation(h.workspace_id, f"origin:{h.id}")
+        if origin is None or not origin.get("serviceUrl"):
+            return False
+        tenant = self.bot.settings.teams_tenant_id or ""
+        parameters = ConversationParameters(
+            is_group=False,
+            bot=ChannelAccount(id=str((origin.get("bot") or {}).get("id") or self.bot.app_id)),
+            members=[ChannelAccount(id=h.requester_id)],
+            tenant_id=tenant,
+            channel_data={"tenant": {"id": tenant}},
+        )
+
+        made: dict[str, Any] = {}
+
+        async def opened(context: TurnContext) -> None:
+            made.update(
+                context.activity.get_conversation_reference().model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+            made.pop("activityId", None)
+
+        try:
+            await self.bot.adapter.create_conversation(
+                self.bot.app_id,
+                "msteams",
+                str(origin["serviceUrl"]),
+                AuthenticationConstants.AGENTS_SDK_SCOPE,
+                parameters,
+                opened,
+            )
+        except aiohttp.ClientResponseError as exc:
+            if exc.status in (400, 403, 404):
+                log.info(
+                    "%s: could not open a chat with its requester (connector HTTP %s: the app is not installed "
+                    "for them?); telling them in the thread they escalated from instead",
+                    h.ref,
+                    exc.status,
+                )
+                return False
+            raise
+        await self.service.remember_conversation(h.workspace_id, f"user:{h.requester_id}", made)
+        await self._send(made, text)  # a new post in the chat, as every proactive message
+        return True
 
     async def _name(self, h: Handoff, user: str) -> str:
         """A display name for a text message: people choose their own, so it is escaped like any typed text."""
