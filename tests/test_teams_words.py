@@ -159,3 +159,29 @@ async def test_where_the_app_is_not_installed_for_them_the_thread_hears_it_and_t
         )
     assert any("could not open a chat with its requester" in r.getMessage() for r in caplog.records)
     assert any(status == 403 for status in (c.status for c in t.connector.calls if c.path == "/v3/conversations"))
+
+
+async def test_a_requested_senior_the_bot_never_met_is_named_from_the_team(teams: TeamsHarness) -> None:
+    from tests.teams import SENIORS, escalate, texts
+
+    t = teams
+    await set_up(t)
+    stranger = SENIORS[7]  # never messaged the bot nor pressed a button
+    t.connector.roster[stranger.aad] = stranger.name
+    card = await escalate(t, requested_senior=stranger.aad)
+    shown = " ".join(texts(card.card).split())
+    assert f"Asked for {stranger.name}" in shown and "Asked for someone" not in shown
+    looked = [c for c in t.connector.calls if c.method == "GET" and c.path.endswith(f"/members/{stranger.aad}")]
+    assert len(looked) == 1 and looked[0].status == 200
+    # Kept: the next card that names them asks nobody.
+    await escalate(t, requested_senior=stranger.aad, summary="Another one")
+    assert len([c for c in t.connector.calls if c.method == "GET"]) == 1
+
+
+async def test_someone_the_team_does_not_have_stays_someone(teams: TeamsHarness) -> None:
+    from tests.teams import SENIORS, escalate, texts
+
+    t = teams
+    await set_up(t)
+    card = await escalate(t, requested_senior=SENIORS[8].aad)
+    assert "Asked for someone" in " ".join(texts(card.card).split())

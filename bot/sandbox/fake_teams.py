@@ -112,6 +112,8 @@ class FakeTeamsConnector(Watched):
         self.refused: list[tuple[ConnectorCall, str]] = []  # and why
         # Who has the app installed (Entra ids): Teams opens a personal chat with no one else (403).
         self.installed_for: set[str] = set()
+        # The organisation's people (Entra id -> display name): what "get member" finds in a team.
+        self.roster: dict[str, str] = {}
         self._script = Script()
         self._sent_at: dict[str, deque[float]] = {}
         self._ids = itertools.count(1_700_000_000_000)
@@ -124,6 +126,7 @@ class FakeTeamsConnector(Watched):
         app.router.add_post("/v3/conversations/{conv}/activities", self._send)
         app.router.add_post("/v3/conversations/{conv}/activities/{aid}", self._reply)
         app.router.add_put("/v3/conversations/{conv}/activities/{aid}", self._update)
+        app.router.add_get("/v3/conversations/{conv}/members/{member}", self._member)
         self._runner, self.port = await serve_on_loopback(app, handler_cancellation=True)
         return self
 
@@ -294,6 +297,22 @@ class FakeTeamsConnector(Watched):
             return web.json_response({"id": aid})
 
         return await self._handle(request, conv, aid, act)
+
+    async def _member(self, request: web.Request) -> web.StreamResponse:
+        """Get a member of a conversation: a person of the team, by Entra id or Teams id."""
+        conv, member = request.match_info["conv"], request.match_info["member"].removeprefix("29:")
+        call = ConnectorCall(request.method, request.path, conv, None, {}, 0, time.monotonic())
+        self.calls.append(call)
+        problem = self._problem(request, conv, {"type": "lookup"})
+        if problem is None and member not in self.roster:
+            problem = (404, "MemberNotFoundInConversation", "The member is not in the conversation.")
+        if problem is not None:
+            call.status = problem[0]
+            await self._notify()
+            return connector_error(*problem)
+        call.status, call.applied = 200, True
+        await self._notify()
+        return web.json_response({"id": f"29:{member}", "name": self.roster[member], "aadObjectId": member})
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         conv = f"a:{uuid.uuid4().hex[:12]}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from microsoft_agents.activity import Activity, ChannelAccount, ConversationParameters, ConversationReference
-from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core import ConnectorClientBase, TurnContext
 from microsoft_agents.hosting.core.authorization import AuthenticationConstants, ClaimsIdentity
 
 from bot.delivery.base import (
@@ -151,6 +151,7 @@ class TeamsDelivery:
                 return Defer(min(300.0, max(5.0, age / 10)), WAITING_FOR_CHANNEL)
             channel = await self._channel(h.workspace_id, cards_key)
             h = await self.service.with_similar(h)  # kept with the card's place, so updates show the same
+            await self._learn_names(h, channel)
             content = await self.bot.card_for(h)
             activity = Activity(type="message", summary=cards.card_summary(h), attachments=[cards.attachment(content)])
             activity_id = await self._send(channel, activity)
@@ -246,6 +247,37 @@ class TeamsDelivery:
             )
             return Sent()
         return GiveUp(f"unknown outbox kind {kind!r}")
+
+    async def _learn_names(self, h: Handoff, channel: dict[str, Any]) -> None:
+        """The names a card shows of people the bot has never met (a senior asked for by name, say):
+        looked up as members of the team the channel belongs to, and kept. Who can't be found shows
+        as "someone", as before."""
+        wanted = [u for u in (h.requester_id, h.requested_senior_id) if u]
+        known = await self.service.names(h.workspace_id, wanted)
+        missing = [u for u in wanted if u not in known]
+        if not missing:
+            return
+
+        async def look(context: TurnContext) -> dict[str, str]:
+            client = context.services.get(ConnectorClientBase)
+            found: dict[str, str] = {}
+            for user in missing:
+                try:
+                    member = await client.conversations.get_conversation_member(channel["conversation"]["id"], user)
+                except (aiohttp.ClientError, OSError) as exc:
+                    log.info("%s: no name for %s from the connector: %s", h.ref, user, exc)
+                    continue
+                if member.name:
+                    found[user] = member.name
+            return found
+
+        try:
+            found = await self._with_conversation(channel, look)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("%s: could not look names up: %s", h.ref, exc)
+            return
+        for user, name in (found or {}).items():
+            await self.service.remember_person(h.workspace_id, user, name)
 
     async def _open_chat(self, h: Handoff, text: str) -> bool:
         """A requester who never chatted with the bot (they escalated a message, say): open a personal
