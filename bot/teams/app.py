@@ -30,9 +30,9 @@ from bot.config import Settings
 from bot.logs import bind_log
 from bot.metrics import Metrics
 from bot.phrases import ago_phrase
-from bot.teams import cards, message_action
+from bot.teams import cards, commands, message_action
 from bot.teams.auth import auth_configuration, connection_manager
-from bot.teams.commands import HELP, StatsFor, mine_text, queue_card, stats_text
+from bot.teams.commands import HELP, StatsFor
 from bot.teams.gate import Admitted, Refused, TeamsGate
 from bot.teams.queues import TeamsQueues, channel_key
 from bot.teams.replies import (
@@ -250,91 +250,30 @@ class TeamsBot(TeamsQueues):
 
         @app.conversation_update("membersAdded")
         async def members_added(context: TurnContext, _state: TurnState) -> None:
-            await self._greet_if_added(context, [m.id for m in context.activity.members_added or []])
+            await commands.greet_if_added(context, [m.id for m in context.activity.members_added or []])
 
         @app.activity("installationUpdate")
         async def installed(context: TurnContext, _state: TurnState) -> None:
             if (context.activity.action or "add").startswith("add"):
-                await self._greet_if_added(
+                await commands.greet_if_added(
                     context, [context.activity.recipient.id if context.activity.recipient else ""]
                 )
 
         @app.message(re.compile(r"^\s*(queue|mine|help)\b.*$", re.IGNORECASE | re.DOTALL))
         async def own_work(context: TurnContext, _state: TurnState) -> None:
-            me = who(context)
-            word = (context.activity.text or "").strip().split()[0].lower()
-            if word == "help":
-                await context.send_activity(HELP)
-                return
-            try:
-                ws = await self.service.workspace_id("teams", me.tenant)
-                await self._remember_chat(context, ws, me)
-                if word == "mine":
-                    own = await self.service.mine(ws, me.user_id)
-                    ids = [h.claimed_by for h in own if h.claimed_by]
-                    await context.send_activity(mine_text(own, await self.service.names(ws, ids)))
-                    return
-                open_ones, total = await self.service.open_queue(ws)
-                names = await self.service.names(ws, [h.requester_id for h in open_ones])
-                queue_names = {q.id: q.name for q in await self.service.queues(ws)}
-                content = queue_card(open_ones, total, names, queue_names, self.service.clock())
-            except StorageUnavailable:
-                await context.send_activity(TRY_AGAIN)
-                return
-            await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
+            await commands.own_work(self, context)
 
         @app.message(re.compile(r"^\s*cancel\b.*$", re.IGNORECASE | re.DOTALL))
         async def cancel(context: TurnContext, _state: TurnState) -> None:
-            me = who(context)
-            ref = re.sub(r"^\s*cancel\b", "", context.activity.text or "", flags=re.IGNORECASE)
-            try:
-                ws = await self.service.workspace_id("teams", me.tenant)
-                h = await self.service.by_ref(ws, ref)
-                outcome = await self.service.cancel(ws, h.id, me.user_id) if h is not None else None
-            except StorageUnavailable:
-                await context.send_activity(TRY_AGAIN)
-                return
-            if h is None or outcome is None:
-                text = "Say which: **cancel ESC-12** (only the person who escalated it can)."
-            elif isinstance(outcome, Done):
-                text = f"{h.ref} is cancelled; its card says so and whoever held it is told in its replies."
-            elif isinstance(outcome, NotAllowed):
-                text = f"Only the person who escalated {h.ref} can cancel it."
-            elif isinstance(outcome, Closed):
-                text = f"{h.ref} is already {outcome.handoff.status.value}."
-            else:
-                text = "I can't find that escalation in this organisation."
-            await context.send_activity(text)
+            await commands.cancel(self, context)
 
         @app.message(re.compile(r"^\s*stats\b.*$", re.IGNORECASE | re.DOTALL))
         async def stats(context: TurnContext, _state: TurnState) -> None:
-            me = who(context)
-            queue_name = re.sub(r"^\s*stats\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
-            try:
-                ws = await self.service.workspace_id("teams", me.tenant)
-                text = await stats_text(self.service, self.stats_for, ws, queue_name)
-            except StorageUnavailable:
-                text = TRY_AGAIN
-            await context.send_activity(text)
+            await commands.stats(self, context)
 
         @app.activity(ActivityTypes.message)
         async def anything_else(context: TurnContext, _state: TurnState) -> None:
             await context.send_activity(HELP)
-
-    async def _greet_if_added(self, context: TurnContext, added: list[str]) -> None:
-        """Installed for a person, or added to a team: say how to use it (once per install event;
-        a conversationUpdate for other people joining says nothing)."""
-        bot_id = context.activity.recipient.id if context.activity.recipient else None
-        if not bot_id or bot_id not in added:
-            return
-        kind = (context.activity.conversation.conversation_type or "personal") if context.activity.conversation else ""
-        if kind == "personal":
-            await context.send_activity('Hi! I turn "can someone help?" into a claimable handoff. ' + HELP)
-            return
-        await context.send_activity(
-            "Thanks for adding me. A lead: mention me with **setup** in the channel that should get the escalation "
-            "cards, and **setup leads** in the leads' channel. Then anyone can send me **escalate** to ask a senior."
-        )
 
     async def _remember_chat(self, context: TurnContext, ws: int, me: Who) -> None:
         await self.service.remember_person(ws, me.user_id, me.name)

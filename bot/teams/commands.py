@@ -4,17 +4,24 @@ card's), `mine`, `stats [queue]` and `help`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from microsoft_agents.activity import Activity
+from microsoft_agents.hosting.core import TurnContext
 
 from bot.phrases import ago_phrase
 from bot.teams import cards
 from bot.teams.cards import cut, rich, run
+from bot.teams.replies import TRY_AGAIN, who
 from bot.teams.text import plain
-from handoff.domain import Handoff, Status
+from handoff.domain import Closed, Done, Handoff, NotAllowed, Status
 from handoff.report import WeeklyReport, as_text
+from storage.db import StorageUnavailable
 
 if TYPE_CHECKING:
+    from bot.teams.app import TeamsBot
     from handoff.service import HandoffService
 
 StatsFor = Callable[[int, int | None], Awaitable[WeeklyReport]]
@@ -105,3 +112,77 @@ async def stats_text(service: HandoffService, stats_for: StatsFor | None, ws: in
     report = await stats_for(ws, queue_id)
     lines = [line for line in as_text(report).splitlines() if not set(line) <= {"="}]
     return "This week so far:\n\n" + "\n\n".join(plain(line) for line in lines)
+
+
+async def own_work(bot: TeamsBot, context: TurnContext) -> None:
+    me = who(context)
+    word = (context.activity.text or "").strip().split()[0].lower()
+    if word == "help":
+        await context.send_activity(HELP)
+        return
+    try:
+        ws = await bot.service.workspace_id("teams", me.tenant)
+        await bot._remember_chat(context, ws, me)
+        if word == "mine":
+            own = await bot.service.mine(ws, me.user_id)
+            ids = [h.claimed_by for h in own if h.claimed_by]
+            await context.send_activity(mine_text(own, await bot.service.names(ws, ids)))
+            return
+        open_ones, total = await bot.service.open_queue(ws)
+        names = await bot.service.names(ws, [h.requester_id for h in open_ones])
+        queue_names = {q.id: q.name for q in await bot.service.queues(ws)}
+        content = queue_card(open_ones, total, names, queue_names, bot.service.clock())
+    except StorageUnavailable:
+        await context.send_activity(TRY_AGAIN)
+        return
+    await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
+
+
+async def cancel(bot: TeamsBot, context: TurnContext) -> None:
+    me = who(context)
+    ref = re.sub(r"^\s*cancel\b", "", context.activity.text or "", flags=re.IGNORECASE)
+    try:
+        ws = await bot.service.workspace_id("teams", me.tenant)
+        h = await bot.service.by_ref(ws, ref)
+        outcome = await bot.service.cancel(ws, h.id, me.user_id) if h is not None else None
+    except StorageUnavailable:
+        await context.send_activity(TRY_AGAIN)
+        return
+    if h is None or outcome is None:
+        text = "Say which: **cancel ESC-12** (only the person who escalated it can)."
+    elif isinstance(outcome, Done):
+        text = f"{h.ref} is cancelled; its card says so and whoever held it is told in its replies."
+    elif isinstance(outcome, NotAllowed):
+        text = f"Only the person who escalated {h.ref} can cancel it."
+    elif isinstance(outcome, Closed):
+        text = f"{h.ref} is already {outcome.handoff.status.value}."
+    else:
+        text = "I can't find that escalation in this organisation."
+    await context.send_activity(text)
+
+
+async def stats(bot: TeamsBot, context: TurnContext) -> None:
+    me = who(context)
+    queue_name = re.sub(r"^\s*stats\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
+    try:
+        ws = await bot.service.workspace_id("teams", me.tenant)
+        text = await stats_text(bot.service, bot.stats_for, ws, queue_name)
+    except StorageUnavailable:
+        text = TRY_AGAIN
+    await context.send_activity(text)
+
+
+async def greet_if_added(context: TurnContext, added: list[str]) -> None:
+    """Installed for a person, or added to a team: say how to use it (once per install event;
+    a conversationUpdate for other people joining says nothing)."""
+    bot_id = context.activity.recipient.id if context.activity.recipient else None
+    if not bot_id or bot_id not in added:
+        return
+    kind = (context.activity.conversation.conversation_type or "personal") if context.activity.conversation else ""
+    if kind == "personal":
+        await context.send_activity('Hi! I turn "can someone help?" into a claimable handoff. ' + HELP)
+        return
+    await context.send_activity(
+        "Thanks for adding me. A lead: mention me with **setup** in the channel that should get the escalation "
+        "cards, and **setup leads** in the leads' channel. Then anyone can send me **escalate** to ask a senior."
+    )
