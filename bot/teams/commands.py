@@ -14,14 +14,13 @@ from microsoft_agents.hosting.core import TurnContext
 from bot.phrases import ago_phrase
 from bot.teams import cards
 from bot.teams.cards import cut, rich, run
-from bot.teams.replies import TRY_AGAIN, who
+from bot.teams.replies import TRY_AGAIN, Bot, who
 from bot.teams.text import plain
 from handoff.domain import Closed, Done, Handoff, NotAllowed, Status
 from handoff.report import WeeklyReport, as_text
 from storage.db import StorageUnavailable
 
 if TYPE_CHECKING:
-    from bot.teams.app import TeamsBot
     from handoff.service import HandoffService
 
 StatsFor = Callable[[int, int | None], Awaitable[WeeklyReport]]
@@ -114,7 +113,7 @@ async def stats_text(service: HandoffService, stats_for: StatsFor | None, ws: in
     return "This week so far:\n\n" + "\n\n".join(plain(line) for line in lines)
 
 
-async def own_work(bot: TeamsBot, context: TurnContext) -> None:
+async def own_work(bot: Bot, context: TurnContext) -> None:
     me = who(context)
     word = (context.activity.text or "").strip().split()[0].lower()
     if word == "help":
@@ -138,7 +137,7 @@ async def own_work(bot: TeamsBot, context: TurnContext) -> None:
     await context.send_activity(Activity(type="message", attachments=[cards.attachment(content)]))
 
 
-async def cancel(bot: TeamsBot, context: TurnContext) -> None:
+async def cancel(bot: Bot, context: TurnContext) -> None:
     me = who(context)
     ref = re.sub(r"^\s*cancel\b", "", context.activity.text or "", flags=re.IGNORECASE)
     try:
@@ -161,7 +160,7 @@ async def cancel(bot: TeamsBot, context: TurnContext) -> None:
     await context.send_activity(text)
 
 
-async def stats(bot: TeamsBot, context: TurnContext) -> None:
+async def stats(bot: Bot, context: TurnContext) -> None:
     me = who(context)
     queue_name = re.sub(r"^\s*stats\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
     try:

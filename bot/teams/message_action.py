@@ -10,19 +10,16 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from microsoft_agents.activity import Activity, ActivityTypes, InvokeResponse
 from microsoft_agents.hosting.core import TurnContext
 
 from bot.teams import cards
 from bot.teams.package import MESSAGE_ACTION
-from bot.teams.replies import TRY_AGAIN, reference_of, who
+from bot.teams.replies import TRY_AGAIN, Bot, reference_of, who
 from handoff.validation import TEXT_MAX, FormErrors, validate_draft
 from storage.db import StorageUnavailable
-
-if TYPE_CHECKING:
-    from bot.teams.app import TeamsBot
 
 COMMAND_ID = MESSAGE_ACTION  # the command's id in the app's manifest
 TEAMS_LINK = re.compile(r"https://teams\.microsoft\.com/l/message/[^\s\"'<>]{1,1500}")
@@ -67,7 +64,7 @@ def dialog(form: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def fetch_task(bot: TeamsBot, context: TurnContext) -> None:
+async def fetch_task(bot: Bot, context: TurnContext) -> None:
     """The dialog: the escalation form, its summary and details from the message."""
     value = context.activity.value if isinstance(context.activity.value, dict) else {}
     if value.get("commandId") != COMMAND_ID:
@@ -88,7 +85,7 @@ async def fetch_task(bot: TeamsBot, context: TurnContext) -> None:
     await answer(context, dialog(form))
 
 
-async def submit_action(bot: TeamsBot, context: TurnContext) -> None:
+async def submit_action(bot: Bot, context: TurnContext) -> None:
     """The dialog's form, submitted: stored like any escalation, the message as its source."""
     value = context.activity.value if isinstance(context.activity.value, dict) else {}
     data = value.get("data") if isinstance(value.get("data"), dict) else {}

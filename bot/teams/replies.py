@@ -3,14 +3,19 @@ to an Action.Execute (a message, or the refreshed card)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from microsoft_agents.activity import AdaptiveCardInvokeResponse
 from microsoft_agents.hosting.core import TurnContext
 
 from bot.teams.cards import CARD_TYPE
 from handoff.domain import MAX_ID
+
+if TYPE_CHECKING:
+    from handoff.report import WeeklyReport
+    from handoff.service import HandoffService
 
 MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
 TRY_AGAIN = "I couldn't reach my database just now, so nothing changed. Please try again in a moment."
@@ -67,3 +72,14 @@ def button_queue(data: dict[str, Any]) -> int | None:
     """The queue whose card an Action.Execute came from (multi-queue cards carry it), or None."""
     value = data.get("q")
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID else None
+
+
+class Bot(Protocol):
+    """What the handlers outside `bot.teams.app` use of the Teams bot (so they need not import it)."""
+
+    service: HandoffService
+    stats_for: Callable[[int, int | None], Awaitable[WeeklyReport]] | None
+
+    async def _remember_chat(self, context: TurnContext, ws: int, me: Who) -> None: ...
+
+    async def _senior_choices(self, ws: int) -> list[tuple[str, str]]: ...
