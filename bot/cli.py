@@ -16,6 +16,7 @@ from bot.logs import setup_logging
 
 if TYPE_CHECKING:
     from handoff.service import HandoffService
+    from storage.db import Database
     from storage.outbox import OutboxItem
 
 log = logging.getLogger("escalation-bot")
@@ -139,6 +140,23 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return _database_failed(exc)
 
 
+async def _workspaces(db: Database, which: str | None) -> list[tuple[int, str]]:
+    """(id, Slack team id / Teams tenant id) of every workspace, or of the one `which` names (either
+    of the two ids)."""
+    from sqlalchemy import or_, select
+
+    from storage.tables import workspaces
+
+    stmt = select(workspaces.c.id, workspaces.c.external_id).order_by(workspaces.c.id)
+    if which:
+        cond = workspaces.c.external_id == which
+        if which.isdigit():
+            cond = or_(cond, workspaces.c.id == int(which))
+        stmt = stmt.where(cond)
+    async with db.read() as conn:
+        return [(int(ws), str(ext)) for ws, ext in (await conn.execute(stmt)).all()]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import json
     from datetime import datetime
@@ -148,7 +166,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from handoff.schedule import iso_week, parse_iso_week, week_start_of
     from storage import migrate
     from storage.db import DatabaseProblem, StorageUnavailable, open_checked
-    from storage.tables import workspaces
 
     settings = _settings()
     setup_logging("WARNING", settings.log_format, settings.secrets())
@@ -164,19 +181,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _fail("--post sends the workspace's report; a queue's report goes to its leads channel on schedule")
 
     async def run() -> int:
-        from sqlalchemy import or_, select
 
         db = await open_checked(settings.database_url)
         try:
             await migrate.upgrade(db)
-            stmt = select(workspaces.c.id, workspaces.c.external_id).order_by(workspaces.c.id)
-            if args.workspace:
-                cond = workspaces.c.external_id == args.workspace
-                if args.workspace.isdigit():
-                    cond = or_(cond, workspaces.c.id == int(args.workspace))
-                stmt = stmt.where(cond)
-            async with db.read() as conn:
-                targets = (await conn.execute(stmt)).all()
+            targets = await _workspaces(db, args.workspace)
             if not targets:
                 print("no such workspace" if args.workspace else "no workspaces yet: nothing has been escalated")
                 return 1 if args.workspace else 0
@@ -286,12 +295,10 @@ def _names(value: str | None) -> tuple[str, ...]:
 
 def cmd_queue(args: argparse.Namespace) -> int:
     """Keep a workspace's queues: list, add, change, remove (moving what is open in it)."""
-    from sqlalchemy import or_, select
 
     from handoff.domain import Queue
     from handoff.service import HandoffService
     from storage.db import DatabaseProblem, StorageUnavailable, open_checked
-    from storage.tables import workspaces
 
     settings = _settings()
     setup_logging("WARNING", settings.log_format, settings.secrets())
@@ -299,14 +306,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     async def run() -> int:
         db = await open_checked(settings.database_url, write=args.action != "list")
         try:
-            async with db.read() as conn:
-                stmt = select(workspaces.c.id, workspaces.c.external_id).order_by(workspaces.c.id)
-                if args.workspace:
-                    cond = workspaces.c.external_id == args.workspace
-                    if args.workspace.isdigit():
-                        cond = or_(cond, workspaces.c.id == int(args.workspace))
-                    stmt = stmt.where(cond)
-                found = (await conn.execute(stmt)).all()
+            found = await _workspaces(db, args.workspace)
             if not found:
                 print("no such workspace" if args.workspace else "no workspace yet: use the bot once, then add queues")
                 return 1

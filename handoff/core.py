@@ -76,7 +76,6 @@ class ServiceCore:
         self._on_commit = on_commit
         self._workspace_ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[int, str], str] = {}
-        self._default_queues: dict[int, int] = {}
         self._queues: dict[int, tuple[float, list[Queue]]] = {}
 
     def set_on_commit(self, callback: Callable[[], None] | None) -> None:
@@ -124,12 +123,6 @@ class ServiceCore:
         """A queue of this workspace by id; the default one for None or an id it does not have."""
         found = await self.queues(workspace_id)
         return next((x for x in found if x.id == queue_id), found[0])
-
-    async def default_queue_id(self, workspace_id: int) -> int:
-        cached = self._default_queues.get(workspace_id)
-        if cached is None:
-            cached = self._default_queues[workspace_id] = (await self.queues(workspace_id))[0].id
-        return cached
 
     # ---- the directory: where to write later, and people's names ------------
 

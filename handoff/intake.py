@@ -35,10 +35,7 @@ class Intake(ServiceCore):
     ) -> Escalated:
         """Store an escalation in `queue_id` (the workspace's default queue for None, or for an id that
         is not one of this workspace's queues) and queue its card. The same key twice stores it once."""
-        if queue_id is None:
-            queue_id = await self.default_queue_id(workspace_id)
-        elif not any(q.id == queue_id for q in await self.queues(workspace_id)):
-            queue_id = await self.default_queue_id(workspace_id)  # queue walls are tenant walls
+        queue_id = (await self.queue(workspace_id, queue_id)).id  # queue walls are tenant walls
         try:
             return await self._escalate(workspace_id, requester_id, draft, key, queue_id)
         except DuplicateKey:

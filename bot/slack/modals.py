@@ -296,9 +296,10 @@ def field_errors(errors: dict[str, str]) -> dict[str, str]:
     return {(k if k in known else F.SUMMARY.value): v for k, v in errors.items()}
 
 
-def _selected_users(values: Any, block: str) -> list[str]:
-    users = _element(values, block).get("selected_users")
-    return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
+def _selected(values: Any, block: str, key: str = "selected_users") -> list[str]:
+    """What a multi-select sent (`selected_users`, `selected_conversations`); nothing of another shape."""
+    chosen = _element(values, block).get(key)
+    return [c for c in chosen if isinstance(c, str)] if isinstance(chosen, list) else []
 
 
 CHANNELS_ONLY = {"include": ["public", "private"], "exclude_bot_users": True}
@@ -365,8 +366,9 @@ def config_modal(cfg: WorkspaceConfig, queues_text: str | None = None) -> View:
     )
 
 
-def read_config_form(view: dict[str, Any]) -> tuple[WorkspaceConfig, dict[str, str]]:
-    """The settings typed into the config modal, and field errors (empty when fine)."""
+def read_config_form(view: dict[str, Any], *, whose: str = "the") -> tuple[WorkspaceConfig, dict[str, str]]:
+    """The channels and people typed into the settings modal (the workspace's, or a queue's: the
+    queue form has the same fields), and field errors (empty when fine)."""
     values = _values(view)
     errors: dict[str, str] = {}
     group = (_value(values, F.SENIOR_GROUP) or "").strip().upper() or None
@@ -374,11 +376,11 @@ def read_config_form(view: dict[str, Any]) -> tuple[WorkspaceConfig, dict[str, s
         errors[F.SENIOR_GROUP] = "A user group id looks like S0123ABCD (Slack shows it in the group's link)."
     channel = _value(values, F.ESCALATION_CHANNEL)
     if not channel or not slack_id(channel):
-        errors[F.ESCALATION_CHANNEL] = "Pick the channel the cards go to."
+        errors[F.ESCALATION_CHANNEL] = f"Pick the channel {whose} cards go to."
     leads_channel = _value(values, F.LEADS_CHANNEL)
     if leads_channel is not None and not slack_id(leads_channel):
         errors[F.LEADS_CHANNEL] = "Pick a channel from the list."
-    seniors, leads = _selected_users(values, F.SENIORS), _selected_users(values, F.LEADS)
+    seniors, leads = _selected(values, F.SENIORS), _selected(values, F.LEADS)
     for block, people in ((F.SENIORS, seniors), (F.LEADS, leads)):
         if len(people) > 100 or not all(slack_id(p) for p in people):
             errors[block] = "Pick up to 100 people from the list."

@@ -3,7 +3,6 @@ one (asking where its open escalations go), in modals. Workspace admins only."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -21,7 +20,16 @@ from slack_sdk.models.views import View
 from bot.slack import text as t
 from bot.slack.ids import CallbackId, QueueMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.modals import VALUE, _channel_select, _people_select, _selected_users, _value, _values, slack_id
+from bot.slack.modals import (
+    VALUE,
+    _channel_select,
+    _people_select,
+    _selected,
+    _value,
+    _values,
+    read_config_form,
+    slack_id,
+)
 from handoff.domain import Queue
 
 NAME_MAX = 80
@@ -123,24 +131,11 @@ def _minutes(raw: str | None) -> int | str | None:
 def read_queue_form(view: dict[str, Any], queue_id: int | None) -> tuple[Queue, dict[str, str]]:
     """The queue as typed into the form, and field errors (empty when fine)."""
     values = _values(view)
-    errors: dict[str, str] = {}
+    cfg, errors = read_config_form(view, whose="its")  # the channels and people, as the workspace's form
     name = " ".join((_value(values, F.QUEUE_NAME) or "").split())
     if not name or len(name) > NAME_MAX or ":" in name:
         errors[F.QUEUE_NAME] = f"A name of 1 to {NAME_MAX} characters, without a colon."
-    channel = _value(values, F.ESCALATION_CHANNEL)
-    if not channel or not slack_id(channel):
-        errors[F.ESCALATION_CHANNEL] = "Pick the channel its cards go to."
-    leads_channel = _value(values, F.LEADS_CHANNEL)
-    if leads_channel is not None and not slack_id(leads_channel):
-        errors[F.LEADS_CHANNEL] = "Pick a channel from the list."
-    group = (_value(values, F.SENIOR_GROUP) or "").strip().upper() or None
-    if group and not re.fullmatch(r"S[A-Z0-9]{4,19}", group):
-        errors[F.SENIOR_GROUP] = "A user group id looks like S0123ABCD (Slack shows it in the group's link)."
-    seniors, leads = _selected_users(values, F.SENIORS), _selected_users(values, F.LEADS)
-    for block, people in ((F.SENIORS, seniors), (F.LEADS, leads)):
-        if len(people) > 100 or not all(slack_id(p) for p in people):
-            errors[block] = "Pick up to 100 people from the list."
-    served = dict_values(values, F.SERVES, "selected_conversations")
+    served = _selected(values, F.SERVES, "selected_conversations")
     if len(served) > 100 or not all(slack_id(c) for c in served):
         errors[F.SERVES] = "Pick up to 100 channels from the list."
     aliases = tuple(dict.fromkeys(a.strip().lower() for a in (_value(values, F.ALIASES) or "").split(",") if a.strip()))
@@ -156,22 +151,16 @@ def read_queue_form(view: dict[str, Any], queue_id: int | None) -> tuple[Queue, 
         name=name,
         is_default=False,
         aliases=aliases,
-        escalation_channel=channel,
-        leads_channel=leads_channel,
-        senior_user_ids=tuple(seniors),
-        senior_usergroup=group,
-        lead_user_ids=tuple(leads),
+        escalation_channel=cfg.escalation_channel,
+        leads_channel=cfg.leads_channel,
+        senior_user_ids=tuple(cfg.senior_user_ids),
+        senior_usergroup=cfg.senior_usergroup,
+        lead_user_ids=tuple(cfg.lead_user_ids),
         reminder_minutes=reminder if isinstance(reminder, int) else None,
         lead_alert_minutes=alert if isinstance(alert, int) else None,
         serves=tuple(served),
     )
     return queue, errors
-
-
-def dict_values(values: dict[str, Any], block: str, key: str) -> list[str]:
-    chosen = (values.get(block) or {}).get(VALUE) or {}
-    found = chosen.get(key) if isinstance(chosen, dict) else None
-    return [c for c in found if isinstance(c, str)] if isinstance(found, list) else []
 
 
 def remove_modal(queue: Queue, others: list[Queue], open_count: int) -> View:

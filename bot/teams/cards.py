@@ -57,6 +57,20 @@ def _section(title: str, text: str, empty: str) -> list[dict[str, Any]]:
     ]
 
 
+def _headline(h: Handoff) -> list[dict[str, Any]]:
+    """Severity, number and summary: the top of every card about an escalation."""
+    return [
+        {
+            "type": "TextBlock",
+            "text": f"{SEVERITY_DOT[h.severity]} {h.severity.label} · {h.ref}",
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        },
+        rich(run(cut(h.summary, SUMMARY_MAX), weight="Bolder", size="Medium")),
+    ]
+
+
 def escalation_card(
     h: Handoff, names: dict[str, str], queues: list[Queue] | None = None, *, viewer: str | None = None
 ) -> dict[str, Any]:
@@ -73,14 +87,7 @@ def escalation_card(
     if several:
         value["q"] = h.queue_id
     body: list[dict[str, Any]] = [
-        {
-            "type": "TextBlock",
-            "text": f"{SEVERITY_DOT[h.severity]} {h.severity.label} · {h.ref}",
-            "weight": "Bolder",
-            "size": "Medium",
-            "wrap": True,
-        },
-        rich(run(cut(h.summary, SUMMARY_MAX), weight="Bolder", size="Medium")),
+        *_headline(h),
         rich(
             run("Escalated by ", isSubtle=True),
             run(name(h.requester_id), isSubtle=True, weight="Bolder"),
@@ -258,14 +265,7 @@ def moved_card(h: Handoff, names: dict[str, str], moved: dict[str, Any]) -> dict
     said = [run(": " + cut(str(moved.get("note") or ""), SHOWN_MAX))] if moved.get("note") else []
     return card(
         [
-            {
-                "type": "TextBlock",
-                "text": f"{SEVERITY_DOT[h.severity]} {h.severity.label} · {h.ref}",
-                "weight": "Bolder",
-                "size": "Medium",
-                "wrap": True,
-            },
-            rich(run(cut(h.summary, SUMMARY_MAX), weight="Bolder", size="Medium")),
+            *_headline(h),
             rich(
                 run("➡ Moved to "),
                 run(cut(str(moved.get("to") or ""), 80), weight="Bolder"),

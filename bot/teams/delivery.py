@@ -360,7 +360,7 @@ class TeamsDelivery:
 
     async def _weekly_report(self, item: OutboxItem) -> DeliveryResult:
         queue_id = item.payload.get("queue")  # one queue's report, to the leads channel set up for it
-        key = "leads" if queue_id is None else f"leads:q{queue_id}"
+        key = "leads" if queue_id is None else f"leads:q{queue_id}"  # as channel_key: a removed queue's is gone
         leads = await self.service.conversation(item.workspace_id, key)
         if leads is None or self.report_for is None:
             log.warning("weekly report for %s not posted: no Teams leads channel", item.payload.get("week"))

@@ -105,6 +105,33 @@ async def _moved_away(deps: SlackDeps, ws: int, h: Handoff, value: CardAction) -
     return messages.moved_away(h, (await deps.service.queue(ws, h.queue_id)).name)
 
 
+def _no_form(h: Handoff | None, moved: str | None) -> str | None:
+    """Why a button that opens a form (Resolve, Move) opens none: the escalation is not found, has
+    moved to another queue, or is closed."""
+    if h is None:
+        return messages.NOT_FOUND
+    if moved is not None:
+        return moved
+    if h.status in (Status.RESOLVED, Status.CANCELLED):
+        return messages.closed(h)
+    return None
+
+
+async def _open_form(
+    client: AsyncWebClient, body: dict[str, Any], view: Any, tell: Tell, form: str, button: str
+) -> None:
+    """Open a button's form inside its trigger's 3 seconds, or tell the clicker to press again."""
+    trigger = text_at(body, "trigger_id")
+    if trigger is None:
+        await tell(f"I couldn't open {form}. Please click {button} again.")
+        return
+    try:
+        await client.views_open(trigger_id=trigger, view=view)
+    except SlackApiError as exc:
+        log.warning("views.open for %s failed: %s", form, exc.response.get("error"))
+        await tell(f"I couldn't open {form} in time. Please click {button} again.")
+
+
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     service = deps.service
 
@@ -202,28 +229,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         # Only a courtesy check, so the holder-less don't fill in a form for nothing;
         # the resolve itself is a compare-and-set when the form is submitted.
-        if h is None:
-            await tell(messages.NOT_FOUND)
+        why_not = _no_form(h, moved) or (messages.not_holder(h) if h and h.claimed_by != user else None)
+        if why_not is not None or h is None:
+            await tell(why_not or messages.NOT_FOUND)
             return
-        if moved is not None:
-            await tell(moved)
-            return
-        if h.status in (Status.RESOLVED, Status.CANCELLED):
-            await tell(messages.closed(h))
-            return
-        if h.claimed_by != user:
-            await tell(messages.not_holder(h))
-            return
-        channel = text_at(body, "channel", "id")
-        trigger = text_at(body, "trigger_id")
-        if trigger is None:
-            await tell("I couldn't open the resolve form. Please click Resolve again.")
-            return
-        try:
-            await client.views_open(trigger_id=trigger, view=resolve_modal(h, channel=channel))
-        except SlackApiError as exc:
-            log.warning("views.open for resolve failed: %s", exc.response.get("error"))
-            await tell("I couldn't open the resolve form in time. Please click Resolve again.")
+        view = resolve_modal(h, channel=text_at(body, "channel", "id"))
+        await _open_form(client, body, view, tell, "the resolve form", "Resolve")
 
     @app.action(ActionId.MOVE)
     @guarded
@@ -250,20 +261,9 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await _unavailable(deps, tell)
             return
         # A courtesy check before the form; the move itself is a compare-and-set on submission.
-        if h is None:
-            await tell(messages.NOT_FOUND)
+        why_not = _no_form(h, moved) or (None if allowed else messages.MOVE_REFUSED)
+        if why_not is not None or h is None:
+            await tell(why_not or messages.NOT_FOUND)
             return
-        if moved is not None or h.status in (Status.RESOLVED, Status.CANCELLED):
-            await tell(moved or messages.closed(h))
-            return
-        if not allowed:
-            await tell(messages.MOVE_REFUSED)
-            return
-        trigger = text_at(body, "trigger_id")
-        try:
-            if trigger is None:
-                raise LookupError("no trigger")
-            await client.views_open(trigger_id=trigger, view=move_modal(h, queues, holder=h.claimed_by == user))
-        except (SlackApiError, LookupError) as exc:
-            log.warning("views.open for move failed: %s", exc)
-            await tell("I couldn't open the move form in time. Please click it again.")
+        view = move_modal(h, queues, holder=h.claimed_by == user)
+        await _open_form(client, body, view, tell, "the move form", "it")
