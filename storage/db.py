@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -52,7 +54,12 @@ async def open_checked(url: str, *, write: bool = True) -> Database:
     return db
 
 
-_UNAVAILABLE = (OperationalError, PoolTimeout, ConnectionError, OSError, asyncio.TimeoutError)
+# sqlite3's own OperationalError too: our BEGIN goes straight to the driver, unwrapped.
+_UNAVAILABLE = (OperationalError, sqlite3.OperationalError, PoolTimeout, ConnectionError, OSError, asyncio.TimeoutError)
+
+
+def _is_read_only(exc: BaseException) -> bool:
+    return any("readonly" in str(e) for e in (exc, getattr(exc, "orig", None), exc.__cause__) if e is not None)
 
 
 # Errors that mean the database is away (not that a statement was wrong): by name, anywhere in the
@@ -252,8 +259,17 @@ class Database:
     def _install_sqlite_hooks(self) -> None:
         sync_engine = self.engine.sync_engine
 
+        file = make_url(self.url).database or ""
+
+        def writable() -> bool:
+            return os.access(file, os.W_OK)
+
         @event.listens_for(sync_engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        def _on_connect(dbapi_conn: Any, record: Any) -> None:
+            # SQLite opens a file it may not write (read-only mount, chattr +i, mode 0444) read-only,
+            # and such a connection stays read-only after the file is writable again: remember it.
+            if not writable():
+                record.info["opened_read_only"] = True
             # We issue BEGIN ourselves (below); stop the driver doing it implicitly.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -263,6 +279,11 @@ class Database:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the loop (sqlite_inline)
             cur.close()
+
+        @event.listens_for(sync_engine.pool, "checkout")
+        def _on_checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            if record.info.get("opened_read_only") and writable():
+                raise DisconnectionError("opened while the file was read-only")  # the pool opens a new one
 
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
@@ -313,7 +334,15 @@ class Database:
             async with self.engine.connect() as conn:
                 if options:
                     await conn.execution_options(**options)
-                yield conn
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if self.dialect == "sqlite" and _is_read_only(exc):
+                        # SQLite opens a file it may not write read-only, and such a connection
+                        # stays read-only after the file is writable again: drop it, the pool
+                        # opens a new one for the next caller.
+                        await conn.invalidate()
+                    raise
         except BaseException as exc:
             if _is_unavailable(exc):
                 raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc

@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.sandbox.fake_slack import FakeSlack
 from bot.server import RUNTIME
+from storage.db import Database
 from tests.conftest import PG_URL, Bot, _admin, bot_settings, start_bot
 from tests.helpers import FORM, open_form
 
@@ -162,6 +164,28 @@ async def test_ready_says_why_while_the_database_is_read_only_and_recovers(bot: 
         again = await bot.slack.submit("U0JUNIOR", view, FORM)  # the person presses the button again
         assert again.status == 200 and not again.body
         await bot.fake.wait_for(lambda: bot.fake.channel_messages("C0ESCALATE"))
+
+
+async def test_connections_opened_while_the_file_was_read_only_do_not_outlive_it(tmp_path: Path) -> None:
+    # A busy bot opens pool connections during the outage too; SQLite opens those read-only, and
+    # they would refuse every write after the file is writable again (seen in CI: the person's
+    # second press after recovery failed).
+    path = migrated_sqlite(tmp_path)
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+
+        async def reader() -> None:
+            async with db.read() as conn:
+                await conn.execute(text("SELECT count(*) FROM handoffs"))
+                await asyncio.sleep(0.05)  # held, so the others need connections of their own
+
+        with immutable(*(p for p in (path, path.with_name(path.name + "-wal")) if p.exists())):
+            await asyncio.gather(*(reader() for _ in range(4)))  # reads still work while read-only
+        for _ in range(4):  # every pooled connection gets its turn
+            async with db.write() as conn:
+                await conn.execute(text("PRAGMA user_version = 7"))
+    finally:
+        await db.dispose()
 
 
 async def test_each_replica_keeps_as_many_connections_as_database_pool_size_says(
