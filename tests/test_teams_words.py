@@ -89,6 +89,21 @@ async def test_installed_for_a_person_it_says_how_to_use_it(teams: TeamsHarness)
     assert "Hi!" in answers[-1].text and "**escalate**" in answers[-1].text
 
 
+async def test_one_install_announced_twice_greets_once(teams: TeamsHarness) -> None:
+    # Teams (and the Agents Playground) announce an install twice: an installationUpdate and a
+    # conversationUpdate with the bot among the members added. The person hears one greeting.
+    t = teams
+    conversation = t.teams.personal_conversation(JUNIOR)
+    installed = t.teams._base(JUNIOR, conversation)
+    installed.update(type="installationUpdate", action="add")
+    await said_to(t, f"a:personal-{JUNIOR.aad}", t.teams.post(installed))
+    joined = t.teams._base(JUNIOR, conversation)
+    joined.update(type="conversationUpdate", membersAdded=[{"id": BOT_ID}, {"id": JUNIOR.aad}])
+    assert (await t.teams.post(joined)).status in (200, 202)
+    greetings = [a for a in t.connector.activities if "Hi!" in (a.text or "")]
+    assert len(greetings) == 1, [a.text for a in greetings]
+
+
 async def test_added_to_a_team_it_asks_a_lead_to_run_setup_and_says_nothing_when_others_join(
     teams: TeamsHarness,
 ) -> None:
@@ -171,11 +186,26 @@ async def test_a_requested_senior_the_bot_never_met_is_named_from_the_team(teams
     card = await escalate(t, requested_senior=stranger.aad)
     shown = " ".join(texts(card.card).split())
     assert f"Asked for {stranger.name}" in shown and "Asked for someone" not in shown
-    looked = [c for c in t.connector.calls if c.method == "GET" and c.path.endswith(f"/members/{stranger.aad}")]
+    looked = [c for c in t.connector.calls if c.method == "GET" and c.path.endswith("/pagedmembers")]
     assert len(looked) == 1 and looked[0].status == 200
     # Kept: the next card that names them asks nobody.
     await escalate(t, requested_senior=stranger.aad, summary="Another one")
     assert len([c for c in t.connector.calls if c.method == "GET"]) == 1
+
+
+@pytest.mark.parametrize("teams_overrides", [{"teams_senior_user_ids": ["aad-senior-05", "aad-senior-06"]}])
+async def test_setup_learns_the_seniors_names_so_the_form_offers_them_by_name(teams: TeamsHarness) -> None:
+    # The seniors are configured by Entra id and may never have met the bot: without their names
+    # the form's "ask a specific senior" offered "Senior aad-seni" twice (seen in the playground).
+    from tests.teams import SENIORS, open_form
+
+    t = teams
+    t.connector.roster.update({f"aad-other-{i}": f"Other {i}" for i in range(600)})
+    t.connector.roster.update({p.aad: p.name for p in SENIORS})  # on the second page of the team's members
+    await set_up(t)
+    form = await open_form(t)
+    picker = next(el for el in form.card["body"] if el.get("id") == "requested_senior")
+    assert [c["title"] for c in picker["choices"]] == ["Senior 05", "Senior 06"]
 
 
 async def test_someone_the_team_does_not_have_stays_someone(teams: TeamsHarness) -> None:

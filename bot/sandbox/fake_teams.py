@@ -127,6 +127,7 @@ class FakeTeamsConnector(Watched):
         app.router.add_post("/v3/conversations/{conv}/activities/{aid}", self._reply)
         app.router.add_put("/v3/conversations/{conv}/activities/{aid}", self._update)
         app.router.add_get("/v3/conversations/{conv}/members/{member}", self._member)
+        app.router.add_get("/v3/conversations/{conv}/pagedmembers", self._paged_members)
         self._runner, self.port = await serve_on_loopback(app, handler_cancellation=True)
         return self
 
@@ -313,6 +314,30 @@ class FakeTeamsConnector(Watched):
         call.status, call.applied = 200, True
         await self._notify()
         return web.json_response({"id": f"29:{member}", "name": self.roster[member], "aadObjectId": member})
+
+    async def _paged_members(self, request: web.Request) -> web.StreamResponse:
+        """The team's members a page at a time (pageSize at most 500, a continuationToken while
+        more are left), as Teams serves them."""
+        conv = request.match_info["conv"]
+        call = ConnectorCall(request.method, request.path, conv, None, {}, 0, time.monotonic())
+        self.calls.append(call)
+        problem = self._problem(request, conv, {"type": "lookup"})
+        size_text, token = request.query.get("pageSize", "200"), request.query.get("continuationToken", "0")
+        if problem is None and not (size_text.isdigit() and 1 <= int(size_text) <= 500 and token.isdigit()):
+            problem = (400, "BadArgument", "pageSize must be 1 to 500 and the continuation token one we gave")
+        if problem is not None:
+            call.status = problem[0]
+            await self._notify()
+            return connector_error(*problem)
+        people, start = list(self.roster.items()), int(token)
+        page = people[start : start + int(size_text)]
+        call.status, call.applied = 200, True
+        await self._notify()
+        members = [{"id": f"29:{aad}", "name": name, "aadObjectId": aad} for aad, name in page]
+        body: dict[str, Any] = {"members": members}
+        if start + len(page) < len(people):
+            body["continuationToken"] = str(start + len(page))
+        return web.json_response(body)
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         conv = f"a:{uuid.uuid4().hex[:12]}"

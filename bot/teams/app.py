@@ -20,6 +20,7 @@ from microsoft_agents.activity import Activity, ActivityTypes, AdaptiveCardInvok
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import (
     AgentApplication,
+    ConnectorClientBase,
     MemoryStorage,
     TurnContext,
     TurnState,
@@ -44,6 +45,7 @@ from bot.teams.replies import (
     card_response,
     message_response,
     reference_of,
+    team_names,
     who,
 )
 from handoff.domain import (
@@ -112,6 +114,7 @@ class TeamsBot(TeamsQueues):
         )
         self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
         self.stats_for: StatsFor | None = None  # set by the server: the week so far (`stats`)
+        self.greeter = commands.Greeter()
         self._register()
         # The token check, on this route only: Slack's path keeps its own signature check.
         self.gate = TeamsGate(settings, self.auth_config)
@@ -185,6 +188,7 @@ class TeamsBot(TeamsQueues):
             await self.service.remember_person(ws, me.user_id, me.name)
             if not leads:
                 await self.service.channel_ready(ws)  # escalations made before setup go out now
+                await self._learn_seniors(context, ws, channel_id)
             bind_log(workspace=me.tenant)
             which = f" for the {queue.name} queue" if queue is not None else ""
             log.info("Teams %s channel%s set up by %s", "leads" if leads else "escalation", which, me.user_id)
@@ -250,12 +254,12 @@ class TeamsBot(TeamsQueues):
 
         @app.conversation_update("membersAdded")
         async def members_added(context: TurnContext, _state: TurnState) -> None:
-            await commands.greet_if_added(context, [m.id for m in context.activity.members_added or []])
+            await self.greeter.greet_if_added(context, [m.id for m in context.activity.members_added or []])
 
         @app.activity("installationUpdate")
         async def installed(context: TurnContext, _state: TurnState) -> None:
             if (context.activity.action or "add").startswith("add"):
-                await commands.greet_if_added(
+                await self.greeter.greet_if_added(
                     context, [context.activity.recipient.id if context.activity.recipient else ""]
                 )
 
@@ -341,6 +345,22 @@ class TeamsBot(TeamsQueues):
             return []
         names = await self.service.names(ws, self.seniors)
         return [(uid, names.get(uid) or f"Senior {uid[:8]}") for uid in self.seniors]
+
+    async def _learn_seniors(self, context: TurnContext, ws: int, channel_id: str) -> None:
+        """At setup, the seniors' names from the team (they may never have met the bot), so the
+        form's "ask a specific senior" names them. Where the connector can't tell, they show as
+        "Senior <id>" until they message the bot or press a button."""
+        known = await self.service.names(ws, self.seniors)
+        missing = [u for u in self.seniors if u not in known]
+        if not missing:
+            return
+        try:
+            found = await team_names(context.services.get(ConnectorClientBase), channel_id, missing)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info("Teams setup: could not read the team's members for the seniors' names: %s", exc)
+            return
+        for user, name in found.items():
+            await self.service.remember_person(ws, user, name)
 
     async def _senior_choices_for(self, tenant: str) -> list[tuple[str, str]]:
         return await self._senior_choices(await self.service.workspace_id("teams", tenant))

@@ -5,6 +5,7 @@ card's), `mine`, `stats [queue]` and `help`."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -171,12 +172,31 @@ async def stats(bot: Bot, context: TurnContext) -> None:
     await context.send_activity(text)
 
 
-async def greet_if_added(context: TurnContext, added: list[str]) -> None:
-    """Installed for a person, or added to a team: say how to use it (once per install event;
-    a conversationUpdate for other people joining says nothing)."""
-    bot_id = context.activity.recipient.id if context.activity.recipient else None
-    if not bot_id or bot_id not in added:
-        return
+class Greeter:
+    """Installed for a person, or added to a team: say how to use it, once. Teams announces one
+    install twice (an installationUpdate and a conversationUpdate with the bot among the members
+    added; the Agents Playground does the same), so a conversation greeted within the last
+    WINDOW seconds is not greeted again. A conversationUpdate for other people joining says nothing."""
+
+    WINDOW = 600.0
+
+    def __init__(self) -> None:
+        self._greeted: dict[str, float] = {}
+
+    async def greet_if_added(self, context: TurnContext, added: list[str]) -> None:
+        bot_id = context.activity.recipient.id if context.activity.recipient else None
+        conversation = context.activity.conversation.id if context.activity.conversation else None
+        if not bot_id or bot_id not in added or not conversation:
+            return
+        now = time.monotonic()
+        self._greeted = {c: t for c, t in self._greeted.items() if now - t < self.WINDOW}
+        if conversation in self._greeted:
+            return
+        self._greeted[conversation] = now
+        await _greet(context)
+
+
+async def _greet(context: TurnContext) -> None:
     kind = (context.activity.conversation.conversation_type or "personal") if context.activity.conversation else ""
     if kind == "personal":
         await context.send_activity('Hi! I turn "can someone help?" into a claimable handoff. ' + HELP)

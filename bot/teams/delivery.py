@@ -32,6 +32,7 @@ from bot.phrases import after_phrase
 from bot.teams import cards
 from bot.teams.app import TeamsBot
 from bot.teams.queues import channel_key
+from bot.teams.replies import team_names
 from bot.teams.report_card import report_card
 from bot.teams.text import plain
 from handoff.domain import Handoff, Outbound
@@ -259,21 +260,11 @@ class TeamsDelivery:
             return
 
         async def look(context: TurnContext) -> dict[str, str]:
-            client = context.services.get(ConnectorClientBase)
-            found: dict[str, str] = {}
-            for user in missing:
-                try:
-                    member = await client.conversations.get_conversation_member(channel["conversation"]["id"], user)
-                except (aiohttp.ClientError, OSError) as exc:
-                    log.info("%s: no name for %s from the connector: %s", h.ref, user, exc)
-                    continue
-                if member.name:
-                    found[user] = member.name
-            return found
+            return await team_names(context.services.get(ConnectorClientBase), channel["conversation"]["id"], missing)
 
         try:
             found = await self._with_conversation(channel, look)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.info("%s: could not look names up: %s", h.ref, exc)
             return
         for user, name in (found or {}).items():

@@ -57,6 +57,31 @@ def reference_of(context: TurnContext, *, conversation_id: str | None = None) ->
     return data
 
 
+MEMBER_PAGES = 20  # of up to 500 people each: a team of 10,000 is read to the end
+
+
+async def team_names(client: Any, conversation_id: str, wanted: list[str]) -> dict[str, str]:
+    """The display names of `wanted` (Entra object ids, or Teams ids) among a team conversation's
+    members, read page by page from the connector (`pagedmembers`, which Teams and the Agents
+    Playground both serve; looking one person up by Entra id is not served by the playground).
+    Stops when all are found. Connector errors propagate to the caller."""
+    left, found = set(wanted), {}
+    token: str | None = None
+    for _ in range(MEMBER_PAGES):
+        page = await client.conversations.get_conversation_paged_members(
+            conversation_id, page_size=500, continuation_token=token
+        )
+        for member in page.members or []:
+            for key in (getattr(member, "aad_object_id", None), member.id):
+                if key in left and member.name:
+                    found[key] = member.name
+                    left.discard(key)
+        token = page.continuation_token
+        if not left or not token:
+            break
+    return found
+
+
 BROKEN_BUTTON = "That button doesn't carry a valid escalation; nothing changed."
 
 
