@@ -171,6 +171,10 @@ class FakeTeamsConnector(Watched):
                 return 401, "Unauthorized", problem
         if base_conversation(conv) not in self.conversations:
             return 404, "ConversationNotFound", "Conversation not found."
+        if "id" in body and not isinstance(body["id"], str):
+            # Microsoft's Agents Playground (0.2.28) answers `"id": null` with 400 "Invalid input";
+            # the Agents SDK 1.9 sends exactly that for every proactive message (sendToConversation).
+            return 400, "BadArgument", "Invalid input"
         if body.get("type") in ("message", None):
             for attachment in body.get("attachments") or []:
                 if attachment.get("contentType") == CARD and self.card_check is not None:

@@ -50,6 +50,20 @@ class NoChannel(Exception):
     pass
 
 
+def new_post(activity: Activity | str, reference: ConversationReference) -> Activity:
+    """A new message for sendToConversation, as the SDK's send_activity builds it, but without the
+    fields it leaves None: the Agents SDK (1.9) posts `"id": null`, which Microsoft's Agents
+    Playground refuses with 400 "Invalid input"."""
+    out = (
+        Activity(type="message", text=activity, input_hint="acceptingInput")
+        if isinstance(activity, str)
+        else activity.model_copy(deep=True)
+    )
+    out.apply_conversation_reference(reference)
+    out.model_fields_set.difference_update([n for n in list(out.model_fields_set) if getattr(out, n) is None])
+    return out
+
+
 class TeamsDelivery:
     def __init__(self, bot: TeamsBot, service: HandoffService, *, report_for: ReportFor | None = None):
         self.bot = bot
@@ -94,7 +108,9 @@ class TeamsDelivery:
         self, reference: dict[str, Any], activity: Activity | str, conversation_id: str | None = None
     ) -> str:
         async def work(context: TurnContext) -> str:
-            resp = await context.send_activity(activity)
+            out = new_post(activity, context.activity.get_conversation_reference())
+            client = context.services.get(ConnectorClientBase)
+            resp = await client.conversations.send_to_conversation(out.conversation.id, out)
             return resp.id if resp is not None and resp.id else ""
 
         return await self._with_conversation(reference, work, conversation_id)
