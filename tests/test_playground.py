@@ -53,6 +53,19 @@ def install_playground() -> None:
         pytest.fail(f"npm ci of the Agents Playground failed: {done.stderr[-2000:]}")
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses a TCP port listens on, from the kernel's tables (Linux)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -225,6 +238,7 @@ async def playground(tmp_path: Path, db_url: str, fake_slack: FakeSlack) -> Asyn
         async with asyncio.timeout(30):
             line = (await proc.stdout.readline()).decode()
         assert line.strip() == f"Listening on {port}", f"the playground said {line!r}"
+        assert listening_addresses(port) == {"0100007F"}, "the playground must listen on 127.0.0.1 only"
         url = f"http://127.0.0.1:{port}"
         seen = Seen()
         ws = await http.ws_connect(url.replace("http", "ws", 1) + "/_ws_conversation/v1/conversations/stream")
