@@ -297,6 +297,7 @@ async def test_the_whole_flow_in_the_agents_playground(playground: Playground) -
         {"summary": "VPN drops every ten minutes", "severity": "P2", "tried": "Restarted the client"},
     )
     await seen.wait_for(lambda: "Escalated as ESC-1" in card_text(seen.cards(p.personal)[-1]))
+    await seen.wait_for(lambda: any("ESC-1 is posted in the escalation channel" in t for t in seen.texts(p.personal)))
 
     # The card in the escalation channel, posted by the bot on its own (sendToConversation).
     card = (await seen.wait_for(lambda: seen.cards(p.general)))[-1]

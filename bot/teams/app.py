@@ -329,13 +329,16 @@ class TeamsBot(TeamsQueues):
         if result.created and self.metrics is not None:
             self.metrics.escalations.labels("teams").inc()
         channel = await self.service.conversation(ws, channel_key("escalation", queue))
+        # The card goes out from the outbox a moment later; this chat hears when it is up.
         where = (
-            "It is posted to the escalation channel"
+            "It is on its way to the escalation channel"
             if channel
             else "No escalation channel is set up yet, so it will be posted as soon as a lead runs setup there"
         )
         await answer_on_form(
-            cards.done_card(f"Escalated as {h.ref}. {where}; I'll tell you here when a senior picks it up.")
+            cards.done_card(
+                f"Escalated as {h.ref}. {where}; I'll tell you here when it is posted and when a senior picks it up."
+            )
         )
 
     async def _senior_choices(self, ws: int) -> list[tuple[str, str]]:
