@@ -153,7 +153,8 @@ def as_text(r: WeeklyReport) -> str:
         return "\n".join(lines)
     lines += [
         f"Opened {t.opened}{change(t.opened, p.opened)} · claimed {t.claimed}{change(t.claimed, p.claimed)}"
-        f" · resolved {t.resolved}{change(t.resolved, p.resolved)} · still open {t.still_open}",
+        f" · resolved {t.resolved}{change(t.resolved, p.resolved)} · still open {t.still_open}"
+        + (f" · cancelled {t.cancelled}" if t.cancelled else ""),
     ]
     if t.claimed:
         lines.append(

@@ -75,6 +75,7 @@ def facts(workspace_id: int, start: datetime, end: datetime, queue_id: int | Non
     x = handoff_events.alias("x")
     contested = exists().where(x.c.handoff_id == handoffs.c.id, x.c.kind == "claim_conflict", x.c.at < end)
     resolved_at = case((handoffs.c.resolved_at < end, handoffs.c.resolved_at), else_=None)
+    cancelled = case((handoffs.c.cancelled_at < end, 1), else_=0)
     return (
         select(
             handoffs.c.id,
@@ -85,6 +86,7 @@ def facts(workspace_id: int, start: datetime, end: datetime, queue_id: int | Non
             (epoch(first_action) - epoch(claim_before_action)).label("to_action"),
             (epoch(resolved_at) - epoch(handoffs.c.created_at)).label("to_resolve"),
             case((contested, 1), else_=0).label("contested"),
+            cancelled.label("cancelled"),
         )
         .where(in_scope(workspace_id, queue_id), handoffs.c.created_at >= start, handoffs.c.created_at < end)
         .subquery("facts")
@@ -134,6 +136,7 @@ class WeekFigures:
     claimed: int = 0
     resolved: int = 0
     still_open: int = 0
+    cancelled: int = 0
     contested: int = 0
     to_claim_median: float | None = None  # seconds
     to_claim_p90: float | None = None
@@ -170,6 +173,7 @@ async def week_figures(
                 func.coalesce(func.sum(f.c.contested), 0),
                 func.count(f.c.to_action),
                 func.coalesce(func.sum(f.c.to_action), 0.0),
+                func.coalesce(func.sum(f.c.cancelled), 0),
             )
         )
     ).one()
@@ -180,8 +184,9 @@ async def week_figures(
         contested=int(totals[3]),
         first_actions=int(totals[4]),
         action_seconds_total=float(totals[5]),
+        cancelled=int(totals[6]),
     )
-    w.still_open = w.opened - w.resolved
+    w.still_open = w.opened - w.resolved - w.cancelled  # withdrawn by the requester: not waiting for anyone
     if w.opened == 0:
         w.per_day_opened = [0] * 7
         w.per_day_claim_median = [None] * 7

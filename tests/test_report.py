@@ -132,6 +132,26 @@ async def test_every_figure_of_a_synthetic_week_is_exact(db: Database) -> None:
     assert "Estimated hours recovered: 1.0 h over 3 handoffs (estimate: baseline 30 min" in text
 
 
+async def test_a_cancelled_escalation_is_not_counted_as_still_open(db: Database) -> None:
+    s, ws = await seed_week(db)
+    clock = s.clock
+    assert isinstance(clock, Clock)
+    # H: Fri 09:00, withdrawn by the requester at 09:05. I: Fri 10:00, withdrawn only after the week.
+    h = await escalate(s, clock, ws, utc(20, 9), "P3")
+    clock.at(utc(20, 9, 5))
+    await s.cancel(ws, h, "UJUNIOR")
+    i = await escalate(s, clock, ws, utc(20, 10), "P3")
+    clock.at(utc(23, 9))
+    await s.cancel(ws, i, "UJUNIOR")
+    r = await build_report(db, ws, WEEK, timezone="UTC", baseline_minutes=30)
+    t = r.this
+    # Seven opened: A and B resolved, H cancelled; C, D, E and I (cancelled after the week) still open.
+    assert (t.opened, t.resolved, t.cancelled, t.still_open) == (7, 2, 1, 4)
+    assert "still open 4 · cancelled 1" in as_text(r)
+    fields = json.dumps([b.to_dict() for b in report_blocks(r)])
+    assert "4 (1 cancelled)" in fields
+
+
 async def test_daylight_saving_weeks_use_local_midnights(db: Database) -> None:
     clock = Clock()
     s = HandoffService(db, clock=clock)

@@ -43,7 +43,7 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
                 _field("Opened", f"{w.opened}{change(w.opened, p.opened)}"),
                 _field("Claimed", f"{w.claimed}{change(w.claimed, p.claimed)}"),
                 _field("Resolved", f"{w.resolved}{change(w.resolved, p.resolved)}"),
-                _field("Still open", str(w.still_open)),
+                _field("Still open", str(w.still_open) + (f" ({w.cancelled} cancelled)" if w.cancelled else "")),
             ]
         )
     )

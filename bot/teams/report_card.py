@@ -39,7 +39,7 @@ def report_card(r: WeeklyReport, names: dict[str, str], chart_png: bytes | None)
                 ("Opened", f"{w.opened}{change(w.opened, p.opened)}"),
                 ("Claimed", f"{w.claimed}{change(w.claimed, p.claimed)}"),
                 ("Resolved", f"{w.resolved}{change(w.resolved, p.resolved)}"),
-                ("Still open", str(w.still_open)),
+                ("Still open", str(w.still_open) + (f" ({w.cancelled} cancelled)" if w.cancelled else "")),
                 (
                     "Time to claim",
                     f"median {minutes(w.to_claim_median)}"
