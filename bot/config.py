@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     teams_app_password: SecretStr | None = None
     teams_tenant_id: str | None = None
     teams_senior_user_ids: CommaList = Field(default_factory=list)
+    teams_lead_user_ids: CommaList = Field(default_factory=list)  # Entra ids who may ask for `stats`
     # Accept Teams requests without a Bot Framework token: local development only.
     teams_allow_anonymous: bool = False
     # Where Teams may tell the bot to send its answers (an activity's serviceUrl): the Bot Connector
@@ -92,7 +93,12 @@ class Settings(BaseSettings):
     scheduler_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator(
-        "slack_senior_user_ids", "slack_lead_user_ids", "teams_senior_user_ids", "teams_service_urls", mode="before"
+        "slack_senior_user_ids",
+        "slack_lead_user_ids",
+        "teams_senior_user_ids",
+        "teams_lead_user_ids",
+        "teams_service_urls",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:

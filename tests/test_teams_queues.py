@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from bot.sandbox.fake_teams import TENANT
 from handoff.domain import Queue
 from tests.cardcheck import card_problems
@@ -157,6 +159,24 @@ async def test_queue_mine_stats_and_help_in_a_chat_with_the_bot(teams: TeamsHarn
     assert "This week so far" in stats.text and "Opened 2" in stats.text
     assert await said(LEAD, "stats tier 9", "no queue called tier 9")
     assert await said(JUNIOR, "help", "**queue** shows what is waiting")
+
+
+@pytest.mark.parametrize("teams_overrides", [{"teams_lead_user_ids": [LEAD.aad]}])
+async def test_stats_are_for_the_leads_when_leads_are_named(teams: TeamsHarness) -> None:
+    t = teams
+    await set_up(t)
+    await escalate(t, summary="Exports fail for EU tenants")
+
+    async def answer(who, text: str) -> str:  # type: ignore[no-untyped-def]
+        chat = f"a:personal-{who.aad}"
+        before = len(t.connector.in_conversation(chat))
+        assert (await t.teams.say_personal(who, text)).status in (200, 202)
+        found = await t.connector.wait_for(lambda: t.connector.in_conversation(chat)[before:])
+        return found[-1].text
+
+    refused = await answer(ANA, "stats")
+    assert "for the leads" in refused and "Opened" not in refused
+    assert "Opened 1" in await answer(LEAD, "stats")
 
 
 def teams_message(text_html: str, author: str = "Carol Customer-Success") -> dict[str, Any]:

@@ -113,6 +113,7 @@ class TeamsBot(TeamsQueues):
             remove_recipient_mention=True,
         )
         self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
+        self.leads = list(dict.fromkeys(settings.teams_lead_user_ids))  # empty: anyone may ask for stats
         self.stats_for: StatsFor | None = None  # set by the server: the week so far (`stats`)
         self.greeter = commands.Greeter()
         self._register()

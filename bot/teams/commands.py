@@ -166,7 +166,10 @@ async def stats(bot: Bot, context: TurnContext) -> None:
     queue_name = re.sub(r"^\s*stats\b", "", context.activity.text or "", flags=re.IGNORECASE).strip()
     try:
         ws = await bot.service.workspace_id("teams", me.tenant)
-        text = await stats_text(bot.service, bot.stats_for, ws, queue_name)
+        if bot.leads and me.user_id not in bot.leads:
+            text = "The week's figures are for the leads (TEAMS_LEAD_USER_IDS); they get them every week."
+        else:
+            text = await stats_text(bot.service, bot.stats_for, ws, queue_name)
     except StorageUnavailable:
         text = TRY_AGAIN
     await context.send_activity(text)

@@ -103,6 +103,7 @@ class Bot(Protocol):
     """What the handlers outside `bot.teams.app` use of the Teams bot (so they need not import it)."""
 
     service: HandoffService
+    leads: list[str]
     stats_for: Callable[[int, int | None], Awaitable[WeeklyReport]] | None
 
     async def _remember_chat(self, context: TurnContext, ws: int, me: Who) -> None: ...
