@@ -81,7 +81,7 @@ async def test_uninstall_or_revocation_removes_that_workspaces_tokens_only(multi
     answer = await m.sims[BETA].command(JUNIOR, "")
     assert answer.status == 200
     told = await fake.wait_for(lambda: [r.text for r in fake.replies_to(JUNIOR)])
-    assert "isn't installed in this workspace any more" in told[-1]
+    assert "didn't confirm that Escalation Bot is installed in this workspace" in told[-1]
     assert not [c for c in fake.calls[calls:] if c.method == "views.open"]
 
 

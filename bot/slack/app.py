@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 # requests come over the app's own authenticated connection and need no mark.
 VERIFIED = "escalation_bot_verified"
 
+# Bolt says this for every failed authorization: an uninstalled workspace or a revoked token, but
+# also Slack answering auth.test with an error during an incident. So it says what is known.
 NOT_INSTALLED = (
-    ":warning: Escalation Bot isn't installed in this workspace any more, so nothing was sent or stored. "
-    "A workspace admin can install it again."
+    ":warning: Slack didn't confirm that Escalation Bot is installed in this workspace, so nothing was "
+    "sent or stored. Please try again in a minute; if this keeps happening, a workspace admin may need "
+    "to install it again."
 )
 
 
