@@ -191,23 +191,8 @@ class Playground:
         return await self._post("/_conversation/v1/invoke", body)
 
 
-@pytest.fixture
-async def playground(tmp_path: Path, db_url: str, fake_slack: FakeSlack) -> AsyncIterator[Playground]:
-    install_playground()
-    config = yaml.safe_load(CONFIG.read_text())
-    port = free_port()
-    seniors = [u["aadObjectId"] for u in config["users"] if u["givenName"] in ("Ana", "Ben")]
-    settings = bot_settings(
-        db_url,
-        fake_slack,
-        teams_app_id=config["bot"]["id"],
-        teams_tenant_id=config["tenantId"],
-        teams_app_password=None,
-        teams_allow_anonymous=True,
-        teams_service_urls=[f"http://127.0.0.1:{port}"],
-        teams_senior_user_ids=seniors,
-    )
-    runner, bot_url, _app = await start_bot(settings, fake_slack)
+async def start_playground(port: int, bot_url: str, cwd: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """The playground on `port`, pointed at the bot; and the first line it printed."""
     env = {
         **os.environ,
         "M365_AGENTS_PLAYGROUND_CONFIG_PATH": str(CONFIG),
@@ -226,18 +211,60 @@ async def playground(tmp_path: Path, db_url: str, fake_slack: FakeSlack) -> Asyn
         "--service-url",
         f"http://127.0.0.1:{port}/_connector",
         "--disable-telemetry",
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = (await proc.stdout.readline()).decode()
+    except TimeoutError:
+        line = "(nothing within 30 s)"
+    return proc, line.strip()
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+
+
+@pytest.fixture
+async def playground(tmp_path: Path, db_url: str, fake_slack: FakeSlack) -> AsyncIterator[Playground]:
+    install_playground()
+    config = yaml.safe_load(CONFIG.read_text())
+    seniors = [u["aadObjectId"] for u in config["users"] if u["givenName"] in ("Ana", "Ben")]
+    for _ in range(3):
+        # The bot only answers the connector it is told of, so the playground's port is chosen first;
+        # if something takes it before the playground starts, both start again on another.
+        port = free_port()
+        settings = bot_settings(
+            db_url,
+            fake_slack,
+            teams_app_id=config["bot"]["id"],
+            teams_tenant_id=config["tenantId"],
+            teams_app_password=None,
+            teams_allow_anonymous=True,
+            teams_service_urls=[f"http://127.0.0.1:{port}"],
+            teams_senior_user_ids=seniors,
+        )
+        runner, bot_url, _app = await start_bot(settings, fake_slack)
+        proc, said = await start_playground(port, bot_url, tmp_path)
+        if said == f"Listening on {port}":
+            break
+        await stop(proc)
+        await runner.cleanup()
+    else:
+        pytest.fail(f"the playground did not start on the port it was given: it said {said!r}")
     http = aiohttp.ClientSession()
     reader: asyncio.Task[None] | None = None
     try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(30):
-            line = (await proc.stdout.readline()).decode()
-        assert line.strip() == f"Listening on {port}", f"the playground said {line!r}"
         assert listening_addresses(port) == {"0100007F"}, "the playground must listen on 127.0.0.1 only"
         url = f"http://127.0.0.1:{port}"
         seen = Seen()
@@ -255,13 +282,7 @@ async def playground(tmp_path: Path, db_url: str, fake_slack: FakeSlack) -> Asyn
         if reader is not None:
             reader.cancel()
         await http.close()
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
+        await stop(proc)
         await runner.cleanup()
 
 
