@@ -8,6 +8,8 @@ workspace in the `handoffs` table itself.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -37,6 +39,7 @@ COMMON = 500
 WITHOUT_COMMON_LIMIT = 200
 
 
+@functools.cache
 def _counts_sql(pg: bool, n: int) -> Any:
     if pg:
         one = (
@@ -69,30 +72,45 @@ async def _pairable(conn: AsyncConnection, workspace_id: int, head: list[str], p
     return [t for _, _, t in sorted(by_rarity[:2], key=lambda c: c[1])], found
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search for resolved look-alikes will ask the index: the words to pair, and how many
+    of the escalation's words the history has at all."""
+
+    head: list[str]
+    found: int
+
+
+async def plan(conn: AsyncConnection, workspace_id: int, terms: list[str]) -> SearchPlan | None:
+    """The words of `terms` (of the first PAIR_TERMS; letters and digits only) worth pairing, or
+    None when no row can hold two of them (fewer than two found anywhere: a new install, words never
+    seen) and no search needs to run. One statement, each word counted up to COMMON + 1: bounded work,
+    quick enough for the event loop even on a big history."""
+    words = list(dict.fromkeys(t for t in terms if t.isalnum()))[: PAIR_TERMS + 6]
+    if len(words) < 2:
+        return None
+    head, found = await _pairable(conn, workspace_id, words, conn.dialect.name == "postgresql")
+    head = head[:PAIR_TERMS]
+    return SearchPlan(head, found) if len(head) >= 2 else None
+
+
 async def resolved_candidates(
     conn: AsyncConnection,
     workspace_id: int,
-    terms: list[str],
+    planned: SearchPlan,
     *,
     exclude_id: int = 0,
     limit: int = 20,
 ) -> list[Any]:
-    """Resolved escalations of this workspace containing two of `terms` (of the first PAIR_TERMS;
-    letters and digits only), best first.
+    """Resolved escalations of this workspace containing two of the planned words, best first.
 
     The query is an OR of AND-pairs, so the index, not the ranking, throws away the many rows that
     share one common word (no use to the caller, who wants two in common), which is what keeps
     this fast on a big history.
     """
-    words = list(dict.fromkeys(t for t in terms if t.isalnum()))[: PAIR_TERMS + 6]
-    if len(words) < 2:
-        return []
     pg = conn.dialect.name == "postgresql"
-    head, found = await _pairable(conn, workspace_id, words, pg)
-    head = head[:PAIR_TERMS]
-    if len(head) < 2:
-        return []  # fewer than two of the words are found anywhere: no row can hold two
-    if len(head) < found:
+    head = planned.head
+    if len(head) < planned.found:
         # The ranking no longer sees some words found in the history (common ones): hand over more
         # candidates, and let the caller's count of shared words (which does see them) choose.
         limit = max(limit, WITHOUT_COMMON_LIMIT)
