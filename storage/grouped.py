@@ -44,3 +44,41 @@ class Grouped(Generic[T]):
                 for _, done in group:
                     if not done.done():
                         done.set_result(None)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Batched(Generic[K, V]):
+    """Reads that many callers make at once, done together: the keys asked for in one turn of the
+    loop are fetched in one statement, and each caller gets its own answer (or None)."""
+
+    def __init__(self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]]):
+        self._fetch = fetch
+        self._waiting: list[tuple[K, asyncio.Future[V | None]]] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V | None:
+        found: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, found))
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_batches())
+        return await found
+
+    async def _read_batches(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # what is asked in this same turn of the loop joins the batch
+            batch, self._waiting = self._waiting, []
+            try:
+                rows = await self._fetch(list(dict.fromkeys(key for key, _ in batch)))
+            except BaseException as exc:
+                for _, found in batch:
+                    if not found.done():
+                        found.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for key, found in batch:
+                    if not found.done():
+                        found.set_result(rows.get(key))

@@ -107,6 +107,19 @@ async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[
     return (await conn.execute(_GET, {"id": handoff_id, "ws": workspace_id})).first()
 
 
+_GET_MANY = select(handoffs).where(handoffs.c.id.in_(bindparam("ids", expanding=True)))
+
+
+async def get_many(conn: AsyncConnection, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], Row[Any]]:
+    """Several handoffs by (workspace id, handoff id) in one statement; a pair whose handoff belongs
+    to another workspace is simply not found (tenant walls)."""
+    if not wanted:
+        return {}
+    rows = (await conn.execute(_GET_MANY, {"ids": sorted({h for _, h in wanted})})).all()
+    asked = set(wanted)
+    return {key: r for r in rows if (key := (r._mapping["workspace_id"], r._mapping["id"])) in asked}
+
+
 async def get_by_number(conn: AsyncConnection, workspace_id: int, number: int) -> Row[Any] | None:
     stmt = select(handoffs).where(handoffs.c.workspace_id == workspace_id, handoffs.c.number == number)
     return (await conn.execute(stmt)).first()

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from bot.sandbox.simulator import button_value
+from handoff.domain import Draft, Severity
+from handoff.service import HandoffService
 from storage import sqlite_inline
 from storage.db import Database, WriteTurn
 from storage.grouped import Grouped
@@ -177,6 +179,24 @@ async def test_writes_made_at_once_are_grouped_and_each_caller_waits_for_its_own
     assert 13 in failed and set(failed) == {i for i in range(60) if not any(i in g for g in written)}
     assert sorted(i for g in written for i in g) == [i for i in range(60) if i not in failed]
     assert len(written) + 1 < 10  # sixty writes, a handful of transactions
+
+
+async def test_handoffs_asked_for_together_are_read_in_one_statement_within_each_workspace(db: Database) -> None:
+    # The delivery worker reads the escalation of every row one lease handed it: one statement for
+    # all, each caller its own answer, and a handoff asked for under another workspace is not found.
+    service = HandoffService(db)
+    a = await service.workspace_id("slack", "T0A")
+    b = await service.workspace_id("slack", "T0B")
+    drafts = [Draft(summary=f"Problem {i}", severity=Severity.P3, tried="x") for i in range(4)]
+    made = [
+        (await service.escalate(ws, "UJUNIOR", drafts[i], key=f"k{i}")).handoff for i, ws in enumerate([a, a, b, a])
+    ]
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    wanted = [(h.workspace_id, h.id) for h in made] + [(a, made[2].id), (a, 999_999)]
+    got = await asyncio.gather(*(service.get_together(ws, h) for ws, h in wanted))
+    assert [h.summary if h else None for h in got] == ["Problem 0", "Problem 1", "Problem 2", "Problem 3", None, None]
+    assert len([s for s in statements if "FROM handoffs" in s]) == 1
 
 
 async def test_card_links_are_built_from_the_workspace_address_asked_for_once(bot: Bot) -> None:

@@ -66,7 +66,7 @@ async def handoff_of(service: HandoffService, item: OutboxItem) -> Handoff | Giv
     """The escalation an outbox row is about, or why the row can never be delivered."""
     if item.handoff_id is None:
         return GiveUp(f"{item.kind} without a handoff")
-    h = await service.get(item.workspace_id, item.handoff_id)
+    h = await service.get_together(item.workspace_id, item.handoff_id)
     if h is None:
         return GiveUp(f"handoff {item.handoff_id} not found in workspace {item.workspace_id}")
     return h
