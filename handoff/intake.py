@@ -186,6 +186,14 @@ class Intake(ServiceCore):
         """Remember the card's place (and the similar resolutions it shows), once, and release the
         messages that were waiting for it."""
         now = self.clock()
+        if self.db.is_postgres:
+            async with self.db.autocommit() as conn:
+                first = await outbox.record_card_posted(
+                    conn, workspace_id, handoff_id, channel=channel, ref=ref, url=url, similar=similar, now=now
+                )
+            if first:
+                self._committed()
+            return first
         async with self.db.write() as conn:
             first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar)
             if first:

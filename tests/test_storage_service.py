@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from handoff.domain import (
     AlreadyYours,
@@ -246,3 +246,34 @@ async def test_a_write_that_fails_half_way_leaves_nothing_behind(db: Database) -
             raise RuntimeError("the second statement failed")
     async with db.read() as conn:
         assert await conn.scalar(select(workspaces.c.id).where(workspaces.c.external_id == "T0HALF")) is None
+
+
+async def test_a_card_posted_is_recorded_once_with_its_event_and_wakes_what_waited(db: Database) -> None:
+    service, ws = await new_service(db)
+    h = (await service.escalate(ws, "U0JUNIOR", DRAFT, key="posted-once")).handoff
+    later = utcnow() + timedelta(hours=1)
+    async with db.write() as conn:  # the requester's DM, waiting for the card (as the worker leaves it)
+        await conn.execute(
+            outbox_table.update()
+            .where(outbox_table.c.handoff_id == h.id, outbox_table.c.kind == "notify_requester")
+            .values(next_attempt_at=later, last_error=outbox.WAITING + "the card is not posted yet")
+        )
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    similar = [{"id": 7, "number": 7, "summary": "Checkout failed before"}]
+    assert await service.card_posted(ws, h.id, channel="C1", ref="1.1", url="https://x/1", similar=similar)
+    if db.is_postgres:
+        assert len(statements) == 1  # one round trip: place, event and wake-up together
+    assert not await service.card_posted(ws, h.id, channel="C2", ref="2.2", url=None)  # a second post moves nothing
+    stored = await service.get(ws, h.id)
+    assert stored is not None and (stored.card_channel, stored.card_ref, stored.similar) == ("C1", "1.1", similar)
+    assert [e["kind"] for e in await service.events(ws, h.id)].count("posted") == 1
+    async with db.read() as conn:
+        due = (
+            await conn.execute(
+                select(outbox_table.c.next_attempt_at).where(
+                    outbox_table.c.handoff_id == h.id, outbox_table.c.kind == "notify_requester"
+                )
+            )
+        ).scalar_one()
+    assert due < later - timedelta(minutes=30)  # woken: due now, not in an hour
