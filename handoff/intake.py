@@ -182,20 +182,33 @@ class Intake(ServiceCore):
         ref: str,
         url: str | None,
         similar: list[dict[str, Any]] | None = None,
+        moves: int | None = None,
     ) -> bool:
         """Remember the card's place (and the similar resolutions it shows), once, and release the
-        messages that were waiting for it."""
+        messages that were waiting for it. `moves`: the move count the card was drawn with; if the
+        escalation moved on meanwhile (a senior moved it the moment it appeared), the card is not
+        recorded, and it is changed to say where the escalation went, as a card moved later is."""
         now = self.clock()
         if self.db.is_postgres:
             async with self.db.autocommit() as conn:
                 first = await outbox.record_card_posted(
-                    conn, workspace_id, handoff_id, channel=channel, ref=ref, url=url, similar=similar, now=now
+                    conn,
+                    workspace_id,
+                    handoff_id,
+                    channel=channel,
+                    ref=ref,
+                    url=url,
+                    similar=similar,
+                    now=now,
+                    moves=moves,
                 )
             if first:
                 self._committed()
+            elif moves is not None:
+                await self._left_behind(workspace_id, handoff_id, moves, channel, ref, now)
             return first
         async with self.db.write() as conn:
-            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar)
+            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar, moves)
             if first:
                 await q.add_event(
                     conn,
@@ -209,4 +222,44 @@ class Intake(ServiceCore):
                 await outbox.wake_waiting(conn, handoff_id, now)
         if first:
             self._committed()
+        elif moves is not None:
+            await self._left_behind(workspace_id, handoff_id, moves, channel, ref, now)
         return first
+
+    async def _left_behind(
+        self, workspace_id: int, handoff_id: int, moves: int, channel: str, ref: str, now: Any
+    ) -> None:
+        """A card posted in a queue the escalation had already left: queue the change that says
+        where it went (the move could not, as the card's place was not known yet)."""
+        async with self.db.write() as conn:
+            row = await q.get(conn, workspace_id, handoff_id)
+            if row is None or row._mapping["moves"] == moves:
+                return  # not moved: the card was simply recorded before (a repeated post)
+            moved = [e for e in await q.events(conn, workspace_id, handoff_id) if e._mapping["kind"] == "moved"]
+            if len(moved) <= moves:
+                return
+            e = moved[moves]._mapping  # the move away from the queue this card was drawn for
+            data = e["data"] or {}
+            await outbox.enqueue_many(
+                conn,
+                [
+                    {
+                        "workspace_id": workspace_id,
+                        "handoff_id": handoff_id,
+                        "handoff_version": row._mapping["version"],
+                        "kind": Outbound.MOVED_CARD,
+                        "dedupe_key": f"moved_card:{handoff_id}:{moves + 1}",
+                        "payload": {
+                            "what": "moved",
+                            "actor": e["actor"],
+                            "to": data.get("to_name", ""),
+                            "note": data.get("note", ""),
+                            "channel": channel,
+                            "ref": ref,
+                            "from": data.get("from_name", ""),
+                        },
+                    }
+                ],
+                now,
+            )
+        self._committed()

@@ -81,6 +81,10 @@ _SET_CARD = (
     .values(card_channel=bindparam("channel"), card_ref=bindparam("ref"), card_url=bindparam("url"))
 )
 _SET_CARD_AND_SIMILAR = _SET_CARD.values(similar=bindparam("h_similar", type_=handoffs.c.similar.type))
+# A card is recorded only while the escalation is still where it was drawn: a move between the post
+# and its record (a quick senior) makes the place of the card in the queue it left stale.
+_SET_CARD_IF_UNMOVED = _SET_CARD.where(handoffs.c.moves == bindparam("drawn_moves"))
+_SET_CARD_AND_SIMILAR_IF_UNMOVED = _SET_CARD_AND_SIMILAR.where(handoffs.c.moves == bindparam("drawn_moves"))
 
 
 @functools.cache
@@ -269,14 +273,19 @@ async def set_card(
     ref: str,
     url: str | None,
     similar: list[dict[str, Any]] | None = None,
+    moves: int | None = None,
 ) -> bool:
     """Record where the card was posted (and the similar resolutions it shows), once: a second
-    post can never move it."""
+    post can never move it. `moves`: the escalation's move count the card was drawn with; if it
+    has moved since, nothing is recorded."""
     params: dict[str, Any] = {"h_id": handoff_id, "ws": workspace_id, "channel": channel, "ref": ref, "url": url}
+    if moves is not None:
+        params["drawn_moves"] = moves
     if similar is None:
-        result = await conn.execute(_SET_CARD, params)
+        result = await conn.execute(_SET_CARD if moves is None else _SET_CARD_IF_UNMOVED, params)
     else:
-        result = await conn.execute(_SET_CARD_AND_SIMILAR, {**params, "h_similar": similar})
+        stmt = _SET_CARD_AND_SIMILAR if moves is None else _SET_CARD_AND_SIMILAR_IF_UNMOVED
+        result = await conn.execute(stmt, {**params, "h_similar": similar})
     return result.rowcount == 1
 
 

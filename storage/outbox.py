@@ -280,7 +280,7 @@ _WAKE_WAITING = _wake_statement(outbox.c.handoff_id)
 
 
 @functools.cache
-def _card_posted_statement(with_similar: bool) -> Any:
+def _card_posted_statement(with_similar: bool, if_unmoved: bool) -> Any:
     """PostgreSQL: record the card's place (once), its `posted` event, and wake the rows that
     waited for it, in one statement: one round trip instead of five (BEGIN, three, COMMIT)."""
     now = bindparam("now", type_=outbox.c.next_attempt_at.type)
@@ -291,12 +291,14 @@ def _card_posted_statement(with_similar: bool) -> Any:
     }
     if with_similar:
         place["similar"] = bindparam("similar", type_=handoffs.c.similar.type)
+    unmoved = [handoffs.c.moves == bindparam("drawn_moves")] if if_unmoved else []
     card = (
         update(handoffs)
         .where(
             handoffs.c.id == bindparam("h_id"),
             handoffs.c.workspace_id == bindparam("ws"),
             handoffs.c.card_ref.is_(None),
+            *unmoved,
         )
         .values(**place)
         .returning(handoffs.c.id, handoffs.c.workspace_id)
@@ -343,6 +345,7 @@ async def record_card_posted(
     url: str | None,
     similar: list[dict[str, Any]] | None,
     now: datetime,
+    moves: int | None = None,
 ) -> bool:
     """PostgreSQL only (a data-modifying WITH): `set_card`, the `posted` event and `wake_waiting` in
     one statement. True if this call recorded the place (the first post)."""
@@ -357,7 +360,10 @@ async def record_card_posted(
     }
     if similar is not None:
         params["similar"] = similar
-    placed, _event, _woken = (await conn.execute(_card_posted_statement(similar is not None), params)).one()
+    if moves is not None:
+        params["drawn_moves"] = moves
+    statement = _card_posted_statement(similar is not None, moves is not None)
+    placed, _event, _woken = (await conn.execute(statement, params)).one()
     return bool(placed)
 
 

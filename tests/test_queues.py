@@ -301,3 +301,38 @@ async def test_a_queue_of_another_workspace_is_nowhere_to_be_found(db: Database)
     assert (await w.service.queue(w.ws, theirs.id)).id == w.default.id
     assert await w.service.remove_queue(w.ws, theirs.id, move_to=None, user="UADMIN") is None
     assert [q.name for q in await w.service.queues(other)] == ["General", "Theirs"]
+
+
+async def test_a_move_the_moment_the_card_appears_posts_a_new_card_and_changes_the_old_one(db: Database) -> None:
+    # The card is up in Billing, but its place is not recorded yet (the delivery worker is busy),
+    # and a senior moves it at once. Seen in CI: the late record took the moved escalation's place,
+    # so no card was posted in the new queue and the old one kept its Claim button.
+    w = await setup(db)
+    service, ws = w.service, w.ws
+    h = (await service.escalate(ws, "UJUNIOR", DRAFT, key="quick", queue_id=w.billing.id)).handoff
+    moved = await service.move(
+        ws, h.id, "UANA", to_queue_id=w.networking.id, expected_version=h.version, note="a VPN problem", may_move=True
+    )
+    assert isinstance(moved, Moved)
+    late = await service.card_posted(ws, h.id, channel="C0BILLING", ref="1.0001", url=None, moves=h.moves)
+    assert late is False
+    now = await service.get(ws, h.id)
+    assert now is not None and now.card_ref is None  # so the card is posted in Networking
+    async with db.read() as conn:
+        rows = (await conn.execute(select(outbox).where(outbox.c.handoff_id == h.id))).all()
+    kinds = Counter(r._mapping["kind"] for r in rows)
+    assert kinds[Outbound.POST_CARD] == 2  # the first, and the one in Networking
+    old = [r._mapping["payload"] for r in rows if r._mapping["kind"] == Outbound.MOVED_CARD]
+    assert old == [
+        {
+            "what": "moved",
+            "actor": "UANA",
+            "to": "Networking",
+            "note": "a VPN problem",
+            "channel": "C0BILLING",
+            "ref": "1.0001",
+            "from": "Billing",
+        }
+    ]
+    # The card in Networking, drawn after the move, is recorded as usual.
+    assert await service.card_posted(ws, h.id, channel="C0NET", ref="2.0001", url=None, moves=h.moves + 1)

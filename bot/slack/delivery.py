@@ -366,7 +366,9 @@ class SlackDelivery:
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             # A missing link is not worth re-posting for; the DM names the channel anyway.
             log.warning("no permalink for %s: %s", h.ref, exc)
-        await self.service.card_posted(h.workspace_id, h.id, channel=channel, ref=ts, url=url, similar=h.similar)
+        await self.service.card_posted(
+            h.workspace_id, h.id, channel=channel, ref=ts, url=url, similar=h.similar, moves=h.moves
+        )
         log.info("%s card posted to %s", h.ref, channel)
 
     @staticmethod

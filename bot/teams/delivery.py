@@ -182,6 +182,7 @@ class TeamsDelivery:
                     ref=activity_id,
                     url=None,
                     similar=h.similar,
+                    moves=h.moves,
                 )
             )
             return Sent(rendered_version=h.version)
