@@ -202,24 +202,20 @@ class Intake(ServiceCore):
                     now=now,
                     moves=moves,
                 )
-            if first:
-                self._committed()
-            elif moves is not None:
-                await self._left_behind(workspace_id, handoff_id, moves, channel, ref, now)
-            return first
-        async with self.db.write() as conn:
-            first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar, moves)
-            if first:
-                await q.add_event(
-                    conn,
-                    workspace_id=workspace_id,
-                    handoff_id=handoff_id,
-                    kind="posted",
-                    actor=None,
-                    at=now,
-                    data={"channel": channel, "ref": ref},
-                )
-                await outbox.wake_waiting(conn, handoff_id, now)
+        else:
+            async with self.db.write() as conn:
+                first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar, moves)
+                if first:
+                    await q.add_event(
+                        conn,
+                        workspace_id=workspace_id,
+                        handoff_id=handoff_id,
+                        kind="posted",
+                        actor=None,
+                        at=now,
+                        data={"channel": channel, "ref": ref},
+                    )
+                    await outbox.wake_waiting(conn, handoff_id, now)
         if first:
             self._committed()
         elif moves is not None:

@@ -81,10 +81,33 @@ _SET_CARD = (
     .values(card_channel=bindparam("channel"), card_ref=bindparam("ref"), card_url=bindparam("url"))
 )
 _SET_CARD_AND_SIMILAR = _SET_CARD.values(similar=bindparam("h_similar", type_=handoffs.c.similar.type))
-# A card is recorded only while the escalation is still where it was drawn: a move between the post
-# and its record (a quick senior) makes the place of the card in the queue it left stale.
-_SET_CARD_IF_UNMOVED = _SET_CARD.where(handoffs.c.moves == bindparam("drawn_moves"))
-_SET_CARD_AND_SIMILAR_IF_UNMOVED = _SET_CARD_AND_SIMILAR.where(handoffs.c.moves == bindparam("drawn_moves"))
+
+
+@functools.cache
+def set_card_statement(with_similar: bool, if_unmoved: bool) -> Any:
+    """The UPDATE that records a card's place (and its similar resolutions), only while none is
+    recorded. `if_unmoved`: only while the escalation is still where the card was drawn — a move
+    between the post and its record (a quick senior) makes the place of the card it left stale."""
+    stmt = _SET_CARD_AND_SIMILAR if with_similar else _SET_CARD
+    return stmt.where(handoffs.c.moves == bindparam("drawn_moves")) if if_unmoved else stmt
+
+
+def set_card_params(
+    workspace_id: int,
+    handoff_id: int,
+    channel: str,
+    ref: str,
+    url: str | None,
+    similar: list[dict[str, Any]] | None,
+    moves: int | None,
+) -> dict[str, Any]:
+    """The parameters of `set_card_statement(similar is not None, moves is not None)`."""
+    params: dict[str, Any] = {"h_id": handoff_id, "ws": workspace_id, "channel": channel, "ref": ref, "url": url}
+    if similar is not None:
+        params["h_similar"] = similar
+    if moves is not None:
+        params["drawn_moves"] = moves
+    return params
 
 
 @functools.cache
@@ -278,14 +301,8 @@ async def set_card(
     """Record where the card was posted (and the similar resolutions it shows), once: a second
     post can never move it. `moves`: the escalation's move count the card was drawn with; if it
     has moved since, nothing is recorded."""
-    params: dict[str, Any] = {"h_id": handoff_id, "ws": workspace_id, "channel": channel, "ref": ref, "url": url}
-    if moves is not None:
-        params["drawn_moves"] = moves
-    if similar is None:
-        result = await conn.execute(_SET_CARD if moves is None else _SET_CARD_IF_UNMOVED, params)
-    else:
-        stmt = _SET_CARD_AND_SIMILAR if moves is None else _SET_CARD_AND_SIMILAR_IF_UNMOVED
-        result = await conn.execute(stmt, {**params, "h_similar": similar})
+    stmt = set_card_statement(similar is not None, moves is not None)
+    result = await conn.execute(stmt, set_card_params(workspace_id, handoff_id, channel, ref, url, similar, moves))
     return result.rowcount == 1
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, exists, func, insert, literal, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.handoffs import insert_ignore_for
+from storage.handoffs import insert_ignore_for, set_card_params, set_card_statement
 from storage.tables import handoff_events, handoffs, outbox, workspaces
 
 # The last_error of a row that is waiting (for its card, for a channel to be set up): not a failure.
@@ -260,12 +260,12 @@ async def card_failure(conn: AsyncConnection, handoff_id: int) -> str | None:
 
 
 def _wake_statement(which: Any) -> Any:
-    """Make the rows whose `which` is :key that were waiting (not failing) due now."""
+    """Make the rows matching `which` that were waiting (not failing) due now (bind :now)."""
     now = bindparam("now", type_=outbox.c.next_attempt_at.type)
     return (
         update(outbox)
         .where(
-            which == bindparam("key"),
+            which,
             outbox.c.status == "pending",
             outbox.c.next_attempt_at > now,
             outbox.c.last_error.like(WAITING + "%"),
@@ -275,35 +275,16 @@ def _wake_statement(which: Any) -> Any:
 
 
 # Built once: every card posted wakes what waited for it.
-_WAKE_WORKSPACE = _wake_statement(outbox.c.workspace_id)
-_WAKE_WAITING = _wake_statement(outbox.c.handoff_id)
+_WAKE_WORKSPACE = _wake_statement(outbox.c.workspace_id == bindparam("key"))
+_WAKE_WAITING = _wake_statement(outbox.c.handoff_id == bindparam("key"))
 
 
 @functools.cache
 def _card_posted_statement(with_similar: bool, if_unmoved: bool) -> Any:
     """PostgreSQL: record the card's place (once), its `posted` event, and wake the rows that
-    waited for it, in one statement: one round trip instead of five (BEGIN, three, COMMIT)."""
-    now = bindparam("now", type_=outbox.c.next_attempt_at.type)
-    place: dict[str, Any] = {
-        "card_channel": bindparam("channel"),
-        "card_ref": bindparam("ref"),
-        "card_url": bindparam("url"),
-    }
-    if with_similar:
-        place["similar"] = bindparam("similar", type_=handoffs.c.similar.type)
-    unmoved = [handoffs.c.moves == bindparam("drawn_moves")] if if_unmoved else []
-    card = (
-        update(handoffs)
-        .where(
-            handoffs.c.id == bindparam("h_id"),
-            handoffs.c.workspace_id == bindparam("ws"),
-            handoffs.c.card_ref.is_(None),
-            *unmoved,
-        )
-        .values(**place)
-        .returning(handoffs.c.id, handoffs.c.workspace_id)
-        .cte("card")
-    )
+    waited for it, in one statement: one round trip instead of five (BEGIN, three, COMMIT). The
+    same UPDATEs as `handoffs.set_card` and `wake_waiting`, as data-modifying WITHs."""
+    card = set_card_statement(with_similar, if_unmoved).returning(handoffs.c.id, handoffs.c.workspace_id).cte("card")
     event = (
         insert(handoff_events)
         .from_select(
@@ -313,25 +294,14 @@ def _card_posted_statement(with_similar: bool, if_unmoved: bool) -> Any:
                 card.c.workspace_id,
                 literal("posted"),
                 null(),
-                now,
+                bindparam("now", type_=handoff_events.c.at.type),
                 bindparam("data", type_=handoff_events.c.data.type),
             ),
         )
         .returning(handoff_events.c.id)
         .cte("event")
     )
-    woken = (
-        update(outbox)
-        .where(
-            outbox.c.handoff_id.in_(select(card.c.id)),
-            outbox.c.status == "pending",
-            outbox.c.next_attempt_at > now,
-            outbox.c.last_error.like(WAITING + "%"),
-        )
-        .values(next_attempt_at=now)
-        .returning(outbox.c.id)
-        .cte("woken")
-    )
+    woken = _wake_statement(outbox.c.handoff_id.in_(select(card.c.id))).returning(outbox.c.id).cte("woken")
     return select(*(select(func.count()).select_from(t).scalar_subquery() for t in (card, event, woken)))
 
 
@@ -349,19 +319,8 @@ async def record_card_posted(
 ) -> bool:
     """PostgreSQL only (a data-modifying WITH): `set_card`, the `posted` event and `wake_waiting` in
     one statement. True if this call recorded the place (the first post)."""
-    params: dict[str, Any] = {
-        "h_id": handoff_id,
-        "ws": workspace_id,
-        "channel": channel,
-        "ref": ref,
-        "url": url,
-        "now": now,
-        "data": {"channel": channel, "ref": ref},
-    }
-    if similar is not None:
-        params["similar"] = similar
-    if moves is not None:
-        params["drawn_moves"] = moves
+    params = set_card_params(workspace_id, handoff_id, channel, ref, url, similar, moves)
+    params.update(now=now, data={"channel": channel, "ref": ref})
     statement = _card_posted_statement(similar is not None, moves is not None)
     placed, _event, _woken = (await conn.execute(statement, params)).one()
     return bool(placed)
