@@ -4,9 +4,10 @@ running in-process over HTTP."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,48 @@ SENIORS = [f"U0SENIOR{i:02d}" for i in range(60)]
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 if os.environ.get("REQUIRE_POSTGRES") and not PG_URL:
     raise pytest.UsageError("REQUIRE_POSTGRES is set but TEST_DATABASE_URL is not: the PostgreSQL half would skip")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "alone: a load test that needs the whole machine; the other xdist workers wait while it runs",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _machine_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests marked `alone` (three bot processes under a burst of 500) run with the other xdist workers
+    paused; every other test shares the machine as before.
+
+    On this 2-core machine a burst beside the rest of the suite starved both: the burst's bound on
+    answers later than Slack's 3 s was missed (22 of 500, bound 10) and a test beside it saw
+    `expired_trigger_id`. Those bounds are about the bot, not about sharing 2 cores with another test,
+    so the load tests get the machine instead of wider bounds.
+
+    A readers-writer lock over two files in the run's shared temp directory: an `alone` test takes
+    the gate, then the room exclusively; any other test passes through the gate (so it waits while
+    an `alone` test is waiting or running) and holds the room shared. Without xdist there is nobody
+    to wait for.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # one directory per run, shared by its workers
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(shared / "machine.gate", "a") as gate, open(shared / "machine.room", "a") as room:
+        if alone:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            fcntl.flock(room, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(room, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 def _backends() -> list[Any]:

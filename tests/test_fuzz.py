@@ -27,10 +27,6 @@ from tests.edge import tracebacks
 from tests.live import Live
 from tests.test_trust_teams import bad_tokens
 
-# The fuzz suite floods the server; it runs in the replica tests' xdist group, so the two heaviest
-# parts of the suite never share the machine's cores at the same time.
-pytestmark = pytest.mark.xdist_group("replicas")
-
 OUR_ACTIONS = ["claim", "release", "resolve"]
 OUR_VIEWS = ["escalate", "resolve_note", "workspace_config"]
 FIELDS = ["summary", "severity", "customer", "tried", "details", "requested_senior", "note", "escalation_channel"]

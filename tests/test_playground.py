@@ -33,10 +33,6 @@ import yaml
 from bot.sandbox.fake_slack import FakeSlack
 from tests.conftest import bot_settings, start_bot
 
-# Node and the playground take a core for a few seconds: not beside the replica burst tests, whose
-# bound on answers later than Slack's 3 s a busy machine would break (they share this xdist group).
-pytestmark = pytest.mark.xdist_group("replicas")
-
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "playground"
 CONFIG = ROOT / ".m365agentsplayground.yml"
