@@ -4,6 +4,7 @@ checks, and the delivery worker as a task beside them."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -51,6 +52,9 @@ class Runtime:
     worker: DeliveryWorker
     session: aiohttp.ClientSession
     metrics: Metrics
+    # Replies to people (Slack's response_url) have their own connections: two hundred "Already
+    # claimed" replies in a storm must not take the connections the card's change goes out on.
+    replies: aiohttp.ClientSession | None = None
     slack_app: AsyncApp | None = None
     slack_client: AsyncWebClient | None = None
     slack_verifier: SignatureVerifier | None = None
@@ -76,6 +80,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.watches, return_exceptions=True)
         await self.session.close()
+        if self.replies is not None:
+            await self.replies.close()
         await self.db.dispose()
 
 
@@ -121,7 +127,15 @@ async def start_runtime(
     service.set_on_commit(worker.wake)
     metrics = Metrics()
     worker.on_result = _delivery_observer(metrics)
-    rt = Runtime(settings=settings, db=db, service=service, worker=worker, session=session, metrics=metrics)
+    rt = Runtime(
+        settings=settings,
+        db=db,
+        service=service,
+        worker=worker,
+        session=session,
+        metrics=metrics,
+        replies=aiohttp.ClientSession(),
+    )
 
     async def report_for(workspace_id: int, week: date, queue_id: int | None = None) -> WeeklyReport:
         """The workspace's report (with a line per queue where it has several), or one queue's."""
@@ -161,7 +175,7 @@ async def start_runtime(
             client=client,
             deps=deps,
             oauth=oauth,
-            session=session,
+            session=rt.replies,
             reply_timeout=settings.slack_api_timeout_seconds,
         )
         deliverers["slack"] = SlackDelivery(service, workspaces, report_for=report_for)
@@ -230,6 +244,8 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
     async def lifecycle(app: web.Application) -> Any:
         rt = await start_runtime(settings, **runtime_kwargs)
         app[RUNTIME] = rt
+        gc.collect()
+        gc.freeze()
         yield
         await rt.close()
 

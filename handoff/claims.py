@@ -3,6 +3,9 @@ caller wins, on any number of replicas."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from handoff.core import ServiceCore
@@ -22,56 +25,119 @@ from handoff.domain import (
     Won,
 )
 from storage import handoffs as q
+from storage.grouped import Grouped
 
 _OPEN_AGAIN: ClaimOutcome = NotFound()  # sentinel, compared by identity: released between our UPDATE and read
+_UNREAD = object()  # a group has not read the card's row yet (None: read, and there is no such card)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimClick:
+    workspace_id: int
+    handoff_id: int
+    user: str
+    may_claim: bool
+    queue_id: int | None
+    at: datetime
 
 
 class Claims(ServiceCore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._claims: Grouped[_ClaimClick, ClaimOutcome] = Grouped(self._claim_group)
+
     # ---- claim ------------------------------------------------------------
 
     async def claim(
         self, workspace_id: int, handoff_id: int, user: str, *, may_claim: bool = True, queue_id: int | None = None
     ) -> ClaimOutcome:
         """Exactly one caller per open escalation gets Won, on any number of replicas. `queue_id`: the
-        queue whose card was clicked; if the escalation has moved on from it, MovedAway."""
-        now = self.clock()
-        async with self.db.write() as conn:
-            outcome: ClaimOutcome = NotFound()
-            for _ in range(3):
-                row = await q.claim(conn, workspace_id, handoff_id, user, now, queue_id) if may_claim else None
-                if row is not None:
-                    h = Handoff.from_row(row)
-                    await q.add_event(
-                        conn,
-                        workspace_id=workspace_id,
-                        handoff_id=handoff_id,
-                        kind="claimed",
-                        actor=user,
-                        at=now,
-                    )
-                    await self._queue_change(conn, h, "claimed", user, now)
-                    outcome = Won(h)
-                    break
-                current = await q.get(conn, workspace_id, handoff_id)
-                outcome = self._why_not(current, user, may_claim, queue_id)
-                if outcome is not _OPEN_AGAIN:
-                    break
-            if isinstance(outcome, Conflict):
-                # Contested claims are a weekly figure: keep each losing click.
-                await q.add_event(
-                    conn,
-                    workspace_id=workspace_id,
-                    handoff_id=handoff_id,
-                    kind="claim_conflict",
-                    actor=user,
-                    at=now,
-                    data={"winner": outcome.winner},
-                )
-            elif outcome is _OPEN_AGAIN:
-                outcome = NotFound()
-        if isinstance(outcome, Won):
-            self._committed()
+        queue whose card was clicked; if the escalation has moved on from it, MovedAway.
+
+        Clicks that arrive together on one card are decided together, in the order they arrived, in
+        one transaction (`_claim_card`): two hundred seniors pressing Claim at once cost a handful of
+        transactions, and the card's change is not queued behind a transaction per losing click."""
+        outcome = await self._claims.add(_ClaimClick(workspace_id, handoff_id, user, may_claim, queue_id, self.clock()))
+        assert outcome is not None
         return outcome
+
+    async def _claim_group(self, clicks: list[_ClaimClick]) -> list[ClaimOutcome | BaseException]:
+        # One transaction per card, so a group holds the same row locks one click did (one card's
+        # row, and what its single winner writes) and cannot deadlock with another replica's group.
+        cards: dict[tuple[int, int], list[int]] = {}
+        for i, click in enumerate(clicks):
+            cards.setdefault((click.workspace_id, click.handoff_id), []).append(i)
+        results: list[ClaimOutcome | BaseException] = [NotFound()] * len(clicks)
+        decided = await asyncio.gather(
+            *(self._claim_card([clicks[i] for i in indexes]) for indexes in cards.values()), return_exceptions=True
+        )
+        for indexes, outcomes in zip(cards.values(), decided, strict=True):
+            for n, i in enumerate(indexes):
+                results[i] = outcomes if isinstance(outcomes, BaseException) else outcomes[n]
+        for outcome in decided:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        return results
+
+    async def _claim_card(self, clicks: list[_ClaimClick]) -> list[ClaimOutcome]:
+        """The clicks on one card, in arrival order, in one transaction. The claim statement is the
+        compare-and-set, as for a single click; once the card is known not to be open (this
+        transaction claimed it, or read it claimed or closed) a later click in the group is answered
+        from that row rather than by running a statement it cannot win."""
+        outcomes: list[ClaimOutcome] = []
+        conflicts: list[dict[str, Any]] = []
+        won = False
+        async with self.db.write() as conn:
+            known: Any = _UNREAD
+            for click in clicks:
+                outcome: ClaimOutcome = NotFound()
+                for _ in range(3):
+                    row = None
+                    if click.may_claim and (known is _UNREAD or (known is not None and known.status == "open")):
+                        row = await q.claim(
+                            conn, click.workspace_id, click.handoff_id, click.user, click.at, click.queue_id
+                        )
+                        if row is None:
+                            known = _UNREAD  # someone else has it, or it moved: read what it is now
+                    if row is not None:
+                        known = row
+                        h = Handoff.from_row(row)
+                        await q.add_event(
+                            conn,
+                            workspace_id=click.workspace_id,
+                            handoff_id=click.handoff_id,
+                            kind="claimed",
+                            actor=click.user,
+                            at=click.at,
+                        )
+                        await self._queue_change(conn, h, "claimed", click.user, click.at)
+                        outcome, won = Won(h), True
+                        break
+                    if known is _UNREAD:
+                        known = await q.get(conn, click.workspace_id, click.handoff_id)
+                    outcome = self._why_not(known, click.user, click.may_claim, click.queue_id)
+                    if outcome is not _OPEN_AGAIN:
+                        break
+                    known = _UNREAD  # released between our UPDATE and our read: try again
+                if isinstance(outcome, Conflict):
+                    # Contested claims are a weekly figure: keep each losing click.
+                    conflicts.append(
+                        {
+                            "workspace_id": click.workspace_id,
+                            "handoff_id": click.handoff_id,
+                            "kind": "claim_conflict",
+                            "actor": click.user,
+                            "at": click.at,
+                            "data": {"winner": outcome.winner},
+                        }
+                    )
+                elif outcome is _OPEN_AGAIN:
+                    outcome = NotFound()
+                outcomes.append(outcome)
+            await q.add_events(conn, conflicts)
+        if won:
+            self._committed()
+        return outcomes
 
     @staticmethod
     def _why_not(row: Any, user: str, may_claim: bool, queue_id: int | None = None) -> ClaimOutcome:

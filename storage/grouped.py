@@ -10,40 +10,51 @@ of hundreds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
-class Grouped(Generic[T]):
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]]):
+R = TypeVar("R")
+
+
+class Grouped(Generic[T, R]):
+    """`write` gets a group's items in the order they arrived and returns None, or one result per
+    item (an exception among them is raised to that item's caller alone)."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[Sequence[R | BaseException] | None]]):
         self._write = write
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R | None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def add(self, item: T) -> None:
-        """Returns once `item` is written; raises what writing its group raised."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def add(self, item: T) -> R | None:
+        """Returns once `item` is written, with its result; raises what writing its group raised."""
+        done: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_groups())
-        await done
+        return await done
 
     async def _write_groups(self) -> None:
         while self._waiting:
             await asyncio.sleep(0)  # what arrives in this same turn of the loop joins the group
             group, self._waiting = self._waiting, []
             try:
-                await self._write([item for item, _ in group])
+                results = await self._write([item for item, _ in group])
             except Exception as exc:
                 for _, done in group:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                for _, done in group:
-                    if not done.done():
-                        done.set_result(None)
+                for i, (_, done) in enumerate(group):
+                    if done.done():
+                        continue
+                    result = None if results is None else results[i]
+                    if isinstance(result, BaseException):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
 
 
 K = TypeVar("K")

@@ -322,6 +322,12 @@ async def add_event(
     )
 
 
+async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Several events in one statement: each a dict of add_event's arguments (data included)."""
+    if rows:
+        await conn.execute(_ADD_EVENT, rows)
+
+
 async def events(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> list[Row[Any]]:
     return list(
         (

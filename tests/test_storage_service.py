@@ -107,6 +107,43 @@ async def test_claims_from_separate_connection_pools_have_one_winner(db: Databas
     assert len(conflicts) == 29 and {c.winner for c in conflicts} == {winners[0].handoff.claimed_by}
 
 
+async def test_clicks_that_arrive_together_are_decided_in_arrival_order_in_one_transaction_per_card(
+    db: Database,
+) -> None:
+    service, ws = await new_service(db)
+    first = (await service.escalate(ws, "UREQ", DRAFT, key="one")).handoff
+    second = (await service.escalate(ws, "UREQ", DRAFT, key="two")).handoff
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    # All in one turn of the loop, as a storm arrives: each click is still answered on its own terms.
+    outcomes = await asyncio.gather(
+        service.claim(ws, first.id, "UREQ"),  # their own escalation
+        service.claim(ws, first.id, "UBEN", may_claim=False),  # not a senior
+        service.claim(ws, first.id, "UANA"),  # the first senior: wins
+        service.claim(ws, second.id, "UCAT"),  # another card, decided apart
+        *(service.claim(ws, first.id, f"USENIOR{i}") for i in range(20)),  # told Ana has it
+        service.claim(ws, first.id, "UANA"),  # Ana again
+        service.claim(ws, second.id, "UDAN"),
+        service.claim(ws, 9999, "UEVE"),  # no such escalation
+    )
+    own, not_senior, ana, cat, *told, ana_again, dan, missing = outcomes
+    assert isinstance(own, NotAllowed) and own.reason == "own"
+    assert isinstance(not_senior, NotAllowed) and not_senior.reason == "not_senior"
+    assert isinstance(ana, Won) and ana.handoff.claimed_by == "UANA"
+    assert isinstance(cat, Won) and cat.handoff.claimed_by == "UCAT"
+    assert all(isinstance(t, Conflict) and t.winner == "UANA" for t in told)
+    assert isinstance(ana_again, AlreadyYours)
+    assert isinstance(dan, Conflict) and dan.winner == "UCAT"
+    assert isinstance(missing, NotFound)
+    # Each losing click is kept for the weekly figures, naming the winner.
+    conflicts = [e for e in await service.events(ws, first.id) if e["kind"] == "claim_conflict"]
+    assert sorted(e["actor"] for e in conflicts) == sorted(f"USENIOR{i}" for i in range(20))
+    assert {e["data"]["winner"] for e in conflicts} == {"UANA"}
+    # Twenty-two losing clicks cost no claim statement each: the card was known to be Ana's.
+    claim_statements = [s for s in statements if s.lstrip().upper().startswith("UPDATE HANDOFFS SET STATUS")]
+    assert len(claim_statements) <= 6, claim_statements
+
+
 async def test_release_and_resolve_are_compare_and_set(db: Database) -> None:
     service, ws = await new_service(db)
     h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff

@@ -68,7 +68,7 @@ class DeliveryWorker:
         self.on_result: Callable[[OutboxItem, DeliveryResult, float], None] | None = None
         # Sends that went out are marked sent together: one transaction for all that finish while
         # the previous group is being written.
-        self._sent: Grouped[tuple[OutboxItem, Sent]] = Grouped(self._mark_sent)
+        self._sent: Grouped[tuple[OutboxItem, Sent], None] = Grouped(self._mark_sent)
 
     def wake(self) -> None:
         self._wake.set()
