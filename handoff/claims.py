@@ -44,7 +44,7 @@ class _ClaimClick:
 class Claims(ServiceCore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._claims: Grouped[_ClaimClick, ClaimOutcome] = Grouped(self._claim_group)
+        self._claims: Grouped[_ClaimClick, ClaimOutcome] = Grouped(self._claim_group, linger=False)
 
     # ---- claim ------------------------------------------------------------
 
@@ -67,6 +67,8 @@ class Claims(ServiceCore):
         cards: dict[tuple[int, int], list[int]] = {}
         for i, click in enumerate(clicks):
             cards.setdefault((click.workspace_id, click.handoff_id), []).append(i)
+        if len(cards) == 1:  # a storm on one card: no task in between
+            return list(await self._claim_card(clicks))
         results: list[ClaimOutcome | BaseException] = [NotFound()] * len(clicks)
         decided = await asyncio.gather(
             *(self._claim_card([clicks[i] for i in indexes]) for indexes in cards.values()), return_exceptions=True

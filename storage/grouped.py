@@ -23,8 +23,14 @@ class Grouped(Generic[T, R]):
     """`write` gets a group's items in the order they arrived and returns None, or one result per
     item (an exception among them is raised to that item's caller alone)."""
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[Sequence[R | BaseException] | None]]):
+    def __init__(
+        self, write: Callable[[list[T]], Awaitable[Sequence[R | BaseException] | None]], *, linger: bool = True
+    ):
+        """`linger`: the first group waits one more turn of the loop for company (sends finishing
+        together). Without it the first item is written as soon as the writer runs, and what arrives
+        meanwhile forms the next group: for a Claim click, the first click is not kept waiting."""
         self._write = write
+        self._linger = linger
         self._waiting: list[tuple[T, asyncio.Future[R | None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -38,7 +44,8 @@ class Grouped(Generic[T, R]):
 
     async def _write_groups(self) -> None:
         while self._waiting:
-            await asyncio.sleep(0)  # what arrives in this same turn of the loop joins the group
+            if self._linger:
+                await asyncio.sleep(0)  # what arrives in the next turn of the loop joins the group too
             group, self._waiting = self._waiting, []
             try:
                 results = await self._write([item for item, _ in group])
@@ -78,8 +85,9 @@ class Batched(Generic[K, V]):
         return await found
 
     async def _read_batches(self) -> None:
+        # This task starts in the turn after the first caller's, so everything asked in that turn is
+        # here already; what is asked while a batch is read forms the next one.
         while self._waiting:
-            await asyncio.sleep(0)  # what is asked in this same turn of the loop joins the batch
             batch, self._waiting = self._waiting, []
             try:
                 rows = await self._fetch(list(dict.fromkeys(key for key, _ in batch)))

@@ -57,6 +57,11 @@ class InlineConnection(aiosqlite.Connection):
         self._on_thread = 0
         self._count = threading.Lock()
 
+    @property
+    def all_on_loop(self) -> bool:
+        """Nothing of this connection's is on its thread: its next quick call runs in place."""
+        return not self._on_thread
+
     async def _thread_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self._count:
             self._on_thread += 1

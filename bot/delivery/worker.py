@@ -113,7 +113,10 @@ class DeliveryWorker:
                     await asyncio.sleep(0)  # full: let the sends start, then look again
                     continue
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                    # Waited on in this task (not wait_for's own): a wake-up after a claim resumes the
+                    # loop in one turn, not three, while a storm fills each turn with requests.
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
