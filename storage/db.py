@@ -59,12 +59,19 @@ _UNAVAILABLE = (OperationalError, sqlite3.OperationalError, PoolTimeout, Connect
 
 
 def _closes_in_place(conn: AsyncConnection) -> bool:
-    """True for a SQLite connection with nothing on its thread: its close runs on the loop, whole."""
+    """True when closing `conn` cannot suspend, so nothing can cut it short: a SQLite connection with
+    nothing on its thread (every call runs on the loop), or a PostgreSQL one with no transaction
+    open in the driver (the block committed, or read in autocommit), whose return to the pool sends
+    nothing to the server. The latter reads SQLAlchemy's asyncpg adapter's `_transaction`; if that
+    name ever goes, every close is SQLAlchemy's shielded one again, slower but the same."""
     try:
-        driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+        fairy = conn.sync_connection.connection  # type: ignore[union-attr]
+        driver, dbapi = fairy.driver_connection, fairy.dbapi_connection
     except Exception:  # closed or invalidated already: let SQLAlchemy's own close deal with it
         return False
-    return isinstance(driver, sqlite_inline.InlineConnection) and driver.all_on_loop
+    if isinstance(driver, sqlite_inline.InlineConnection):
+        return driver.all_on_loop
+    return getattr(dbapi, "_transaction", True) is None
 
 
 def _is_read_only(exc: BaseException) -> bool:
@@ -364,11 +371,10 @@ class Database:
         """Back to the pool. SQLAlchemy's `async with` closes in a task of its own under
         asyncio.shield (so a cancelled caller cannot leave it half done): two more turns of the loop
         for every block, and in a storm of two hundred clicks each turn is tens of milliseconds that
-        a claim's commit, and the card's change after it, waited. A SQLite connection whose calls all
-        run on the loop closes without ever suspending, so nothing can interrupt it: it is closed in
-        place. Anything else (PostgreSQL, or a SQLite connection with work on its thread) keeps
-        SQLAlchemy's shielded close."""
-        if self.dialect == "sqlite" and _closes_in_place(conn):
+        a claim's commit, and the card's change after it, waited; on PostgreSQL the task and the
+        shield are CPU spent on every block too. A close that cannot suspend cannot be interrupted
+        either, so it is done in place (`_closes_in_place`); any other keeps SQLAlchemy's."""
+        if _closes_in_place(conn):
             await conn.close()
         else:
             await conn.__aexit__(None, None, None)
