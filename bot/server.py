@@ -32,6 +32,7 @@ from bot.slack.app import VERIFIED, build_slack_app
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackDelivery
 from bot.slack.deps import SlackDeps
+from bot.slack.listeners.common import ACKED
 from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH, oauth_settings
 from bot.slack.workspaces import SlackWorkspaces
 from handoff.report import WeeklyReport, build_report
@@ -269,7 +270,11 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         # Slack's 3 seconds run from here: handlers that store inside the ack measure from it.
         bolt_req.context["received_at"] = started
         bolt_req.context[VERIFIED] = True
-        bolt_resp = await rt.slack_app.async_dispatch(bolt_req)
+        acked = bolt_req.context[ACKED] = asyncio.Event()
+        try:
+            bolt_resp = await rt.slack_app.async_dispatch(bolt_req)
+        finally:
+            acked.set()
         response = await to_aiohttp_response(bolt_resp)
         elapsed = time.perf_counter() - started
         rt.metrics.ack.labels("slack", _request_kind(bolt_req.raw_body)).observe(elapsed)

@@ -18,7 +18,7 @@ from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.home import publish_home
 from bot.slack.ids import ActionId, BadMetadata, CardAction
-from bot.slack.listeners.common import guarded, may_move
+from bot.slack.listeners.common import after_ack, guarded, may_move
 from bot.slack.modals import move_modal, resolve_modal
 from handoff.domain import (
     AlreadyYours,
@@ -73,9 +73,10 @@ def _teller(
     return nowhere
 
 
-async def _clicked(ack: AsyncAck, action: dict[str, Any], tell: Tell) -> CardAction | None:
+async def _clicked(ack: AsyncAck, action: dict[str, Any], tell: Tell, context: AsyncBoltContext) -> CardAction | None:
     """Ack at once, then read the button: a forged or broken value is refused, plainly."""
     await ack()
+    await after_ack(context)
     try:
         return CardAction.parse(action.get("value"))
     except BadMetadata:
@@ -146,7 +147,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         client: AsyncWebClient,
     ) -> None:
         tell = _teller(deps, body, respond, client, context)
-        value = await _clicked(ack, action, tell)
+        value = await _clicked(ack, action, tell, context)
         if value is None:
             return
         user = body["user"]["id"]
@@ -191,7 +192,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         client: AsyncWebClient,
     ) -> None:
         tell = _teller(deps, body, respond, client, context)
-        value = await _clicked(ack, action, tell)
+        value = await _clicked(ack, action, tell, context)
         if value is None:
             return
         user = body["user"]["id"]
@@ -216,7 +217,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         client: AsyncWebClient,
     ) -> None:
         tell = _teller(deps, body, respond, client, context)
-        value = await _clicked(ack, action, tell)
+        value = await _clicked(ack, action, tell, context)
         if value is None:
             return
         user = body["user"]["id"]
@@ -247,7 +248,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         client: AsyncWebClient,
     ) -> None:
         tell = _teller(deps, body, respond, client, context)
-        value = await _clicked(ack, action, tell)
+        value = await _clicked(ack, action, tell, context)
         if value is None:
             return
         user = body["user"]["id"]
