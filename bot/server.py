@@ -4,7 +4,6 @@ checks, and the delivery worker as a task beside them."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -245,8 +244,6 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
     async def lifecycle(app: web.Application) -> Any:
         rt = await start_runtime(settings, **runtime_kwargs)
         app[RUNTIME] = rt
-        gc.collect()
-        gc.freeze()
         yield
         await rt.close()
 
