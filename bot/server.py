@@ -51,10 +51,10 @@ class Runtime:
     service: HandoffService
     worker: DeliveryWorker
     session: aiohttp.ClientSession
-    metrics: Metrics
     # Replies to people (Slack's response_url) have their own connections: two hundred "Already
     # claimed" replies in a storm must not take the connections the card's change goes out on.
-    replies: aiohttp.ClientSession | None = None
+    replies: aiohttp.ClientSession
+    metrics: Metrics
     slack_app: AsyncApp | None = None
     slack_client: AsyncWebClient | None = None
     slack_verifier: SignatureVerifier | None = None
@@ -80,8 +80,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.watches, return_exceptions=True)
         await self.session.close()
-        if self.replies is not None:
-            await self.replies.close()
+        await self.replies.close()
         await self.db.dispose()
 
 
@@ -133,8 +132,8 @@ async def start_runtime(
         service=service,
         worker=worker,
         session=session,
-        metrics=metrics,
         replies=aiohttp.ClientSession(),
+        metrics=metrics,
     )
 
     async def report_for(workspace_id: int, week: date, queue_id: int | None = None) -> WeeklyReport:

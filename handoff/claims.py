@@ -95,7 +95,7 @@ class Claims(ServiceCore):
                 outcome: ClaimOutcome = NotFound()
                 for _ in range(3):
                     row = None
-                    if click.may_claim and (known is _UNREAD or (known is not None and known.status == "open")):
+                    if click.may_claim and (known is _UNREAD or (known is not None and known.status == Status.OPEN)):
                         row = await q.claim(
                             conn, click.workspace_id, click.handoff_id, click.user, click.at, click.queue_id
                         )

@@ -60,6 +60,19 @@ def home_refresh_row(workspace_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
+def moved_card_row(
+    common: dict[str, Any], moves: int, said: dict[str, Any], channel: str, ref: str, from_name: str
+) -> dict[str, Any]:
+    """The change of a card left in a queue the escalation moved away from (its `moves`-th move),
+    saying where it went: `said` is what the requester is told of the move (what, actor, to, note)."""
+    return {
+        **common,
+        "kind": Outbound.MOVED_CARD,
+        "dedupe_key": f"moved_card:{common['handoff_id']}:{moves}",
+        "payload": {**said, "channel": channel, "ref": ref, "from": from_name},
+    }
+
+
 class DuplicateKey(Exception):
     """Two submissions with one idempotency key raced; the other one stored it."""
 

@@ -13,6 +13,7 @@ from handoff.core import (
     SIMILAR_BUDGET_SECONDS,
     DuplicateKey,
     ServiceCore,
+    moved_card_row,
 )
 from handoff.domain import (
     Draft,
@@ -236,26 +237,12 @@ class Intake(ServiceCore):
                 return
             e = moved[moves]._mapping  # the move away from the queue this card was drawn for
             data = e["data"] or {}
-            await outbox.enqueue_many(
-                conn,
-                [
-                    {
-                        "workspace_id": workspace_id,
-                        "handoff_id": handoff_id,
-                        "handoff_version": row._mapping["version"],
-                        "kind": Outbound.MOVED_CARD,
-                        "dedupe_key": f"moved_card:{handoff_id}:{moves + 1}",
-                        "payload": {
-                            "what": "moved",
-                            "actor": e["actor"],
-                            "to": data.get("to_name", ""),
-                            "note": data.get("note", ""),
-                            "channel": channel,
-                            "ref": ref,
-                            "from": data.get("from_name", ""),
-                        },
-                    }
-                ],
-                now,
-            )
+            common = {
+                "workspace_id": workspace_id,
+                "handoff_id": handoff_id,
+                "handoff_version": row._mapping["version"],
+            }
+            said = {"what": "moved", "actor": e["actor"], "to": data.get("to_name", ""), "note": data.get("note", "")}
+            change = moved_card_row(common, moves + 1, said, channel, ref, data.get("from_name", ""))
+            await outbox.enqueue_many(conn, [change], now)
         self._committed()

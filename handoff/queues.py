@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handoff.core import ServiceCore
+from handoff.core import ServiceCore, moved_card_row
 from handoff.domain import (
     Changed,
     Closed,
@@ -181,14 +181,7 @@ class Queues(ServiceCore):
         ]
         if old.card_ref and old.card_channel:
             # Waits for the new card (as everything about a handoff does), so it can link to it.
-            rows.append(
-                {
-                    **common,
-                    "kind": Outbound.MOVED_CARD,
-                    "dedupe_key": f"moved_card:{h.id}:{h.moves}",
-                    "payload": {**said, "channel": old.card_channel, "ref": old.card_ref, "from": source.name},
-                }
-            )
+            rows.append(moved_card_row(common, h.moves, said, old.card_channel, old.card_ref, source.name))
         await outbox.enqueue_many(conn, rows, now)
         await self._refresh_homes(conn, h.workspace_id, now)
 
