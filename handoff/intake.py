@@ -10,9 +10,11 @@ from typing import Any
 
 from handoff import similar
 from handoff.core import (
+    HOME_VIEWERS_WITHIN,
     SIMILAR_BUDGET_SECONDS,
     DuplicateKey,
     ServiceCore,
+    home_refresh_row,
     moved_card_row,
 )
 from handoff.domain import (
@@ -22,8 +24,8 @@ from handoff.domain import (
     Outbound,
     Status,
 )
+from storage import escalations, outbox, search
 from storage import handoffs as q
-from storage import outbox, search
 
 log = logging.getLogger(__name__)
 
@@ -42,81 +44,80 @@ class Intake(ServiceCore):
         except DuplicateKey:
             async with self.db.read() as conn:
                 row = await q.get_by_key(conn, workspace_id, key)
-            assert row is not None
+            if row is None:
+                raise LookupError(f"workspace {workspace_id} does not exist") from None
             return Escalated(Handoff.from_row(row), created=False)
 
     async def _escalate(self, workspace_id: int, requester_id: str, draft: Draft, key: str, queue_id: int) -> Escalated:
-        number: int | None = None
+        now = self.clock()
+        values: dict[str, Any] = {
+            "status": Status.OPEN.value,
+            "severity": draft.severity.value,
+            "category": draft.category,
+            "summary": draft.summary,
+            "details": draft.details,
+            "tried": draft.tried,
+            "customer": draft.customer,
+            "links": draft.links,
+            "transcript": draft.transcript,
+            "source": draft.source,
+            "requester_id": requester_id,
+            "requested_senior_id": draft.requested_senior_id,
+            "origin_channel": draft.origin_channel,
+            "version": 1,
+            "queue_id": queue_id,
+            "queue_arrived_at": now,
+            "moves": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        event = ("created", {"severity": draft.severity.value})
+        # What a new escalation owes: its card, and the requester's note (queued now so it is first in
+        # the requester's lane; it waits until the card is up). `{id}` is the new escalation's id.
+        owed: list[dict[str, Any]] = [
+            {"kind": Outbound.POST_CARD, "dedupe_key": "post_card:{id}"},
+            {
+                "kind": Outbound.NOTIFY_REQUESTER,
+                "dedupe_key": "notify:{id}:created",
+                "payload": {"what": "created", "actor": requester_id},
+            },
+        ]
         if self.db.is_postgres:
-            # Replicas would queue on the workspace's counter row for as long as a transaction
-            # holds it; take the number in a statement of its own instead. A number is only
-            # skipped if storing then fails, or two submissions of one form race past this check.
-            async with self.db.autocommit() as conn:
-                number = await q.take_number_if_new(conn, workspace_id, key)
-                if number is None:
-                    existing = await q.get_by_key(conn, workspace_id, key)
-                    if existing is None:
-                        raise LookupError(f"workspace {workspace_id} does not exist")
-                    return Escalated(Handoff.from_row(existing), created=False)
+            # One statement (number, escalation, event, messages, Home refresh) in autocommit: the
+            # workspace's counter row is locked only while it runs, so replicas do not queue on it.
+            async with self.db.single() as conn:
+                row = await escalations.store(
+                    conn,
+                    workspace_id,
+                    key,
+                    values,
+                    event=event,
+                    messages=owed,
+                    home=home_refresh_row(workspace_id, now),
+                    home_since=now - HOME_VIEWERS_WITHIN,
+                    now=now,
+                )
+            if row is None:
+                raise DuplicateKey(key)  # stored already (or no such workspace: escalate() finds out)
+            self._committed()
+            return Escalated(Handoff.from_row(row), created=True)
         async with self.db.write() as conn:
-            now = self.clock()
-            if number is None:
-                # SQLite: one writer at a time anyway, so the number is taken inside, and stays dense:
-                # a re-submission below rolls the whole transaction back, the number with it.
-                number = await q.take_number(conn, workspace_id)
+            # SQLite: one writer at a time anyway, so the number is taken inside, and stays dense:
+            # a re-submission below rolls the whole transaction back, the number with it.
+            number = await q.take_number(conn, workspace_id)
             row = await q.insert(
-                conn,
-                {
-                    "workspace_id": workspace_id,
-                    "number": number,
-                    "status": Status.OPEN.value,
-                    "severity": draft.severity.value,
-                    "category": draft.category,
-                    "summary": draft.summary,
-                    "details": draft.details,
-                    "tried": draft.tried,
-                    "customer": draft.customer,
-                    "links": draft.links,
-                    "transcript": draft.transcript,
-                    "source": draft.source,
-                    "requester_id": requester_id,
-                    "requested_senior_id": draft.requested_senior_id,
-                    "origin_channel": draft.origin_channel,
-                    "version": 1,
-                    "idempotency_key": key,
-                    "queue_id": queue_id,
-                    "queue_arrived_at": now,
-                    "moves": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
+                conn, {**values, "workspace_id": workspace_id, "number": number, "idempotency_key": key}
             )
             if row is None:
                 raise DuplicateKey(key)  # a re-submission: nothing new
             new_id = row._mapping["id"]
+            kind, data = event
             await q.add_event(
-                conn,
-                workspace_id=workspace_id,
-                handoff_id=new_id,
-                kind="created",
-                actor=requester_id,
-                at=now,
-                data={"severity": draft.severity.value},
+                conn, workspace_id=workspace_id, handoff_id=new_id, kind=kind, actor=requester_id, at=now, data=data
             )
             common = {"workspace_id": workspace_id, "handoff_id": new_id, "handoff_version": 1}
             await outbox.enqueue_many(
-                conn,
-                [
-                    {**common, "kind": Outbound.POST_CARD, "dedupe_key": f"post_card:{new_id}"},
-                    # Queued now so it is first in the requester's lane; it waits until the card is up.
-                    {
-                        **common,
-                        "kind": Outbound.NOTIFY_REQUESTER,
-                        "dedupe_key": f"notify:{new_id}:created",
-                        "payload": {"what": "created", "actor": requester_id},
-                    },
-                ],
-                now,
+                conn, [{**common, **m, "dedupe_key": m["dedupe_key"].format(id=new_id)} for m in owed], now
             )
             await self._refresh_homes(conn, workspace_id, now)
             h = Handoff.from_row(row)

@@ -66,7 +66,7 @@ _TAKE_NUMBER = (
     .values(next_number=workspaces.c.next_number + 1)
     .returning(workspaces.c.next_number)
 )
-_TAKE_NUMBER_IF_NEW = _TAKE_NUMBER.where(
+TAKE_NUMBER_IF_NEW = _TAKE_NUMBER.where(
     ~exists().where(handoffs.c.workspace_id == bindparam("ws"), handoffs.c.idempotency_key == bindparam("key"))
 )
 _GET = select(handoffs).where(handoffs.c.id == bindparam("id"), handoffs.c.workspace_id == bindparam("ws"))
@@ -121,13 +121,6 @@ async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
     if number is None:
         raise LookupError(f"workspace {workspace_id} does not exist")
     return int(number)
-
-
-async def take_number_if_new(conn: AsyncConnection, workspace_id: int, key: str) -> int | None:
-    """The workspace's next ESC number, in one statement, unless an escalation with this
-    idempotency key is already stored (None then, and no number is used up)."""
-    number = await conn.scalar(_TAKE_NUMBER_IF_NEW, {"ws": workspace_id, "key": key})
-    return None if number is None else int(number)
 
 
 async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[Any] | None:

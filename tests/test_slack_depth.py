@@ -197,6 +197,14 @@ async def test_home_lists_the_open_queue_most_severe_then_oldest_with_claim_butt
     assert home_text(mine).count("Open · waiting for a senior") == 3
 
 
+async def test_a_new_escalation_appears_on_the_home_tab_of_someone_looking_at_it(bot: Bot) -> None:
+    assert "Open, waiting for a senior* (0)" in home_text(await open_home(bot, BEN))
+    await escalate(bot, summary="Checkout returns 502")
+    # Ben does nothing: his Home tab is refreshed (within the refresh period, a couple of seconds).
+    await bot.fake.wait_for(lambda: "Open, waiting for a senior* (1)" in home_text(home_of(bot, BEN)), timeout=10)
+    assert "Checkout returns 502" in home_text(home_of(bot, BEN))
+
+
 async def test_claim_from_home_is_the_same_race_and_everyone_looking_sees_it(bot: Bot) -> None:
     card = await escalate(bot, summary="Checkout returns 502")
     ana_home = await open_home(bot, ANA)

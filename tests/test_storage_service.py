@@ -75,6 +75,42 @@ async def test_numbers_are_unique_and_dense_per_workspace(db: Database) -> None:
     assert theirs.handoff.number == 1 and theirs.created
 
 
+async def test_an_escalation_is_stored_with_its_event_and_messages_in_one_statement_on_postgresql(db: Database) -> None:
+    service, ws = await new_service(db)
+    quiet = await service.workspace_id("slack", "T0QUIET")
+    await service.escalate(quiet, "U1", DRAFT, key="warm-up")  # the workspaces' queues are read once, then kept
+    await service.escalate(ws, "U1", DRAFT, key="warm-up")
+    await service.home_opened(ws, "U0LOOKER")  # someone in `ws` looks at their Home tab; nobody in `quiet`
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    made = await service.escalate(ws, "U1", DRAFT, key="one")
+    if db.is_postgres:  # SQLite takes one writer at a time: its statements share a transaction instead
+        assert len(statements) == 1, statements
+    h = made.handoff
+    assert made.created and h.number == 2 and h.summary == DRAFT.summary and h.version == 1
+    assert [(e["kind"], e["actor"], e["data"]) for e in await service.events(ws, h.id)] == [
+        ("created", "U1", {"severity": "P2"})
+    ]
+    again = await service.escalate(ws, "U1", DRAFT, key="one")
+    assert not again.created and again.handoff.id == h.id
+    quiet_one = (await service.escalate(quiet, "U2", DRAFT, key="one")).handoff
+
+    async with db.read() as conn:
+        rows = (await conn.execute(select(outbox_table).order_by(outbox_table.c.id))).mappings().all()
+    mine = [(r["kind"], r["dedupe_key"], r["payload"], r["handoff_version"]) for r in rows if r["handoff_id"] == h.id]
+    assert mine == [
+        ("post_card", f"post_card:{h.id}", {}, 1),
+        ("notify_requester", f"notify:{h.id}:created", {"what": "created", "actor": "U1"}, 1),
+    ]
+    homes = [r for r in rows if r["kind"] == "refresh_home"]
+    # The Home tabs of those who looked are refreshed (once, a little later); nobody looked in `quiet`.
+    assert [r["workspace_id"] for r in homes] == [ws] and homes[0]["next_attempt_at"] > h.created_at
+    assert {r["dedupe_key"] for r in rows if r["handoff_id"] == quiet_one.id} == {
+        f"post_card:{quiet_one.id}",
+        f"notify:{quiet_one.id}:created",
+    }
+
+
 async def test_claim_outcomes(db: Database) -> None:
     service, ws = await new_service(db)
     h = (await service.escalate(ws, "UREQ", DRAFT, key="a")).handoff
