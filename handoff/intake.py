@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from handoff import similar
@@ -26,11 +27,32 @@ from handoff.domain import (
 )
 from storage import escalations, outbox, search
 from storage import handoffs as q
+from storage.grouped import Grouped
 
 log = logging.getLogger(__name__)
 
 
+# What a new escalation owes: its card, and the requester's note (queued now so it is first in the
+# requester's lane; it waits until the card is up). Kind, and dedupe key with `{id}` for its id.
+_OWED = [(Outbound.POST_CARD, "post_card:{id}"), (Outbound.NOTIFY_REQUESTER, "notify:{id}:created")]
+
+
+def _owed_payloads(requester_id: str) -> list[dict[str, Any]]:
+    return [{}, {"what": "created", "actor": requester_id}]
+
+
+@dataclass(frozen=True)
+class _Submission:
+    workspace_id: int
+    new: escalations.NewEscalation
+    at: datetime
+
+
 class Intake(ServiceCore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stores: Grouped[_Submission, Any] = Grouped(self._store_group, linger=False)
+
     # ---- escalate ---------------------------------------------------------
 
     async def escalate(
@@ -72,34 +94,17 @@ class Intake(ServiceCore):
             "updated_at": now,
         }
         event = ("created", {"severity": draft.severity.value})
-        # What a new escalation owes: its card, and the requester's note (queued now so it is first in
-        # the requester's lane; it waits until the card is up). `{id}` is the new escalation's id.
-        owed: list[dict[str, Any]] = [
-            {"kind": Outbound.POST_CARD, "dedupe_key": "post_card:{id}"},
-            {
-                "kind": Outbound.NOTIFY_REQUESTER,
-                "dedupe_key": "notify:{id}:created",
-                "payload": {"what": "created", "actor": requester_id},
-            },
-        ]
         if self.db.is_postgres:
-            # One statement (number, escalation, event, messages, Home refresh) in autocommit: the
-            # workspace's counter row is locked only while it runs, so replicas do not queue on it.
-            async with self.db.single() as conn:
-                row = await escalations.store(
-                    conn,
+            # Submissions that arrive together are stored together (`_store_group`).
+            row = await self._stores.add(
+                _Submission(
                     workspace_id,
-                    key,
-                    values,
-                    event=event,
-                    messages=owed,
-                    home=home_refresh_row(workspace_id, now),
-                    home_since=now - HOME_VIEWERS_WITHIN,
-                    now=now,
+                    escalations.NewEscalation(key, values, event[1], _owed_payloads(requester_id)),
+                    now,
                 )
+            )
             if row is None:
                 raise DuplicateKey(key)  # stored already (or no such workspace: escalate() finds out)
-            self._committed()
             return Escalated(Handoff.from_row(row), created=True)
         async with self.db.write() as conn:
             # SQLite: one writer at a time anyway, so the number is taken inside, and stays dense:
@@ -116,13 +121,39 @@ class Intake(ServiceCore):
                 conn, workspace_id=workspace_id, handoff_id=new_id, kind=kind, actor=requester_id, at=now, data=data
             )
             common = {"workspace_id": workspace_id, "handoff_id": new_id, "handoff_version": 1}
-            await outbox.enqueue_many(
-                conn, [{**common, **m, "dedupe_key": m["dedupe_key"].format(id=new_id)} for m in owed], now
-            )
+            owed = [
+                {**common, "kind": kind, "dedupe_key": template.format(id=new_id), "payload": payload}
+                for (kind, template), payload in zip(_OWED, _owed_payloads(requester_id), strict=True)
+            ]
+            await outbox.enqueue_many(conn, owed, now)
             await self._refresh_homes(conn, workspace_id, now)
             h = Handoff.from_row(row)
         self._committed()
         return Escalated(h, created=True)
+
+    async def _store_group(self, group: list[_Submission]) -> list[Any]:
+        """PostgreSQL: the submissions that arrived together, one statement per workspace among them
+        (see storage.escalations), in autocommit: the workspace's counter row is locked only while
+        it runs, so replicas do not queue on it. None for a form stored already."""
+        stored: dict[tuple[int, str], Any] = {}
+        for ws in dict.fromkeys(s.workspace_id for s in group):
+            mine = [s for s in group if s.workspace_id == ws]
+            now = max(s.at for s in mine)
+            async with self.db.single() as conn:
+                rows = await escalations.store(
+                    conn,
+                    ws,
+                    [s.new for s in mine],
+                    event_kind="created",
+                    messages=_OWED,
+                    home=home_refresh_row(ws, now),
+                    home_since=now - HOME_VIEWERS_WITHIN,
+                    now=now,
+                )
+            stored.update({(ws, key): row for key, row in rows.items()})
+        self._committed()
+        # A key given twice in one group is stored for the first; the second is told it was stored.
+        return [stored.pop((s.workspace_id, s.new.key), None) for s in group]
 
     # ---- similar past resolutions, the thread an escalation came from ---------
 

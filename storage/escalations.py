@@ -1,182 +1,165 @@
-"""PostgreSQL: a new escalation stored in one statement.
+"""PostgreSQL: new escalations stored in one statement, however many arrive together.
 
 Storing one is: take the workspace's next number (unless the form was stored already), insert the
 escalation, its `created` event, the messages it owes (its card, the requester's note) and, when
 someone looked at their Home tab lately, a refresh of those tabs. As separate statements that is
 seven round trips (BEGIN, five, COMMIT) on two connections, each with its ping; as data-modifying
 WITHs it is one, in autocommit: the counter row stays locked only while the statement runs, never
-across a round trip, so replicas do not queue on it.
+across a round trip. Submissions to one workspace that arrive together share the statement (their
+columns go in as arrays): one lock of the counter, one commit, for the lot.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, cast, exists, literal, null, select, union_all
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.handoffs import TAKE_NUMBER_IF_NEW
-from storage.tables import handoff_events, handoffs, home_viewers, outbox
+from storage.tables import handoffs
 
-# The escalation's own values (its number comes from the counter; the workspace and the form's key
-# are the `ws` and `key` the counter statement is asked with).
-_GIVEN = (
-    "status",
-    "severity",
-    "category",
-    "summary",
-    "details",
-    "tried",
-    "customer",
-    "links",
-    "transcript",
-    "source",
-    "requester_id",
-    "requested_senior_id",
-    "origin_channel",
-    "version",
-    "queue_id",
-    "queue_arrived_at",
-    "moves",
-    "created_at",
-    "updated_at",
-)
-_OUTBOX_COLUMNS = [
-    "workspace_id",
-    "handoff_id",
-    "handoff_version",
-    "kind",
-    "payload",
-    "dedupe_key",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "created_at",
-]
+# The columns a new escalation is given (its number comes from the counter; its workspace and the
+# form's key are given apart), with the PostgreSQL type of each column's array.
+_GIVEN = {
+    "status": "text",
+    "severity": "text",
+    "category": "text",
+    "summary": "text",
+    "details": "text",
+    "tried": "text",
+    "customer": "text",
+    "links": "json",
+    "transcript": "json",
+    "source": "json",
+    "requester_id": "text",
+    "requested_senior_id": "text",
+    "origin_channel": "text",
+    "version": "integer",
+    "queue_id": "integer",
+    "queue_arrived_at": "timestamptz",
+    "moves": "integer",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
 
 
-def _now() -> Any:
-    return bindparam("now", type_=outbox.c.created_at.type)
+@dataclass(frozen=True)
+class NewEscalation:
+    key: str  # the form's idempotency key
+    values: dict[str, Any]  # the columns in _GIVEN
+    event_data: dict[str, Any]  # the data of its event
+    payloads: list[dict[str, Any]]  # the payload of each message it owes, in the order of `messages`
+
+
+# The parameters that are one value for the whole statement, typed once.
+_SCALARS = {
+    "ws": "integer",
+    "now": "timestamptz",
+    "event_kind": "text",
+    "home_kind": "text",
+    "home_key": "text",
+    "home_due": "timestamptz",
+    "home_since": "timestamptz",
+}
 
 
 @functools.cache
 def _statement(messages: int) -> Any:
-    number = TAKE_NUMBER_IF_NEW.cte("number")
-    new = (
-        postgresql.insert(handoffs)
-        .from_select(
-            ["number", "workspace_id", "idempotency_key", *_GIVEN],
-            select(
-                number.c.next_number,
-                bindparam("ws", type_=Integer),
-                bindparam("key", type_=String),
-                *(bindparam(f"h_{name}", type_=handoffs.c[name].type) for name in _GIVEN),
-            ),
-        )
-        .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
-        .returning(*handoffs.c)
-        .cte("new")
+    scalars = {**_SCALARS, **{f"m{i}_{part}": "text" for i in range(messages) for part in ("kind", "before", "after")}}
+    given = ["key", *_GIVEN, "event_data", *(f"m{i}_payload" for i in range(messages))]
+    kinds = {"key": "text", **_GIVEN, "event_data": "json", **{f"m{i}_payload": "json" for i in range(messages)}}
+    # JSON goes in as text (one array type for all of it) and is cast row by row.
+    arrays = ", ".join(f"CAST(:a_{n} AS {'text' if kinds[n] == 'json' else kinds[n]}[])" for n in given)
+    values = ", ".join(f'CAST(f."{n}" AS json)' if k == "json" else f'f."{n}"' for n, k in _GIVEN.items())
+    columns = ", ".join(f'"{c.name}"' for c in handoffs.c)
+    outbox_columns = (
+        "workspace_id, handoff_id, handoff_version, kind, payload, dedupe_key, status, attempts, next_attempt_at, "
+        "created_at"
     )
-    event = (
-        postgresql.insert(handoff_events)
-        .from_select(
-            ["handoff_id", "workspace_id", "kind", "actor", "at", "data"],
-            select(
-                new.c.id,
-                new.c.workspace_id,
-                bindparam("event_kind", type_=String),
-                new.c.requester_id,
-                new.c.created_at,
-                bindparam("event_data", type_=handoff_events.c.data.type),
-            ),
-        )
-        .cte("event")
+    owed = "\n        UNION ALL ".join(
+        f"""SELECT new.workspace_id, new.id, new.version, p.m{i}_kind, CAST(f.m{i}_payload AS json),
+               p.m{i}_before || new.id || p.m{i}_after, 'pending', 0, p.now, p.now
+        FROM new JOIN fresh f ON f.key = new.idempotency_key CROSS JOIN p"""
+        for i in range(messages)
     )
-    owed = (
-        postgresql.insert(outbox)
-        .from_select(
-            _OUTBOX_COLUMNS,
-            union_all(
-                *(
-                    select(
-                        new.c.workspace_id,
-                        new.c.id,
-                        new.c.version,
-                        bindparam(f"m{i}_kind", type_=String),
-                        bindparam(f"m{i}_payload", type_=outbox.c.payload.type),
-                        bindparam(f"m{i}_before", type_=String)
-                        + cast(new.c.id, String)
-                        + bindparam(f"m{i}_after", type_=String),
-                        literal("pending"),
-                        literal(0),
-                        _now(),
-                        _now(),
-                    )
-                    for i in range(messages)
-                )
-            ),
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .cte("owed")
+    sql = f"""
+    WITH p AS (SELECT {", ".join(f"CAST(:{n} AS {t}) AS {n}" for n, t in scalars.items())}),
+    given AS (
+        SELECT * FROM unnest({arrays}) WITH ORDINALITY AS g({", ".join(f'"{n}"' for n in given)}, ord)
+    ),
+    fresh AS (  -- not stored already, and the first of a key given twice; numbered in arrival order
+        SELECT g.*, row_number() OVER (ORDER BY g.ord) AS rn FROM given g, p
+        WHERE NOT EXISTS (SELECT 1 FROM handoffs h WHERE h.workspace_id = p.ws AND h.idempotency_key = g.key)
+          AND NOT EXISTS (SELECT 1 FROM given e WHERE e.key = g.key AND e.ord < g.ord)
+    ),
+    number AS (  -- the counter, locked until this statement commits
+        UPDATE workspaces SET next_number = next_number + (SELECT count(*) FROM fresh)
+        FROM p WHERE workspaces.id = p.ws AND EXISTS (SELECT 1 FROM fresh)
+        RETURNING next_number - (SELECT count(*) FROM fresh) AS before
+    ),
+    new AS (
+        INSERT INTO handoffs (workspace_id, idempotency_key, number, {", ".join(f'"{n}"' for n in _GIVEN)})
+        SELECT p.ws, f.key, number.before + f.rn, {values}
+        FROM fresh f CROSS JOIN number CROSS JOIN p
+        ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+        RETURNING {columns}
+    ),
+    event AS (
+        INSERT INTO handoff_events (handoff_id, workspace_id, kind, actor, at, data)
+        SELECT new.id, new.workspace_id, p.event_kind, new.requester_id, new.created_at, CAST(f.event_data AS json)
+        FROM new JOIN fresh f ON f.key = new.idempotency_key CROSS JOIN p
+    ),
+    owed AS (
+        INSERT INTO outbox ({outbox_columns})
+        {owed}
+        ON CONFLICT (dedupe_key) DO NOTHING
+    ),
+    homes AS (
+        INSERT INTO outbox ({outbox_columns})
+        SELECT p.ws, NULL, NULL, p.home_kind, CAST('{{}}' AS json), p.home_key, 'pending', 0, p.home_due, p.now
+        FROM p
+        WHERE EXISTS (SELECT 1 FROM new)
+          AND EXISTS (SELECT 1 FROM home_viewers v WHERE v.workspace_id = p.ws AND v.opened_at >= p.home_since)
+        ON CONFLICT (dedupe_key) DO NOTHING
     )
-    homes = (
-        postgresql.insert(outbox)
-        .from_select(
-            _OUTBOX_COLUMNS,
-            select(
-                new.c.workspace_id,
-                null(),
-                null(),
-                bindparam("home_kind", type_=String),
-                bindparam("home_payload", type_=outbox.c.payload.type),
-                bindparam("home_key", type_=String),
-                literal("pending"),
-                literal(0),
-                bindparam("home_due", type_=outbox.c.next_attempt_at.type),
-                _now(),
-            ).where(
-                exists().where(
-                    home_viewers.c.workspace_id == new.c.workspace_id,
-                    home_viewers.c.opened_at >= bindparam("home_since", type_=home_viewers.c.opened_at.type),
-                )
-            ),
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .cte("homes")
-    )
-    # The event, messages and refresh are read by nothing: add_cte renders (and so runs) them anyway.
-    return select(new).add_cte(event, owed, homes)
+    SELECT {columns} FROM new
+    """
+    stamps = [bindparam(n, type_=handoffs.c.created_at.type) for n in ("now", "home_due", "home_since")]
+    return text(sql).bindparams(*stamps).columns(*handoffs.c)
 
 
 async def store(
     conn: AsyncConnection,
     workspace_id: int,
-    key: str,
-    values: dict[str, Any],
+    items: list[NewEscalation],
     *,
-    event: tuple[str, dict[str, Any]],
-    messages: list[dict[str, Any]],
+    event_kind: str,
+    messages: list[tuple[str, str]],
     home: dict[str, Any],
     home_since: datetime,
     now: datetime,
-) -> Row[Any] | None:
-    """Store a new escalation (`values`: the columns named in _GIVEN), its event
-    (kind, data; the requester is its actor, its creation its time), the `messages` it owes (kind,
-    payload, and a dedupe key in which `{id}` stands for the new escalation's id) and the Home refresh
-    `home` (an outbox row: kind, dedupe_key, due) if anyone opened their Home since `home_since`.
-    Returns the new row, or None when this key is stored already (or the workspace is not there):
-    then nothing was written, and no number was used unless a same-key submission raced this one."""
-    params: dict[str, Any] = {"ws": workspace_id, "key": key, "now": now}
-    params.update({f"h_{name}": values[name] for name in _GIVEN})
-    params.update(event_kind=event[0], event_data=event[1])
-    for i, m in enumerate(messages):
-        before, after = m["dedupe_key"].split("{id}")
-        params.update({f"m{i}_kind": m["kind"], f"m{i}_payload": m.get("payload") or {}})
-        params.update({f"m{i}_before": before, f"m{i}_after": after})
-    params.update(home_kind=home["kind"], home_payload={}, home_key=home["dedupe_key"], home_due=home["due"])
-    params["home_since"] = home_since
-    return (await conn.execute(_statement(len(messages)), params)).first()
+) -> dict[str, Row[Any]]:
+    """Store new escalations of one workspace, numbered in the order given, each with its event
+    (`event_kind`; the requester its actor, its creation its time), the `messages` it owes (kind, and
+    a dedupe key in which `{id}` stands for its id) and, if anyone opened their Home tab since
+    `home_since`, the refresh `home` (an outbox row: kind, dedupe_key, due). Returns the rows stored,
+    by key; a key stored already (or given twice: the first is stored) is not among them, and took
+    no number unless a submission with that key raced this one."""
+    params: dict[str, Any] = {"ws": workspace_id, "now": now, "event_kind": event_kind}
+    params["a_key"] = [i.key for i in items]
+    for name, kind in _GIVEN.items():
+        column = [i.values[name] for i in items]
+        params[f"a_{name}"] = [json.dumps(v) for v in column] if kind == "json" else column
+    params["a_event_data"] = [json.dumps(i.event_data) for i in items]
+    for m, (kind, template) in enumerate(messages):
+        before, after = template.split("{id}")
+        params.update({f"m{m}_kind": kind, f"m{m}_before": before, f"m{m}_after": after})
+        params[f"a_m{m}_payload"] = [json.dumps(i.payloads[m]) for i in items]
+    params.update(home_kind=home["kind"], home_key=home["dedupe_key"], home_due=home["due"], home_since=home_since)
+    rows = (await conn.execute(_statement(len(messages)), params)).all()
+    return {r._mapping["idempotency_key"]: r for r in rows}

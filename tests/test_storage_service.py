@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -109,6 +110,29 @@ async def test_an_escalation_is_stored_with_its_event_and_messages_in_one_statem
         f"post_card:{quiet_one.id}",
         f"notify:{quiet_one.id}:created",
     }
+
+
+async def test_escalations_submitted_together_are_stored_together_numbered_in_the_order_they_came(
+    db: Database,
+) -> None:
+    service, ws = await new_service(db)
+    await service.escalate(ws, "U1", DRAFT, key="warm-up")
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    # Twenty submissions at once; the last five are forms submitted a second time (a double click).
+    results = await asyncio.gather(
+        *(service.escalate(ws, f"U{i}", replace(DRAFT, summary=f"#{i}"), key=f"k{i % 15}") for i in range(20))
+    )
+    assert [(r.created, r.handoff.number, r.handoff.summary) for r in results[:15]] == [
+        (True, n, f"#{n - 2}") for n in range(2, 17)
+    ]
+    for again, first in zip(results[15:], results[:5], strict=True):
+        assert not again.created and again.handoff.id == first.handoff.id
+    if db.is_postgres:  # the first goes at once, those arriving meanwhile together: not one statement each
+        assert len([s for s in statements if "INSERT INTO handoffs" in s]) <= 3, len(statements)
+    async with db.read() as conn:
+        keys = (await conn.execute(select(outbox_table.c.dedupe_key))).scalars().all()
+    assert len([k for k in keys if k.startswith("post_card:")]) == 16  # one card each, the warm-up's too
 
 
 async def test_claim_outcomes(db: Database) -> None:
