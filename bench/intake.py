@@ -191,7 +191,10 @@ async def run(n: int, rate: float, seconds: float) -> int:
                 urls = [p.url for p in procs]
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
-                await throughput(urls, fake, s, 50, "W")  # warm-up
+                # Warm-up at the measured load (64 in flight) and long enough for each replica to open
+                # the PostgreSQL connections that load needs: a replica opens them once and keeps them,
+                # and opening 25 backends per replica inside the measured run was start-up, not load.
+                await throughput(urls, fake, s, 300, "W")
                 meter = CpuMeter(
                     {
                         "bot": [p.proc.pid for p in procs],

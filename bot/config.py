@@ -36,9 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     database_url: str = "sqlite+aiosqlite:///escalation-bot.db"
-    # PostgreSQL connections a replica keeps (it may open 10 more at a peak): replicas x (this + 10)
-    # must stay under the server's max_connections (100 by default), with room for anything else.
-    database_pool_size: int = Field(default=15, ge=1, le=200)
+    # PostgreSQL connections a replica may open, and keeps once opened: replicas x this must stay
+    # under the server's max_connections (100 by default), with room for anything else.
+    database_pool_size: int = Field(default=25, ge=1, le=200)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

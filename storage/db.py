@@ -236,7 +236,7 @@ class WriteTurn:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 15, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
+    def __init__(self, url: str, *, pool_size: int = 25, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
         problem = url_problem(url)
         if problem is not None:
             raise ValueError(problem)
@@ -260,11 +260,15 @@ class Database:
             # so is the ping before each use (outside a transaction it is a bare `;`, not BEGIN / ; /
             # ROLLBACK). Write transactions ask for READ COMMITTED, which is what issues their BEGIN.
             kwargs["isolation_level"] = "AUTOCOMMIT"
-            # Big enough that a busy replica reuses connections instead of opening and closing
-            # overflow ones; three replicas at the default (15 + 10 each) stay inside PostgreSQL's
-            # default 100 connections. DATABASE_POOL_SIZE sizes it for more replicas.
+            # Every connection a replica opens is kept: no overflow. An overflow connection is closed
+            # when it comes back to a full pool, and under load that was one new PostgreSQL backend
+            # every ~10 escalations: a fork, a login, and every statement prepared again on it, which
+            # cost PostgreSQL more CPU than the escalations themselves (bench/intake.py, once the
+            # CPU of backends that ended was counted). Past the pool, a block waits for a connection
+            # (pool_timeout), as it did past the overflow. Three replicas at the default (25 each)
+            # stay inside PostgreSQL's default 100 connections; DATABASE_POOL_SIZE sizes it.
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = 10
+            kwargs["max_overflow"] = 0
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"timeout": connect_timeout, "command_timeout": 15}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
