@@ -93,48 +93,18 @@ class Intake(ServiceCore):
             "created_at": now,
             "updated_at": now,
         }
-        event = ("created", {"severity": draft.severity.value})
-        if self.db.is_postgres:
-            # Submissions that arrive together are stored together (`_store_group`).
-            row = await self._stores.add(
-                _Submission(
-                    workspace_id,
-                    escalations.NewEscalation(key, values, event[1], _owed_payloads(requester_id)),
-                    now,
-                )
-            )
-            if row is None:
-                raise DuplicateKey(key)  # stored already (or no such workspace: escalate() finds out)
-            return Escalated(Handoff.from_row(row), created=True)
-        async with self.db.write() as conn:
-            # SQLite: one writer at a time anyway, so the number is taken inside, and stays dense:
-            # a re-submission below rolls the whole transaction back, the number with it.
-            number = await q.take_number(conn, workspace_id)
-            row = await q.insert(
-                conn, {**values, "workspace_id": workspace_id, "number": number, "idempotency_key": key}
-            )
-            if row is None:
-                raise DuplicateKey(key)  # a re-submission: nothing new
-            new_id = row._mapping["id"]
-            kind, data = event
-            await q.add_event(
-                conn, workspace_id=workspace_id, handoff_id=new_id, kind=kind, actor=requester_id, at=now, data=data
-            )
-            common = {"workspace_id": workspace_id, "handoff_id": new_id, "handoff_version": 1}
-            owed = [
-                {**common, "kind": kind, "dedupe_key": template.format(id=new_id), "payload": payload}
-                for (kind, template), payload in zip(_OWED, _owed_payloads(requester_id), strict=True)
-            ]
-            await outbox.enqueue_many(conn, owed, now)
-            await self._refresh_homes(conn, workspace_id, now)
-            h = Handoff.from_row(row)
-        self._committed()
-        return Escalated(h, created=True)
+        # Submissions that arrive together are stored together (`_store_group`).
+        new = escalations.NewEscalation(key, values, {"severity": draft.severity.value}, _owed_payloads(requester_id))
+        row = await self._stores.add(_Submission(workspace_id, new, now))
+        if row is None:
+            raise DuplicateKey(key)  # stored already (or no such workspace: escalate() finds out)
+        return Escalated(Handoff.from_row(row), created=True)
 
     async def _store_group(self, group: list[_Submission]) -> list[Any]:
-        """PostgreSQL: the submissions that arrived together, one statement per workspace among them
-        (see storage.escalations), in autocommit: the workspace's counter row is locked only while
-        it runs, so replicas do not queue on it. None for a form stored already."""
+        """The submissions that arrived together, stored together per workspace among them (see
+        storage.escalations: one statement in autocommit on PostgreSQL, so the workspace's counter row
+        is locked only while it runs and replicas do not queue on it; one write transaction on
+        SQLite). None for a form stored already."""
         stored: dict[tuple[int, str], Any] = {}
         for ws in dict.fromkeys(s.workspace_id for s in group):
             mine = [s for s in group if s.workspace_id == ws]

@@ -1,4 +1,4 @@
-"""PostgreSQL: new escalations stored in one statement, however many arrive together.
+"""New escalations stored together, however many arrive at once.
 
 Storing one is: take the workspace's next number (unless the form was stored already), insert the
 escalation, its `created` event, the messages it owes (its card, the requester's note) and, when
@@ -6,7 +6,8 @@ someone looked at their Home tab lately, a refresh of those tabs. As separate st
 seven round trips (BEGIN, five, COMMIT) on two connections, each with its ping; as data-modifying
 WITHs it is one, in autocommit: the counter row stays locked only while the statement runs, never
 across a round trip. Submissions to one workspace that arrive together share the statement (their
-columns go in as arrays): one lock of the counter, one commit, for the lot.
+columns go in as arrays): one lock of the counter, one commit, for the lot. On SQLite (no
+data-modifying WITH) they share one write transaction and a statement per table instead.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Integer, bindparam, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.tables import handoffs
+from storage.directory import home_viewers_since
+from storage.handoffs import add_events
+from storage.outbox import enqueue_many
+from storage.tables import handoffs, workspaces
 
 # The columns a new escalation is given (its number comes from the counter; its workspace and the
 # form's key are given apart), with the PostgreSQL type of each column's array.
@@ -148,8 +152,28 @@ async def store(
     (`event_kind`; the requester its actor, its creation its time), the `messages` it owes (kind, and
     a dedupe key in which `{id}` stands for its id) and, if anyone opened their Home tab since
     `home_since`, the refresh `home` (an outbox row: kind, dedupe_key, due). Returns the rows stored,
-    by key; a key stored already (or given twice: the first is stored) is not among them, and took
-    no number unless a submission with that key raced this one."""
+    by key; a key stored already (or given twice: the first is stored) is not among them.
+
+    PostgreSQL: one statement, in autocommit (a key that a submission on another replica stores at
+    the same moment uses up a number). SQLite: inside the caller's write transaction, which holds
+    the file's write lock, so numbers stay dense."""
+    what = {"event_kind": event_kind, "messages": messages, "home": home, "home_since": home_since, "now": now}
+    if conn.dialect.name == "postgresql":
+        return await _store_postgresql(conn, workspace_id, items, **what)
+    return await _store_in_transaction(conn, workspace_id, items, **what)
+
+
+async def _store_postgresql(
+    conn: AsyncConnection,
+    workspace_id: int,
+    items: list[NewEscalation],
+    *,
+    event_kind: str,
+    messages: list[tuple[str, str]],
+    home: dict[str, Any],
+    home_since: datetime,
+    now: datetime,
+) -> dict[str, Row[Any]]:
     params: dict[str, Any] = {"ws": workspace_id, "now": now, "event_kind": event_kind}
     params["a_key"] = [i.key for i in items]
     for name, kind in _GIVEN.items():
@@ -163,3 +187,74 @@ async def store(
     params.update(home_kind=home["kind"], home_key=home["dedupe_key"], home_due=home["due"], home_since=home_since)
     rows = (await conn.execute(_statement(len(messages)), params)).all()
     return {r._mapping["idempotency_key"]: r for r in rows}
+
+
+_STORED_KEYS = select(handoffs.c.idempotency_key).where(
+    handoffs.c.workspace_id == bindparam("ws"), handoffs.c.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+_TAKE_NUMBERS = (
+    update(workspaces)
+    .where(workspaces.c.id == bindparam("ws"))
+    .values(next_number=workspaces.c.next_number + bindparam("count", type_=Integer))
+    .returning(workspaces.c.next_number)
+)
+_INSERT = insert(handoffs).returning(*handoffs.c)  # many rows: one INSERT … VALUES (…), (…) at run time
+
+
+async def _store_in_transaction(
+    conn: AsyncConnection,
+    workspace_id: int,
+    items: list[NewEscalation],
+    *,
+    event_kind: str,
+    messages: list[tuple[str, str]],
+    home: dict[str, Any],
+    home_since: datetime,
+    now: datetime,
+) -> dict[str, Row[Any]]:
+    stored = set((await conn.execute(_STORED_KEYS, {"ws": workspace_id, "keys": [i.key for i in items]})).scalars())
+    fresh: dict[str, NewEscalation] = {}
+    for item in items:
+        if item.key not in stored:
+            fresh.setdefault(item.key, item)
+    if not fresh:
+        return {}
+    last = await conn.scalar(_TAKE_NUMBERS, {"ws": workspace_id, "count": len(fresh)})
+    if last is None:
+        return {}  # no such workspace
+    first = int(last) - len(fresh) + 1
+    given = [
+        {**item.values, "workspace_id": workspace_id, "idempotency_key": key, "number": first + n}
+        for n, (key, item) in enumerate(fresh.items())
+    ]
+    rows = {r._mapping["idempotency_key"]: r for r in (await conn.execute(_INSERT, given)).all()}
+    await add_events(
+        conn,
+        [
+            {
+                "workspace_id": workspace_id,
+                "handoff_id": r._mapping["id"],
+                "kind": event_kind,
+                "actor": r._mapping["requester_id"],
+                "at": r._mapping["created_at"],
+                "data": fresh[key].event_data,
+            }
+            for key, r in rows.items()
+        ],
+    )
+    owed = [
+        {
+            "workspace_id": workspace_id,
+            "handoff_id": r._mapping["id"],
+            "handoff_version": r._mapping["version"],
+            "kind": kind,
+            "dedupe_key": template.format(id=r._mapping["id"]),
+            "payload": fresh[key].payloads[m],
+        }
+        for key, r in rows.items()
+        for m, (kind, template) in enumerate(messages)
+    ]
+    if await home_viewers_since(conn, workspace_id, home_since, 1):
+        owed.append(home)
+    await enqueue_many(conn, owed, now)
+    return rows

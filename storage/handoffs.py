@@ -60,15 +60,6 @@ async def get_workspace(conn: AsyncConnection, workspace_id: int) -> Row[Any] | 
 
 # The statements of the path every escalation takes are built once: building one (and its cache
 # key) cost SQLAlchemy more than running it.
-_TAKE_NUMBER = (
-    update(workspaces)
-    .where(workspaces.c.id == bindparam("ws"))
-    .values(next_number=workspaces.c.next_number + 1)
-    .returning(workspaces.c.next_number)
-)
-TAKE_NUMBER_IF_NEW = _TAKE_NUMBER.where(
-    ~exists().where(handoffs.c.workspace_id == bindparam("ws"), handoffs.c.idempotency_key == bindparam("key"))
-)
 _GET = select(handoffs).where(handoffs.c.id == bindparam("id"), handoffs.c.workspace_id == bindparam("ws"))
 _ADD_EVENT = handoff_events.insert()
 _SET_CARD = (
@@ -110,19 +101,6 @@ def set_card_params(
     return params
 
 
-@functools.cache
-def _insert_statement(dialect: str) -> Any:
-    return insert_ignore_for(dialect, handoffs, ("workspace_id", "idempotency_key")).returning(*handoffs.c)
-
-
-async def take_number(conn: AsyncConnection, workspace_id: int) -> int:
-    """The workspace's next ESC number (the counter row is locked until the transaction ends)."""
-    number = await conn.scalar(_TAKE_NUMBER, {"ws": workspace_id})
-    if number is None:
-        raise LookupError(f"workspace {workspace_id} does not exist")
-    return int(number)
-
-
 async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[Any] | None:
     return (await conn.execute(_GET, {"id": handoff_id, "ws": workspace_id})).first()
 
@@ -161,11 +139,6 @@ async def get_by_card(conn: AsyncConnection, workspace_id: int, channel: str, re
             )
         )
     ).first()
-
-
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
-    """Insert a handoff and return it; None if its idempotency key is already taken in the workspace."""
-    return (await conn.execute(_insert_statement(conn.dialect.name), values)).first()
 
 
 def _scoped(workspace_id: int, handoff_id: int) -> Any:
