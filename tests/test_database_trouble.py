@@ -8,18 +8,33 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.sandbox.fake_slack import FakeSlack
+from bot.sandbox.simulator import SlackSimulator
 from bot.server import RUNTIME
 from storage.db import Database
-from tests.conftest import PG_URL, Bot, _admin, bot_settings, start_bot
+from tests.conftest import (
+    JUNIOR,
+    PG_URL,
+    SECRET,
+    TEAM,
+    Bot,
+    _admin,
+    _drop_pg_database,
+    _fresh_pg_database,
+    bot_settings,
+    start_bot,
+)
 from tests.helpers import FORM, open_form
 
 SLACK_ENV = {
@@ -200,3 +215,43 @@ async def test_each_replica_keeps_as_many_connections_as_database_pool_size_says
             assert pool._max_overflow == 0  # type: ignore[attr-defined]
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def pg_bot(fake_slack: FakeSlack) -> AsyncIterator[tuple[Bot, str]]:
+    """The bot on a PostgreSQL database of its own (a read there can be made to wait; on SQLite,
+    whose readers never wait for a writer, it cannot)."""
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL not set: PostgreSQL half skipped")
+    url, name = await _fresh_pg_database()
+    runner, bot_url, app = await start_bot(bot_settings(url, fake_slack), fake_slack)
+    try:
+        async with SlackSimulator(bot_url, SECRET, fake=fake_slack, team_id=TEAM) as sim:
+            yield Bot(url=bot_url, app=app, fake=fake_slack, slack=sim), url
+    finally:
+        await runner.cleanup()
+        await _drop_pg_database(name)
+
+
+async def test_escalate_answers_within_slacks_three_seconds_while_the_database_stalls(
+    pg_bot: tuple[Bot, str],
+) -> None:
+    bot, url = pg_bot
+    parts = make_url(url)
+    holder = await asyncpg.connect(
+        host=parts.host, port=parts.port or 5432, user=parts.username, password=parts.password, database=parts.database
+    )
+    try:
+        # Another session holds the workspaces table: every read of it waits (a stalled database).
+        await holder.execute("BEGIN; LOCK TABLE workspaces IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        answer = await bot.slack.command(JUNIOR, "")
+        took = time.monotonic() - started
+        # Answered inside Slack's 3 s with words the person can act on, not Slack's own error.
+        assert answer.status == 200 and took < 3, (answer.status, answer.body, took)
+        assert "try again" in answer.json()["text"]
+        assert bot.fake.views_for(JUNIOR) == []
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()
+    await open_form(bot)  # once the database answers, the form opens

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -68,13 +69,28 @@ async def may_move(deps: SlackDeps, client: AsyncWebClient, workspace_id: int, h
     return await (await deps.workspaces.seniors(workspace_id, queue)).may_claim(client, user)
 
 
+SAVE_BUDGET_SECONDS = 2.4  # of Slack's 3 s, counted from when the request arrived
+
+
+def save_budget(context: AsyncBoltContext) -> float:
+    """What is left of the storing budget: a busy process may have spent some of Slack's 3 seconds
+    before the handler even started, and an answer after them is lost."""
+    received = context.get("received_at")
+    spent = time.perf_counter() - received if received is not None else 0.0
+    # Nothing left: answer "press again" now, while Slack still listens, rather than try a little
+    # longer and answer after the 3 s (Slack then shows the person an error of its own).
+    return max(0.0, SAVE_BUDGET_SECONDS - spent)
+
+
 async def escalation_refusal(deps: SlackDeps, context: AsyncBoltContext) -> str | None:
-    """Why no escalation can start in this workspace now (the database is down, or no escalation
-    channel is set), or None when one can."""
+    """Why no escalation can start in this workspace now (the database is down or too slow to say
+    in time, or no escalation channel is set), or None when one can. Asked before the ack, so it
+    keeps to the budget: past Slack's 3 s the person would see an error of Slack's instead."""
     try:
-        ws = await deps.workspace(context)
-        channel = (await deps.workspaces.config(ws)).escalation_channel
-    except StorageUnavailable:
+        async with asyncio.timeout(save_budget(context)):
+            ws = await deps.workspace(context)
+            channel = (await deps.workspaces.config(ws)).escalation_channel
+    except (StorageUnavailable, TimeoutError):
         deps.count("storage_unavailable")
         return messages.TRY_AGAIN
     return None if channel else messages.NOT_CONFIGURED

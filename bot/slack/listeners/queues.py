@@ -13,8 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import BadMetadata, CallbackId, QueueMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.listeners.common import admin_refusal, guarded, open_form
-from bot.slack.listeners.views import SAVE_FAILED, save_budget
+from bot.slack.listeners.common import admin_refusal, guarded, open_form, save_budget
+from bot.slack.listeners.views import SAVE_FAILED
 from bot.slack.modals import broken_fields, read_queue
 from bot.slack.queue_modals import queue_modal, read_queue_form, remove_modal
 from storage.db import StorageUnavailable

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
@@ -16,7 +15,7 @@ from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import BadMetadata, CallbackId, EscalateMeta, MoveMeta, ResolveMeta
 from bot.slack.ids import Field_ as F
-from bot.slack.listeners.common import admin_refusal, guarded, may_move
+from bot.slack.listeners.common import admin_refusal, guarded, may_move, save_budget
 from bot.slack.modals import (
     broken_fields,
     field_errors,
@@ -37,17 +36,6 @@ SAVE_FAILED = (
     "I couldn't save this just now (my database didn't answer in time). Nothing is lost: press the button again."
 )
 FORM_BROKEN = "This form is out of date. Close it and run /escalate again; nothing was stored."
-SAVE_BUDGET_SECONDS = 2.4  # of Slack's 3 s, counted from when the request arrived
-
-
-def save_budget(context: AsyncBoltContext) -> float:
-    """What is left of the storing budget: a busy process may have spent some of Slack's 3 seconds
-    before the handler even started, and an answer after them is lost."""
-    received = context.get("received_at")
-    spent = time.perf_counter() - received if received is not None else 0.0
-    # Nothing left: answer "press again" now, while Slack still listens, rather than try a little
-    # longer and answer after the 3 s (Slack then shows the person an error of its own).
-    return max(0.0, SAVE_BUDGET_SECONDS - spent)
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
