@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, exists, func, insert, literal, null, or_, select, update
+from sqlalchemy import Integer, bindparam, exists, func, insert, literal, literal_column, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.handoffs import insert_ignore_for, set_card_params, set_card_statement
@@ -121,6 +121,11 @@ def _enqueue_statement(dialect: str) -> Any:
     return insert_ignore_for(dialect, outbox, ("dedupe_key",)).returning(outbox.c.id)
 
 
+# Written into the statement, not sent as a parameter: only then may the database use the partial
+# index of pending rows (ix_outbox_pending_lanes) for the lane checks, whatever the plan.
+_PENDING = literal_column("'pending'")
+
+
 def _lease_statement() -> Any:
     earlier = outbox.alias("earlier")
     card = outbox.alias("card")
@@ -133,12 +138,19 @@ def _lease_statement() -> Any:
             or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
             # One lane per handoff and kind, first in first out: the requester hears
             # "claimed" before "released" even when the first try of "claimed" failed.
-            ~exists().where(
+            # A lookup per candidate row (a scalar subquery with LIMIT 1 is never made a join):
+            # as an anti-join, PostgreSQL's planner, misled by a table that grows by the second,
+            # read every pending row once per candidate, a lease costing the square of the backlog.
+            select(literal(1))
+            .where(
                 earlier.c.handoff_id == outbox.c.handoff_id,
                 earlier.c.kind == outbox.c.kind,
-                earlier.c.status == "pending",
+                earlier.c.status == _PENDING,
                 earlier.c.id < outbox.c.id,
-            ),
+            )
+            .limit(1)
+            .scalar_subquery()
+            .is_(None),
             # Everything about a handoff waits for its card to be posted: updates need its
             # place, and the requester's confirmation carries its link.
             or_(
@@ -147,7 +159,7 @@ def _lease_statement() -> Any:
                 ~exists().where(
                     card.c.handoff_id == outbox.c.handoff_id,
                     card.c.kind == "post_card",
-                    card.c.status == "pending",
+                    card.c.status == _PENDING,
                 ),
             ),
         )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -197,6 +198,15 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
     Index(None, "status", "next_attempt_at"),
     Index(None, "handoff_id"),
+    # The lease's lane checks (migration 0008): pending rows only, so it stays as small as the backlog.
+    Index(
+        "ix_outbox_pending_lanes",
+        "handoff_id",
+        "kind",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
 )
 
 weekly_reports = Table(
