@@ -110,16 +110,8 @@ class Intake(ServiceCore):
             mine = [s for s in group if s.workspace_id == ws]
             now = max(s.at for s in mine)
             async with self.db.single() as conn:
-                rows = await escalations.store(
-                    conn,
-                    ws,
-                    [s.new for s in mine],
-                    event_kind="created",
-                    messages=_OWED,
-                    home=home_refresh_row(ws, now),
-                    home_since=now - HOME_VIEWERS_WITHIN,
-                    now=now,
-                )
+                owed = escalations.Owed("created", _OWED, home_refresh_row(ws, now), now - HOME_VIEWERS_WITHIN, now)
+                rows = await escalations.store(conn, ws, [s.new for s in mine], owed)
             stored.update({(ws, key): row for key, row in rows.items()})
         self._committed()
         # A key given twice in one group is stored for the first; the second is told it was stored.

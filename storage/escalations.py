@@ -53,6 +53,20 @@ _GIVEN = {
 
 
 @dataclass(frozen=True)
+class Owed:
+    """What every escalation stored together is owed: its event (`event_kind`; the requester its
+    actor, its creation its time), the `messages` it owes (kind, and a dedupe key in which `{id}`
+    stands for its id), and, if anyone opened their Home tab since `home_since`, the refresh `home`
+    (an outbox row: kind, dedupe_key, due). `now`: when the messages were queued."""
+
+    event_kind: str
+    messages: list[tuple[str, str]]
+    home: dict[str, Any]
+    home_since: datetime
+    now: datetime
+
+
+@dataclass(frozen=True)
 class NewEscalation:
     key: str  # the form's idempotency key
     values: dict[str, Any]  # the columns in _GIVEN
@@ -138,54 +152,40 @@ def _statement(messages: int) -> Any:
 
 
 async def store(
-    conn: AsyncConnection,
-    workspace_id: int,
-    items: list[NewEscalation],
-    *,
-    event_kind: str,
-    messages: list[tuple[str, str]],
-    home: dict[str, Any],
-    home_since: datetime,
-    now: datetime,
+    conn: AsyncConnection, workspace_id: int, items: list[NewEscalation], owed: Owed
 ) -> dict[str, Row[Any]]:
-    """Store new escalations of one workspace, numbered in the order given, each with its event
-    (`event_kind`; the requester its actor, its creation its time), the `messages` it owes (kind, and
-    a dedupe key in which `{id}` stands for its id) and, if anyone opened their Home tab since
-    `home_since`, the refresh `home` (an outbox row: kind, dedupe_key, due). Returns the rows stored,
-    by key; a key stored already (or given twice: the first is stored) is not among them.
+    """Store new escalations of one workspace, numbered in the order given, each with what it is
+    `owed` (see Owed). Returns the rows stored, by key; a key stored already (or given twice: the
+    first is stored) is not among them.
 
     PostgreSQL: one statement, in autocommit (a key that a submission on another replica stores at
     the same moment uses up a number). SQLite: inside the caller's write transaction, which holds
     the file's write lock, so numbers stay dense."""
-    what = {"event_kind": event_kind, "messages": messages, "home": home, "home_since": home_since, "now": now}
     if conn.dialect.name == "postgresql":
-        return await _store_postgresql(conn, workspace_id, items, **what)
-    return await _store_in_transaction(conn, workspace_id, items, **what)
+        return await _store_postgresql(conn, workspace_id, items, owed)
+    return await _store_in_transaction(conn, workspace_id, items, owed)
 
 
 async def _store_postgresql(
-    conn: AsyncConnection,
-    workspace_id: int,
-    items: list[NewEscalation],
-    *,
-    event_kind: str,
-    messages: list[tuple[str, str]],
-    home: dict[str, Any],
-    home_since: datetime,
-    now: datetime,
+    conn: AsyncConnection, workspace_id: int, items: list[NewEscalation], owed: Owed
 ) -> dict[str, Row[Any]]:
-    params: dict[str, Any] = {"ws": workspace_id, "now": now, "event_kind": event_kind}
+    params: dict[str, Any] = {"ws": workspace_id, "now": owed.now, "event_kind": owed.event_kind}
     params["a_key"] = [i.key for i in items]
     for name, kind in _GIVEN.items():
         column = [i.values[name] for i in items]
         params[f"a_{name}"] = [json.dumps(v) for v in column] if kind == "json" else column
     params["a_event_data"] = [json.dumps(i.event_data) for i in items]
-    for m, (kind, template) in enumerate(messages):
+    for m, (kind, template) in enumerate(owed.messages):
         before, after = template.split("{id}")
         params.update({f"m{m}_kind": kind, f"m{m}_before": before, f"m{m}_after": after})
         params[f"a_m{m}_payload"] = [json.dumps(i.payloads[m]) for i in items]
-    params.update(home_kind=home["kind"], home_key=home["dedupe_key"], home_due=home["due"], home_since=home_since)
-    rows = (await conn.execute(_statement(len(messages)), params)).all()
+    params.update(
+        home_kind=owed.home["kind"],
+        home_key=owed.home["dedupe_key"],
+        home_due=owed.home["due"],
+        home_since=owed.home_since,
+    )
+    rows = (await conn.execute(_statement(len(owed.messages)), params)).all()
     return {r._mapping["idempotency_key"]: r for r in rows}
 
 
@@ -202,15 +202,7 @@ _INSERT = insert(handoffs).returning(*handoffs.c)  # many rows: one INSERT … V
 
 
 async def _store_in_transaction(
-    conn: AsyncConnection,
-    workspace_id: int,
-    items: list[NewEscalation],
-    *,
-    event_kind: str,
-    messages: list[tuple[str, str]],
-    home: dict[str, Any],
-    home_since: datetime,
-    now: datetime,
+    conn: AsyncConnection, workspace_id: int, items: list[NewEscalation], owed: Owed
 ) -> dict[str, Row[Any]]:
     stored = set((await conn.execute(_STORED_KEYS, {"ws": workspace_id, "keys": [i.key for i in items]})).scalars())
     fresh: dict[str, NewEscalation] = {}
@@ -234,7 +226,7 @@ async def _store_in_transaction(
             {
                 "workspace_id": workspace_id,
                 "handoff_id": r._mapping["id"],
-                "kind": event_kind,
+                "kind": owed.event_kind,
                 "actor": r._mapping["requester_id"],
                 "at": r._mapping["created_at"],
                 "data": fresh[key].event_data,
@@ -242,7 +234,7 @@ async def _store_in_transaction(
             for key, r in rows.items()
         ],
     )
-    owed = [
+    outgoing = [
         {
             "workspace_id": workspace_id,
             "handoff_id": r._mapping["id"],
@@ -252,9 +244,9 @@ async def _store_in_transaction(
             "payload": fresh[key].payloads[m],
         }
         for key, r in rows.items()
-        for m, (kind, template) in enumerate(messages)
+        for m, (kind, template) in enumerate(owed.messages)
     ]
-    if await home_viewers_since(conn, workspace_id, home_since, 1):
-        owed.append(home)
-    await enqueue_many(conn, owed, now)
+    if await home_viewers_since(conn, workspace_id, owed.home_since, 1):
+        outgoing.append(owed.home)
+    await enqueue_many(conn, outgoing, owed.now)
     return rows
