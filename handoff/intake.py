@@ -113,7 +113,8 @@ class Intake(ServiceCore):
                 owed = escalations.Owed("created", _OWED, home_refresh_row(ws, now), now - HOME_VIEWERS_WITHIN, now)
                 rows = await escalations.store(conn, ws, [s.new for s in mine], owed)
             stored.update({(ws, key): row for key, row in rows.items()})
-        self._committed()
+        if stored:  # something new to send: wake the worker (a group of re-submissions queued nothing)
+            self._committed()
         # A key given twice in one group is stored for the first; the second is told it was stored.
         return [stored.pop((s.workspace_id, s.new.key), None) for s in group]
 
