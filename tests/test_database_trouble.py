@@ -196,9 +196,17 @@ async def test_connections_opened_while_the_file_was_read_only_do_not_outlive_it
 
         with immutable(*(p for p in (path, path.with_name(path.name + "-wal")) if p.exists())):
             await asyncio.gather(*(reader() for _ in range(4)))  # reads still work while read-only
-        for _ in range(4):  # every pooled connection gets its turn
-            async with db.write() as conn:
+
+        async def writer() -> None:
+            # Held together, so every pooled connection gets its turn (one at a time, the pool hands
+            # out the one returned last, again and again).
+            async with db.read() as conn:
+                await asyncio.sleep(0.05)
                 await conn.execute(text("PRAGMA user_version = 7"))
+
+        await asyncio.gather(*(writer() for _ in range(4)))
+        async with db.write() as conn:
+            await conn.execute(text("PRAGMA user_version = 8"))
     finally:
         await db.dispose()
 
@@ -213,6 +221,36 @@ async def test_each_replica_keeps_as_many_connections_as_database_pool_size_says
         assert pool.size() == 4  # type: ignore[attr-defined]
         if app[RUNTIME].db.is_postgres:  # and never more than that, so replicas x this is the most they hold
             assert pool._max_overflow == 0  # type: ignore[attr-defined]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_replica_at_rest_after_a_burst_works_on_one_connection_and_leaves_the_rest_idle(
+    db_url: str, fake_slack: FakeSlack
+) -> None:
+    # After a burst opened several connections, one request at a time keeps using the connection it
+    # just returned, so the others stay idle (their PostgreSQL backends' caches are not needed, and a
+    # server-side idle timeout can close them). Handed out in turn, every block met a cold one.
+    runner, _, app = await start_bot(bot_settings(db_url, fake_slack, database_pool_size=6), fake_slack)
+    db = app[RUNTIME].db
+    try:
+
+        async def which() -> int:
+            async with db.read() as conn:
+                raw = await conn.get_raw_connection()
+                await conn.execute(text("SELECT 1"))
+                return id(raw.driver_connection)
+
+        async def held() -> int:
+            async with db.read() as conn:
+                raw = await conn.get_raw_connection()
+                await asyncio.sleep(0.05)  # held, so the others need connections of their own
+                return id(raw.driver_connection)
+
+        burst = await asyncio.gather(*(held() for _ in range(5)))
+        assert len(set(burst)) == 5
+        one_at_a_time = [await which() for _ in range(10)]
+        assert len(set(one_at_a_time)) == 1, one_at_a_time
     finally:
         await runner.cleanup()
 
