@@ -245,12 +245,7 @@ class Database:
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg")
-        # The pool hands out the connection returned last (LIFO): under load a replica works on as few
-        # connections as it needs at once, and the rest rest. FIFO rotated every block through all 25,
-        # so each PostgreSQL backend's caches (and each SQLite connection's page cache) were cold and
-        # all of them held memory; PostgreSQL's CPU per escalation was ~10% lower with LIFO
-        # (bench/intake.py, four runs each). A connection at rest is still pinged before use.
-        kwargs: dict[str, Any] = {"echo": echo, "pool_use_lifo": True}
+        kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {
                 "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -274,6 +269,13 @@ class Database:
             # stay inside PostgreSQL's default 100 connections; DATABASE_POOL_SIZE sizes it.
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 0
+            # The connection returned last goes out first (LIFO): a replica works on as few backends
+            # as its load needs at once and the rest stay idle. Handed out in turn (FIFO), every block
+            # went to a backend whose caches had gone cold: PostgreSQL's CPU per escalation was ~10%
+            # lower with LIFO (bench/intake.py, four runs each). Not for SQLite: its connections live
+            # in the process, and opened as load peaked (not all in the first minute) they showed as
+            # growth in bench/soak.py (RSS +19.3%).
+            kwargs["pool_use_lifo"] = True
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"timeout": connect_timeout, "command_timeout": 15}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
