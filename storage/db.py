@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sqlite3
+import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -91,6 +94,38 @@ _UNAVAILABLE_NAMES = {
     "InternalClientError",
     "TooManyConnectionsError",
 }
+
+
+_TCPI_BYTES_RECEIVED = 128  # offset of tcpi_bytes_received in Linux's struct tcp_info (since 4.1)
+
+
+def _bytes_received(driver: Any) -> int | None:
+    """How many bytes an asyncpg connection's TCP socket has received so far (the kernel's count,
+    whether or not asyncpg has read them yet); None where that cannot be told (a Unix socket, not
+    Linux)."""
+    transport = getattr(driver, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (OSError, ValueError):
+        return None
+    if len(info) < _TCPI_BYTES_RECEIVED + 8:
+        return None
+    return int.from_bytes(info[_TCPI_BYTES_RECEIVED : _TCPI_BYTES_RECEIVED + 8], sys.byteorder)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether this failure was a pooled connection found dead (SQLAlchemy invalidated it)."""
+    current: BaseException | None = exc
+    for _ in range(5):
+        if current is None:
+            return False
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -198,6 +233,8 @@ def _describe_sqlite(path: str, text: str) -> str:
 
 
 CONNECT_TIMEOUT = 3.0
+# A PostgreSQL connection that rested this long is pinged before it is handed out (see _install_postgres_hooks).
+PING_AFTER_REST_SECONDS = 1.0
 
 
 class WriteTurn:
@@ -255,10 +292,12 @@ class Database:
             kwargs["max_overflow"] = pool_size
             kwargs["pool_timeout"] = 30
         else:
-            kwargs["pool_pre_ping"] = True
-            # Connections rest in autocommit: a read or a one-statement write is one round trip, and
-            # so is the ping before each use (outside a transaction it is a bare `;`, not BEGIN / ; /
-            # ROLLBACK). Write transactions ask for READ COMMITTED, which is what issues their BEGIN.
+            # Not pool_pre_ping: a ping before every use doubled the round trips of every statement,
+            # each two context switches, which three replicas sharing two cores paid for most. What
+            # checks a connection instead: _install_postgres_hooks.
+            # Connections rest in autocommit: a read or a one-statement write is one round trip
+            # (outside a transaction there is no BEGIN / COMMIT). Write transactions ask for READ
+            # COMMITTED, which is what issues their BEGIN.
             kwargs["isolation_level"] = "AUTOCOMMIT"
             # Every connection a replica opens is kept: no overflow. An overflow connection is closed
             # when it comes back to a full pool, and under load that was one new PostgreSQL backend
@@ -282,6 +321,45 @@ class Database:
         self._write_turn: WriteTurn | None = WriteTurn() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             self._install_sqlite_hooks()
+        else:
+            self._install_postgres_hooks()
+
+    def _install_postgres_hooks(self) -> None:
+        """Whether a pooled connection still works, checked as it is handed out, as pool_pre_ping
+        would, but without a round trip for one used a moment ago that has heard nothing since.
+        PostgreSQL speaks unasked only to end a session (restart, failover, pg_terminate_backend: an
+        error, then the end of the stream, a few milliseconds apart), so a connection that received
+        anything while at rest, or rested PING_AFTER_REST_SECONDS or more (a firewall may have cut
+        it without a word), or whose byte count cannot be read, is pinged. One closed, or not
+        answering the ping, is replaced, and so is every connection opened before it, as after a
+        failed pre-ping."""
+        sync_engine = self.engine.sync_engine
+        dialect = sync_engine.dialect
+
+        @event.listens_for(sync_engine.pool, "checkin")
+        def _on_checkin(dbapi_conn: Any, record: Any) -> None:
+            if record is not None and dbapi_conn is not None:
+                record.info["rested"] = (time.monotonic(), _bytes_received(dbapi_conn.driver_connection))
+
+        @event.listens_for(sync_engine.pool, "checkout")
+        def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            rested = record.info.pop("rested", None)
+            if rested is None:  # opened for this checkout
+                return
+            since, received = rested
+            driver = dbapi_conn.driver_connection
+            if driver.is_closed():
+                raise InvalidatePoolError("closed by the server")
+            if (
+                received is not None
+                and time.monotonic() - since < PING_AFTER_REST_SECONDS
+                and _bytes_received(driver) == received
+            ):
+                return
+            try:
+                dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                raise InvalidatePoolError(f"no answer to a ping: {type(exc).__name__}") from exc
 
     def _install_sqlite_hooks(self) -> None:
         sync_engine = self.engine.sync_engine
@@ -464,13 +542,21 @@ class Database:
                     async with self.read() as conn:
                         await conn.execute(text("SELECT 1"))
                 else:
-                    async with self._connect(isolation_level="READ COMMITTED") as conn:
-                        async with conn.begin():
-                            standby, read_only = (
-                                await conn.execute(
-                                    text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
-                                )
-                            ).one()
+                    for attempt in (1, 2):
+                        try:
+                            async with self._connect(isolation_level="READ COMMITTED") as conn:
+                                async with conn.begin():
+                                    standby, read_only = (
+                                        await conn.execute(
+                                            text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+                                        )
+                                    ).one()
+                            break
+                        except StorageUnavailable as exc:
+                            # A pooled connection whose session PostgreSQL ended a moment ago (a restart,
+                            # pg_terminate_backend) says nothing about the database: ask a new one.
+                            if attempt == 2 or not _connection_lost(exc):
+                                raise
                     if standby or read_only == "on":
                         return describe(self.url, RuntimeError("read-only"))
         except Exception as exc:  # whatever the driver raises, the operator gets one line

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -290,3 +291,36 @@ async def test_a_replica_at_rest_after_a_burst_works_on_one_backend_and_leaves_t
     assert len(set(burst)) == 5
     one_at_a_time = [await which() for _ in range(10)]
     assert len(set(one_at_a_time)) == 1, one_at_a_time
+
+
+async def test_a_connection_used_a_moment_ago_is_not_pinged_and_one_postgresql_ended_is_replaced(
+    pg_bot: tuple[Bot, str],
+) -> None:
+    # Every statement a person waits for used to be two round trips: a ping, then the statement.
+    bot, _ = pg_bot
+    db = bot.app[RUNTIME].db
+
+    async def read() -> tuple[int, Any]:
+        """The backend that answered, and the driver's connection to it."""
+        async with db.read() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            return (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one(), driver
+
+    first, driver = await read()
+    before = driver._protocol.queries_count
+    again, _ = await read()
+    # One query, from taking the connection to giving it back: no ping, as it was in use a moment
+    # ago and has heard nothing since.
+    assert again == first and driver._protocol.queries_count - before == 1
+
+    # PostgreSQL ends that session (a restart, a failover, an administrator): the next person's read
+    # is answered all the same, by a new session, and without an error; whether asyncpg has read the
+    # session's goodbye yet (the loop ran) or only the kernel has it (the loop was busy).
+    await _admin(f"SELECT pg_terminate_backend({first})")
+    time.sleep(0.2)  # noqa: ASYNC251 - on purpose: the loop is busy while the goodbye arrives
+    replaced, _ = await read()
+    assert replaced != first
+    await _admin(f"SELECT pg_terminate_backend({replaced})")
+    await asyncio.sleep(0.2)
+    third, _ = await read()
+    assert third not in (first, replaced)
