@@ -226,6 +226,21 @@ async def test_each_replica_keeps_as_many_connections_as_database_pool_size_says
         await runner.cleanup()
 
 
+async def test_one_sqlite_process_keeps_few_connections_whatever_the_pool_size_says(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    # Statements run on the loop one at a time; each connection opened holds its own cache (~2.5 MB),
+    # and at 25 (+25) a long run kept opening more at every new peak: memory that only grew.
+    url = f"sqlite+aiosqlite:///{migrated_sqlite(tmp_path)}"
+    runner, _, app = await start_bot(bot_settings(url, fake_slack, database_pool_size=25), fake_slack)
+    try:
+        pool = app[RUNTIME].db.engine.pool
+        assert pool.size() == 8  # type: ignore[attr-defined]
+        assert pool._max_overflow == 8  # type: ignore[attr-defined]
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def pg_bot(fake_slack: FakeSlack) -> AsyncIterator[tuple[Bot, str]]:
     """The bot on a PostgreSQL database of its own (a read there can be made to wait; on SQLite,
