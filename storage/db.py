@@ -16,7 +16,7 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -117,19 +117,8 @@ def _bytes_received(driver: Any) -> int | None:
     return int.from_bytes(info[_TCPI_BYTES_RECEIVED : _TCPI_BYTES_RECEIVED + 8], sys.byteorder)
 
 
-def _connection_lost(exc: BaseException) -> bool:
-    """Whether this failure was a pooled connection found dead (SQLAlchemy invalidated it)."""
-    current: BaseException | None = exc
-    for _ in range(5):
-        if current is None:
-            return False
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _is_unavailable(exc: BaseException) -> bool:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """This exception and every one behind it: the driver's (`orig`), its cause, its context."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -137,6 +126,17 @@ def _is_unavailable(exc: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        yield current
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether this failure was a pooled connection found dead (SQLAlchemy invalidated it)."""
+    return any(isinstance(e, DBAPIError) and e.connection_invalidated for e in _chain(exc))
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    for current in _chain(exc):
         if isinstance(current, _UNAVAILABLE):
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
@@ -146,7 +146,6 @@ def _is_unavailable(exc: BaseException) -> bool:
         sqlstate = str(getattr(current, "sqlstate", "") or "")
         if sqlstate[:2] in ("08", "53") or sqlstate.startswith("57P"):
             return True
-        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
     return False
 
 
@@ -548,26 +547,28 @@ class Database:
                     async with self.read() as conn:
                         await conn.execute(text("SELECT 1"))
                 else:
-                    for attempt in (1, 2):
-                        try:
-                            async with self._connect(isolation_level="READ COMMITTED") as conn:
-                                async with conn.begin():
-                                    standby, read_only = (
-                                        await conn.execute(
-                                            text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
-                                        )
-                                    ).one()
-                            break
-                        except StorageUnavailable as exc:
-                            # A pooled connection whose session PostgreSQL ended a moment ago (a restart,
-                            # pg_terminate_backend) says nothing about the database: ask a new one.
-                            if attempt == 2 or not _connection_lost(exc):
-                                raise
+                    try:
+                        standby, read_only = await self._standby_or_read_only()
+                    except StorageUnavailable as exc:
+                        # A pooled connection whose session PostgreSQL ended a moment ago (a restart,
+                        # pg_terminate_backend) says nothing about the database: ask a new one.
+                        if not _connection_lost(exc):
+                            raise
+                        standby, read_only = await self._standby_or_read_only()
                     if standby or read_only == "on":
                         return describe(self.url, RuntimeError("read-only"))
         except Exception as exc:  # whatever the driver raises, the operator gets one line
             return describe(self.url, exc)
         return None
+
+    async def _standby_or_read_only(self) -> tuple[bool, str]:
+        """PostgreSQL: whether the server is a standby, and whether a write transaction is read-only."""
+        async with self._connect(isolation_level="READ COMMITTED") as conn:
+            async with conn.begin():
+                row = (
+                    await conn.execute(text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"))
+                ).one()
+        return bool(row[0]), str(row[1])
 
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
