@@ -9,7 +9,6 @@ worker so the messages go out at once.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from handoff.domain import (
     Outbound,
     Queue,
 )
+from handoff.ttl import TtlCache
 from storage import directory, outbox
 from storage import handoffs as q
 from storage import queues as qs
@@ -90,7 +90,7 @@ class ServiceCore:
         self._on_commit = on_commit
         self._workspace_ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[int, str], str] = {}
-        self._queues: dict[int, tuple[float, list[Queue]]] = {}
+        self._queues: TtlCache[int, list[Queue]] = TtlCache(QUEUES_TTL)
         self._gets: Batched[tuple[int, int], Handoff] = Batched(self._get_many)
 
     def set_on_commit(self, callback: Callable[[], None] | None) -> None:
@@ -121,18 +121,16 @@ class ServiceCore:
     async def queues(self, workspace_id: int) -> list[Queue]:
         """The workspace's queues, the default first (made if the workspace has none yet). Read at
         most every QUEUES_TTL seconds: a change made on another replica applies within that."""
-        cached = self._queues.get(workspace_id)
-        if cached is not None and time.monotonic() - cached[0] < QUEUES_TTL:
-            return cached[1]
+        return await self._queues.get(workspace_id, lambda: self._read_queues(workspace_id))
+
+    async def _read_queues(self, workspace_id: int) -> list[Queue]:
         async with self.db.read() as conn:
             rows = await qs.of_workspace(conn, workspace_id)
         if not rows or not rows[0]._mapping["is_default"]:
             async with self.db.write() as conn:
                 await qs.ensure_default(conn, workspace_id, self.clock())
                 rows = await qs.of_workspace(conn, workspace_id)
-        found = [Queue.from_row(r) for r in rows]
-        self._queues[workspace_id] = (time.monotonic(), found)
-        return found
+        return [Queue.from_row(r) for r in rows]
 
     async def queue(self, workspace_id: int, queue_id: int | None) -> Queue:
         """A queue of this workspace by id; the default one for None or an id it does not have."""

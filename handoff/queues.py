@@ -59,13 +59,13 @@ class Queues(ServiceCore):
         await self.queues(workspace_id)  # the default comes first
         async with self.db.write() as conn:
             new_id = await qs.add(conn, workspace_id, _values(queue), self.clock())
-        self._queues.pop(workspace_id, None)
+        self._queues.forget(workspace_id)
         return None if new_id is None else await self.queue(workspace_id, new_id)
 
     async def edit_queue(self, workspace_id: int, queue: Queue) -> bool:
         async with self.db.write() as conn:
             changed = await qs.change(conn, workspace_id, queue.id, _values(queue))
-        self._queues.pop(workspace_id, None)
+        self._queues.forget(workspace_id)
         return changed
 
     async def remove_queue(self, workspace_id: int, queue_id: int, *, move_to: int | None, user: str) -> int | None:
@@ -91,7 +91,7 @@ class Queues(ServiceCore):
                     moved += 1
             if not await qs.remove(conn, workspace_id, gone.id):
                 return None
-        self._queues.pop(workspace_id, None)
+        self._queues.forget(workspace_id)
         self._committed()
         return moved
 

@@ -8,12 +8,12 @@ and a group rarely changes within a minute.
 from __future__ import annotations
 
 import logging
-import time
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import messages
+from handoff.ttl import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,8 @@ class Seniors:
     def __init__(self, user_ids: list[str], usergroup: str | None, *, ttl: float = 60.0):
         self.user_ids = list(dict.fromkeys(user_ids))
         self.usergroup = usergroup or None
-        self.ttl = ttl
-        self._members: set[str] = set()
-        self._fetched_at = 0.0
+        self._members: set[str] = set()  # the last members read
+        self._read: TtlCache[str, set[str]] = TtlCache(ttl)
 
     @property
     def anyone(self) -> bool:
@@ -38,16 +37,22 @@ class Seniors:
         return user_id in await self._group_members(client)
 
     async def _group_members(self, client: AsyncWebClient) -> set[str]:
-        if time.monotonic() - self._fetched_at < self.ttl:
-            return self._members
+        assert self.usergroup
+        try:
+            # Clicks in a storm that find the members out of date share one read: the method is
+            # Tier 2 (about 20 a minute), and one read per click would be refused with 429s.
+            self._members = await self._read.get(self.usergroup, lambda: self._fetch(client))
+        except SlackApiError:
+            pass  # keep the last known members rather than lock every senior out; the next click asks again
+        return self._members
+
+    async def _fetch(self, client: AsyncWebClient) -> set[str]:
         try:
             resp = await client.usergroups_users_list(usergroup=self.usergroup)
-            self._members = set(resp.get("users") or [])
-            self._fetched_at = time.monotonic()
         except SlackApiError as exc:
-            # Keep the last known members rather than lock every senior out.
             log.warning("could not read user group %s: %s", self.usergroup, exc.response.get("error"))
-        return self._members
+            raise
+        return set(resp.get("users") or [])
 
     def refusal(self) -> str:
         return messages.who_may_claim(self.user_ids, self.usergroup)

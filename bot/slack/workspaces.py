@@ -9,7 +9,6 @@ installation store, and its channels and seniors only from its own `/escalate co
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from bot.slack.client import Retries, make_client
 from bot.slack.seniors import Seniors
 from handoff.domain import Queue
 from handoff.service import HandoffService
+from handoff.ttl import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class SlackWorkspaces:
         self._seniors: dict[tuple[int, int | None], tuple[WorkspaceConfig, Seniors]] = {}
         self._clients: dict[tuple[str, str], AsyncWebClient] = {}
         self._teams: dict[int, str] = {}
-        self._configs: dict[int, tuple[float, WorkspaceConfig]] = {}
+        self._configs: TtlCache[int, WorkspaceConfig] = TtlCache(CONFIG_TTL)
         self._urls: dict[int, str] = {}
 
     @property
@@ -86,12 +86,7 @@ class SlackWorkspaces:
     async def config(self, workspace_id: int) -> WorkspaceConfig:
         """The workspace's settings, read at most every CONFIG_TTL seconds (a change made on another
         replica applies within that; one made here applies at once)."""
-        cached = self._configs.get(workspace_id)
-        if cached is not None and time.monotonic() - cached[0] < CONFIG_TTL:
-            return cached[1]
-        cfg = await self._read_config(workspace_id)
-        self._configs[workspace_id] = (time.monotonic(), cfg)
-        return cfg
+        return await self._configs.get(workspace_id, lambda: self._read_config(workspace_id))
 
     async def _read_config(self, workspace_id: int) -> WorkspaceConfig:
         row = await self.service.workspace(workspace_id)
@@ -185,4 +180,4 @@ class SlackWorkspaces:
             settings=cfg.as_settings(),
         )
         self._seniors.pop((workspace_id, None), None)
-        self._configs.pop(workspace_id, None)
+        self._configs.forget(workspace_id)
