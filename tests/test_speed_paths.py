@@ -324,3 +324,26 @@ async def test_kept_values_are_read_again_after_a_change_here_and_after_a_failed
     await reading(4)
     gates[0].set()
     assert await mended == "mended"
+
+
+async def test_escalations_stored_on_a_new_postgresql_connection_ask_the_server_nothing_about_types(
+    db: Database,
+) -> None:
+    # asyncpg asks the server what an integer[] or timestamptz[] parameter is (a query PostgreSQL
+    # spends ~5 ms planning) on every connection where such a statement is first prepared: a replica
+    # has up to DATABASE_POOL_SIZE of them. The escalations go in as text[], which it knows.
+    if not db.is_postgres:
+        pytest.skip("asyncpg's type introspection: PostgreSQL only")
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    await db.engine.dispose()  # every connection from here on is new
+    asked: list[str] = []
+    event.listen(
+        db.engine.sync_engine,
+        "connect",
+        lambda conn, _record: conn.driver_connection.add_query_logger(lambda q: asked.append(q.query)),
+    )
+    drafts = [Draft(summary=f"Problem {i}", severity=Severity.P3, tried="x") for i in range(6)]
+    made = await asyncio.gather(*(service.escalate(ws, "UJUNIOR", d, key=f"k{i}") for i, d in enumerate(drafts)))
+    assert sorted(m.handoff.number for m in made) == [1, 2, 3, 4, 5, 6]
+    assert [q for q in asked if "typeinfo" in q] == []
