@@ -273,7 +273,7 @@ class WriteTurn:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 25, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
         problem = url_problem(url)
         if problem is not None:
             raise ValueError(problem)
@@ -309,8 +309,13 @@ class Database:
             # every ~10 escalations: a fork, a login, and every statement prepared again on it, which
             # cost PostgreSQL more CPU than the escalations themselves (bench/intake.py, once the
             # CPU of backends that ended was counted). Past the pool, a block waits for a connection
-            # (pool_timeout), as it did past the overflow. Three replicas at the default (25 each)
-            # stay inside PostgreSQL's default 100 connections; DATABASE_POOL_SIZE sizes it.
+            # (pool_timeout), as it did past the overflow. DATABASE_POOL_SIZE sizes it: 10 by default.
+            # Each connection prepares every statement for itself, and PostgreSQL plans a prepared
+            # statement afresh on its first five runs on a connection: spread over 25 connections a
+            # replica, three replicas planned ~950 times in a 600-escalation bench/intake.py run, a
+            # quarter of PostgreSQL's time (pg_stat_statements). At 10 each, three replicas got 7%
+            # more through on two cores (254-258/s against 236-240/s, three runs each, 1,200
+            # escalations); one replica did as well as at 25. Nine replicas fit in max_connections 100.
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 0
             # The connection returned last goes out first (LIFO): a replica works on as few backends

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,3 +108,36 @@ def test_the_teams_demo_runs_the_teams_flow_offline(tmp_path: Path) -> None:
     assert "Open, waiting for a senior (1)" in out
     assert result.stderr == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def _documented_defaults() -> list[tuple[str, str, str]]:
+    """(where, SETTING, value) for every default README's settings table and .env.example give."""
+    found: list[tuple[str, str, str]] = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`") or not cells[1].startswith("`"):
+            continue
+        names, values = re.findall(r"`([A-Z_]+)`", cells[0]), re.findall(r"`([^`]+)`", cells[1])
+        if len(names) == len(values):
+            found += [("README.md", n, v) for n, v in zip(names, values, strict=True)]
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        m = re.fullmatch(r"#? ?([A-Z_]+)=(.+)", line.strip())
+        if m:
+            found.append((".env.example", m.group(1), m.group(2)))
+    return found
+
+
+def test_the_defaults_readme_and_env_example_give_are_the_ones_the_bot_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An operator sizes and tunes from these two files: a default changed in the code alone would
+    # mislead them (DATABASE_POOL_SIZE above all: replicas x it must fit the server's max_connections).
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    documented = _documented_defaults()
+    assert {n for _, n, _ in documented} >= {"DATABASE_POOL_SIZE", "OUTBOX_POLL_SECONDS", "REPORT_TIME"}
+    wrong = [
+        (where, name, value)
+        for where, name, value in documented
+        if getattr(Settings(_env_file=None, **{name.lower(): value}), name.lower()) != getattr(defaults, name.lower())  # type: ignore[arg-type]
+    ]
+    assert wrong == []

@@ -89,10 +89,7 @@ async def start_cluster(pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3
         "OUTBOX_MAX_ATTEMPTS": "100",
         "OUTBOX_BACKOFF_CAP_SECONDS": "8",
         "LOG_LEVEL": "WARNING",
-        # 3 x 18 connections leave room under PostgreSQL's max_connections (100) for the test's own
-        # connections, and "too many clients" is not what these tests are about (at 3 x 20 the claim
-        # storm met it once, when the pool was 10 kept + 10 opened and closed at peaks).
-        "DATABASE_POOL_SIZE": "18",
+        # DATABASE_POOL_SIZE at its default (10): 3 x 10 connections, well under max_connections.
     }
     replicas = [ServeProcess(env, cwd=tmp_path, log_path=tmp_path / f"replica{i}.log").start() for i in range(n)]
     await asyncio.gather(*(r.wait_ready() for r in replicas))
