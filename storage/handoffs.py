@@ -11,7 +11,7 @@ import functools
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, exists, func, select, update
+from sqlalchemy import Integer, Row, Text, and_, any_, bindparam, case, cast, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -105,7 +105,15 @@ async def get(conn: AsyncConnection, workspace_id: int, handoff_id: int) -> Row[
     return (await conn.execute(_GET, {"id": handoff_id, "ws": workspace_id})).first()
 
 
-_GET_MANY = select(handoffs).where(handoffs.c.id.in_(bindparam("ids", expanding=True)))
+@functools.cache
+def _get_many_statement(dialect: str) -> Any:
+    if dialect == "postgresql":
+        # One statement however many are asked for: `IN (…)` is a statement of its own for each count,
+        # which every connection prepares (a round trip more) and plans afresh. The ids go in as
+        # text[], an array type asyncpg knows without asking the server.
+        ids = cast(bindparam("ids", type_=postgresql.ARRAY(Text)), postgresql.ARRAY(Integer))
+        return select(handoffs).where(handoffs.c.id == any_(ids))
+    return select(handoffs).where(handoffs.c.id.in_(bindparam("ids", expanding=True)))
 
 
 async def get_many(conn: AsyncConnection, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], Row[Any]]:
@@ -113,7 +121,10 @@ async def get_many(conn: AsyncConnection, wanted: list[tuple[int, int]]) -> dict
     to another workspace is simply not found (tenant walls)."""
     if not wanted:
         return {}
-    rows = (await conn.execute(_GET_MANY, {"ids": sorted({h for _, h in wanted})})).all()
+    ids = sorted({h for _, h in wanted})
+    dialect = conn.dialect.name
+    given: list[Any] = [str(i) for i in ids] if dialect == "postgresql" else ids
+    rows = (await conn.execute(_get_many_statement(dialect), {"ids": given})).all()
     asked = set(wanted)
     return {key: r for r in rows if (key := (r._mapping["workspace_id"], r._mapping["id"])) in asked}
 

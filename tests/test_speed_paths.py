@@ -21,6 +21,7 @@ from bot.sandbox.simulator import button_value
 from handoff.domain import Draft, Severity
 from handoff.service import HandoffService
 from handoff.ttl import TtlCache
+from storage import handoffs as handoffs_store
 from storage import sqlite_inline
 from storage.db import Database, WriteTurn
 from storage.grouped import Grouped
@@ -347,3 +348,25 @@ async def test_escalations_stored_on_a_new_postgresql_connection_ask_the_server_
     made = await asyncio.gather(*(service.escalate(ws, "UJUNIOR", d, key=f"k{i}") for i, d in enumerate(drafts)))
     assert sorted(m.handoff.number for m in made) == [1, 2, 3, 4, 5, 6]
     assert [q for q in asked if "typeinfo" in q] == []
+
+
+async def test_handoffs_read_together_are_one_statement_whatever_their_number_on_postgresql(db: Database) -> None:
+    # The delivery worker reads as many handoffs as a lease gave it, a different number each time. As
+    # `IN (…)` each number was a statement of its own, prepared (a round trip more) and planned afresh
+    # on every connection; as `= ANY(array)` it is one.
+    if not db.is_postgres:
+        pytest.skip("SQLite prepares nothing across calls: IN (…) costs it nothing more")
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    made = [
+        (await service.escalate(ws, "UJUNIOR", Draft(summary=f"P{i}", severity=Severity.P3, tried="x"), key=f"k{i}"))
+        for i in range(6)
+    ]
+    ids = [m.handoff.id for m in made]
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for n in (1, 2, 5, 6):
+        async with db.read() as conn:
+            found = await handoffs_store.get_many(conn, [(ws, h) for h in ids[:n]] + [(ws + 1, ids[-1])])
+        assert sorted(h for _, h in found) == sorted(ids[:n])  # another workspace's pair is not found
+    assert len(statements) == 4 and len(set(statements)) == 1, statements
