@@ -53,6 +53,11 @@ class Intake(ServiceCore):
         super().__init__(*args, **kwargs)
         self._stores: Grouped[_Submission, Any] = Grouped(self._store_group, linger=False)
         self._word_counts: Batched[tuple[int, str], int] = Batched(self._count_words)
+        self._cards: Grouped[outbox.PostedCard, bool] = Grouped(self._record_cards)
+
+    async def _record_cards(self, cards: list[outbox.PostedCard]) -> list[bool]:
+        async with self.db.autocommit() as conn:
+            return await outbox.record_cards_posted(conn, cards, self.clock())
 
     async def _count_words(self, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
         async with self.db.read() as conn:
@@ -200,18 +205,9 @@ class Intake(ServiceCore):
         recorded, and it is changed to say where the escalation went, as a card moved later is."""
         now = self.clock()
         if self.db.is_postgres:
-            async with self.db.autocommit() as conn:
-                first = await outbox.record_card_posted(
-                    conn,
-                    workspace_id,
-                    handoff_id,
-                    channel=channel,
-                    ref=ref,
-                    url=url,
-                    similar=similar,
-                    now=now,
-                    moves=moves,
-                )
+            # Cards that went out together are recorded together: one statement for them all.
+            card = outbox.PostedCard(workspace_id, handoff_id, channel, ref, url, similar, moves)
+            first = bool(await self._cards.add(card))
         else:
             async with self.db.write() as conn:
                 first = await q.set_card(conn, workspace_id, handoff_id, channel, ref, url, similar, moves)

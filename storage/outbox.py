@@ -8,15 +8,27 @@ mid-send leaves a lease that runs out, and another replica takes the row.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, exists, func, insert, literal, literal_column, null, or_, select, update
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.handoffs import insert_ignore_for, set_card_params, set_card_statement
-from storage.tables import handoff_events, handoffs, outbox, workspaces
+from storage.handoffs import insert_ignore_for
+from storage.tables import handoffs, outbox, workspaces
 
 # The last_error of a row that is waiting (for its card, for a channel to be set up): not a failure.
 WAITING = "waiting: "
@@ -291,51 +303,71 @@ _WAKE_WORKSPACE = _wake_statement(outbox.c.workspace_id == bindparam("key"))
 _WAKE_WAITING = _wake_statement(outbox.c.handoff_id == bindparam("key"))
 
 
-@functools.cache
-def _card_posted_statement(with_similar: bool, if_unmoved: bool) -> Any:
-    """PostgreSQL: record the card's place (once), its `posted` event, and wake the rows that
-    waited for it, in one statement: one round trip instead of five (BEGIN, three, COMMIT). The
-    same UPDATEs as `handoffs.set_card` and `wake_waiting`, as data-modifying WITHs."""
-    card = set_card_statement(with_similar, if_unmoved).returning(handoffs.c.id, handoffs.c.workspace_id).cte("card")
-    event = (
-        insert(handoff_events)
-        .from_select(
-            ["handoff_id", "workspace_id", "kind", "actor", "at", "data"],
-            select(
-                card.c.id,
-                card.c.workspace_id,
-                literal("posted"),
-                null(),
-                bindparam("now", type_=handoff_events.c.at.type),
-                bindparam("data", type_=handoff_events.c.data.type),
-            ),
-        )
-        .returning(handoff_events.c.id)
-        .cte("event")
+@dataclass(frozen=True)
+class PostedCard:
+    """A card that went out, to be recorded (see `record_cards_posted`)."""
+
+    workspace_id: int
+    handoff_id: int
+    channel: str
+    ref: str
+    url: str | None
+    similar: list[dict[str, Any]] | None
+    moves: int | None
+
+
+# PostgreSQL: record where each card went (once: `handoffs.set_card`), its `posted` event, and wake
+# the rows that waited for it (`wake_waiting`), for many cards in one statement (the same statement
+# however many), their values as text[] arrays (asyncpg knows that type without asking the server).
+_CARDS_POSTED = text(
+    f"""
+    WITH g AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:wss AS text[]), CAST(:channels AS text[]),
+                             CAST(:refs AS text[]), CAST(:urls AS text[]), CAST(:similars AS text[]),
+                             CAST(:moves AS text[]), CAST(:datas AS text[]))
+            WITH ORDINALITY AS g(id, ws, channel, ref, url, sim, moves, data, ord)
+    ),
+    card AS (
+        UPDATE handoffs h
+        SET card_channel = g.channel, card_ref = g.ref, card_url = g.url,
+            "similar" = CASE WHEN g.sim IS NULL THEN h."similar" ELSE CAST(g.sim AS json) END
+        FROM g
+        WHERE h.id = CAST(g.id AS integer) AND h.workspace_id = CAST(g.ws AS integer) AND h.card_ref IS NULL
+          AND (g.moves IS NULL OR h.moves = CAST(g.moves AS integer))
+        RETURNING h.id, h.workspace_id, g.ord, g.data
+    ),
+    event AS (
+        INSERT INTO handoff_events (handoff_id, workspace_id, kind, actor, at, data)
+        SELECT card.id, card.workspace_id, 'posted', NULL, :now, CAST(card.data AS json) FROM card
+    ),
+    woken AS (
+        UPDATE outbox SET next_attempt_at = :now
+        WHERE outbox.handoff_id IN (SELECT id FROM card) AND outbox.status = 'pending'
+          AND outbox.next_attempt_at > :now AND outbox.last_error LIKE '{WAITING}%'
     )
-    woken = _wake_statement(outbox.c.handoff_id.in_(select(card.c.id))).returning(outbox.c.id).cte("woken")
-    return select(*(select(func.count()).select_from(t).scalar_subquery() for t in (card, event, woken)))
+    SELECT ord FROM card
+    """
+).bindparams(bindparam("now", type_=outbox.c.next_attempt_at.type))
 
 
-async def record_card_posted(
-    conn: AsyncConnection,
-    workspace_id: int,
-    handoff_id: int,
-    *,
-    channel: str,
-    ref: str,
-    url: str | None,
-    similar: list[dict[str, Any]] | None,
-    now: datetime,
-    moves: int | None = None,
-) -> bool:
-    """PostgreSQL only (a data-modifying WITH): `set_card`, the `posted` event and `wake_waiting` in
-    one statement. True if this call recorded the place (the first post)."""
-    params = set_card_params(workspace_id, handoff_id, channel, ref, url, similar, moves)
-    params.update(now=now, data={"channel": channel, "ref": ref})
-    statement = _card_posted_statement(similar is not None, moves is not None)
-    placed, _event, _woken = (await conn.execute(statement, params)).one()
-    return bool(placed)
+async def record_cards_posted(conn: AsyncConnection, cards: list[PostedCard], now: datetime) -> list[bool]:
+    """PostgreSQL only: `handoffs.set_card`, the `posted` event and `wake_waiting` for each of
+    `cards`, in one statement (the SQLite path does them in one transaction per card). True for each
+    card whose place this recorded (its first post); not if the escalation moved since the card
+    was drawn (`moves`), as `set_card`."""
+    params = {
+        "ids": [str(c.handoff_id) for c in cards],
+        "wss": [str(c.workspace_id) for c in cards],
+        "channels": [c.channel for c in cards],
+        "refs": [c.ref for c in cards],
+        "urls": [c.url for c in cards],
+        "similars": [None if c.similar is None else json.dumps(c.similar) for c in cards],
+        "moves": [None if c.moves is None else str(c.moves) for c in cards],
+        "datas": [json.dumps({"channel": c.channel, "ref": c.ref}) for c in cards],
+        "now": now,
+    }
+    recorded = {r.ord for r in await conn.execute(_CARDS_POSTED, params)}
+    return [i + 1 in recorded for i in range(len(cards))]
 
 
 async def wake_workspace(conn: AsyncConnection, workspace_id: int, now: datetime) -> int:

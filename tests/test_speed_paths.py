@@ -370,3 +370,36 @@ async def test_handoffs_read_together_are_one_statement_whatever_their_number_on
             found = await handoffs_store.get_many(conn, [(ws, h) for h in ids[:n]] + [(ws + 1, ids[-1])])
         assert sorted(h for _, h in found) == sorted(ids[:n])  # another workspace's pair is not found
     assert len(statements) == 4 and len(set(statements)) == 1, statements
+
+
+async def test_cards_that_went_out_together_are_recorded_together_each_in_its_own_place(db: Database) -> None:
+    # The delivery worker posts many cards at once; each is recorded once (where it went, its
+    # `posted` event, the requester's note released), and on PostgreSQL in one statement for all.
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    other = await service.workspace_id("slack", "T0B")
+    made = [
+        (await service.escalate(w, "UJUNIOR", Draft(summary=f"P{i}", severity=Severity.P3, tried="x"), key=f"k{i}"))
+        for i, w in enumerate([ws, ws, other, ws, other])
+    ]
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    recorded = await asyncio.gather(
+        *(
+            service.card_posted(m.handoff.workspace_id, m.handoff.id, channel="C0ESC", ref=f"1.{i}", url=None)
+            for i, m in enumerate(made)
+        ),
+        # A button from another workspace naming this handoff records nothing (tenant walls).
+        service.card_posted(other, made[0].handoff.id, channel="C0ESC", ref="9.9", url=None),
+    )
+    assert recorded == [True] * 5 + [False]
+    for i, m in enumerate(made):
+        h = await service.get(m.handoff.workspace_id, m.handoff.id)
+        assert h is not None and h.card_ref == f"1.{i}"
+        events = [e["kind"] for e in await service.events(m.handoff.workspace_id, m.handoff.id)]
+        assert events.count("posted") == 1
+    if db.is_postgres:
+        assert len([s for s in statements if "UPDATE handoffs" in s]) == 1
+    # A second post of a card never moves it.
+    again = await service.card_posted(ws, made[0].handoff.id, channel="C0ESC", ref="2.0", url=None)
+    assert again is False and (await service.get(ws, made[0].handoff.id)).card_ref == "1.0"  # type: ignore[union-attr]
