@@ -56,11 +56,14 @@ def _quote(pg: bool, term: str) -> str:
     return term if pg else f'"{term}"'
 
 
-def _pairable(head: list[str], counts: list[int]) -> tuple[list[str], int]:
-    """The words of `head` worth pairing, given how often each is found (counted up to COMMON + 1):
-    those found at all but not COMMON, or, if fewer than two are, the two rarest found. A word found
+async def _pairable(conn: AsyncConnection, workspace_id: int, head: list[str], pg: bool) -> tuple[list[str], int]:
+    """The words of `head` worth pairing: those found at all but not COMMON (counted up to
+    COMMON + 1, in one statement), or, if fewer than two are, the two rarest found. A word found
     nowhere pairs with nothing (so on a new install, or for words never seen, no search runs).
     Also: how many of the words are found at all."""
+    params: dict[str, Any] = {"ws": workspace_id, "cap": COMMON + 1}
+    params.update({f"t{i}": _quote(pg, t) for i, t in enumerate(head)})
+    counts = list((await conn.execute(_counts_sql(pg, len(head)), params)).one())
     found = sum(1 for n in counts if n > 0)
     rare = [t for t, n in zip(head, counts, strict=True) if 0 < n <= COMMON]
     if len(rare) >= 2:
@@ -78,49 +81,17 @@ class SearchPlan:
     found: int
 
 
-def words(terms: list[str]) -> list[str]:
-    """The words of `terms` a plan counts: the first PAIR_TERMS + 6, letters and digits only."""
-    return list(dict.fromkeys(t for t in terms if t.isalnum()))[: PAIR_TERMS + 6]
-
-
 async def plan(conn: AsyncConnection, workspace_id: int, terms: list[str]) -> SearchPlan | None:
     """The words of `terms` (of the first PAIR_TERMS; letters and digits only) worth pairing, or
     None when no row can hold two of them (fewer than two found anywhere: a new install, words never
     seen) and no search needs to run. One statement, each word counted up to COMMON + 1: bounded work,
     quick enough for the event loop even on a big history."""
-    head = words(terms)
-    if len(head) < 2:
+    words = list(dict.fromkeys(t for t in terms if t.isalnum()))[: PAIR_TERMS + 6]
+    if len(words) < 2:
         return None
-    pg = conn.dialect.name == "postgresql"
-    params: dict[str, Any] = {"ws": workspace_id, "cap": COMMON + 1}
-    params.update({f"t{i}": _quote(pg, t) for i, t in enumerate(head)})
-    counts = list((await conn.execute(_counts_sql(pg, len(head)), params)).one())
-    return choose(head, counts)
-
-
-def choose(head: list[str], counts: list[int]) -> SearchPlan | None:
-    """The plan for the words `head`, each found `counts` times (see `plan`)."""
-    pairable, found = _pairable(head, counts)
-    pairable = pairable[:PAIR_TERMS]
-    return SearchPlan(pairable, found) if len(pairable) >= 2 else None
-
-
-# PostgreSQL: the words of many escalations counted in one statement, the same statement whatever
-# their number (each (workspace, word) once, however many escalations have it). As text[], an array
-# type asyncpg knows without asking the server.
-_COUNT_TOGETHER = text(
-    "SELECT w.ws, w.word, (SELECT count(*) FROM (SELECT 1 FROM handoffs h "
-    "WHERE h.workspace_id = CAST(w.ws AS integer) AND h.status = 'resolved' "
-    "AND h.search_vector @@ to_tsquery('english', w.word) LIMIT :cap) x) AS n "
-    "FROM unnest(CAST(:wss AS text[]), CAST(:words AS text[])) AS w(ws, word)"
-)
-
-
-async def count_together(conn: AsyncConnection, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    """PostgreSQL: how often each (workspace, word) is found among the workspace's resolved
-    escalations, counted up to COMMON + 1, in one statement."""
-    params = {"wss": [str(ws) for ws, _ in pairs], "words": [w for _, w in pairs], "cap": COMMON + 1}
-    return {(int(r.ws), r.word): r.n for r in await conn.execute(_COUNT_TOGETHER, params)}
+    head, found = await _pairable(conn, workspace_id, words, conn.dialect.name == "postgresql")
+    head = head[:PAIR_TERMS]
+    return SearchPlan(head, found) if len(head) >= 2 else None
 
 
 async def resolved_candidates(
