@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
+from sqlalchemy import event
 
 from handoff.domain import Draft, Escalated, Handoff, Severity, Won
 from handoff.service import HandoffService
@@ -124,3 +128,40 @@ async def test_everyday_words_do_not_crowd_out_the_best_match(db: Database, monk
     probe = await service.escalate(ws, "UJUNIOR", again, key="p")
     found = await service.similar_resolved(ws, probe.handoff)
     assert found and found[0]["number"] == best.number, found
+
+
+async def test_cards_drawn_together_find_the_same_resolutions_counting_their_words_once(db: Database) -> None:
+    # PostgreSQL: the words of escalations whose cards are drawn at the same moment are counted in one
+    # statement (one round trip for all, not one each), and each still gets what it would alone,
+    # only from its own workspace.
+    if not db.is_postgres:
+        pytest.skip("on SQLite the count is a quick read on the event loop, one per card")
+    service = HandoffService(db)
+    ws = await service.workspace_id("slack", "T0A")
+    other = await service.workspace_id("slack", "T0B")
+    for key, summary, note in CORPUS:
+        await _resolved(service, ws, key, summary, note)
+    await _resolved(service, other, "b-invoice", "Invoice PDF export times out for large accounts", "B's fix")
+    probes = [
+        (
+            await service.escalate(w, "UJUNIOR", Draft(summary=p, severity=Severity.P3, tried=""), key=f"probe-{w}-{i}")
+        ).handoff
+        for i, p in enumerate(PROBES)
+        for w in (ws, other)
+    ]
+    alone = [await service.similar_resolved(h.workspace_id, h) for h in probes]
+    counted: list[str] = []
+
+    def count(*args: Any) -> None:
+        if args[2].startswith("SELECT (SELECT count(*)"):
+            counted.append(args[2])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    together = await asyncio.gather(*(service.similar_resolved(h.workspace_id, h) for h in probes))
+    assert together == alone
+    assert len(counted) == 1
+    pairs = zip(probes, together, strict=True)
+    by_ws = {(h.workspace_id, h.summary): [f["summary"] for f in found] for h, found in pairs}
+    invoice = "Invoice PDF export times out for large accounts"
+    assert by_ws[(other, "Exporting an invoice to PDF times out")] == [invoice]  # B's own, not A's
+    assert by_ws[(ws, "Webhooks return 401 since the customer rotated keys")][0].startswith("Webhook deliveries")
