@@ -135,7 +135,7 @@ class Intake(ServiceCore):
         terms = similar.query_terms(h.summary, h.details, h.tried)
         if self.db.is_postgres:
             # The words of the cards being drawn at the same moment are counted together: one round
-            # trip for them all (one per card was a tenth of an escalation's CPU on three replicas).
+            # trip for them all (one per card cost ~6% of an escalation's CPU in bench/intake.py).
             head = search.words(terms)
             if len(head) < 2:
                 return []

@@ -40,14 +40,9 @@ WITHOUT_COMMON_LIMIT = 200
 
 
 @functools.cache
-def _counts_sql(pg: bool, n: int) -> Any:
-    if pg:
-        one = (
-            "(SELECT count(*) FROM (SELECT 1 FROM handoffs h WHERE h.workspace_id = :ws AND h.status = 'resolved' "
-            "AND h.search_vector @@ to_tsquery('english', :t{i}) LIMIT :cap) x{i})"
-        )
-    else:
-        one = "(SELECT count(*) FROM (SELECT 1 FROM handoffs_fts WHERE handoffs_fts MATCH :t{i} LIMIT :cap))"
+def _counts_sql(n: int) -> Any:
+    """SQLite: the words counted in one statement (PostgreSQL: `count_together`)."""
+    one = "(SELECT count(*) FROM (SELECT 1 FROM handoffs_fts WHERE handoffs_fts MATCH :t{i} LIMIT :cap))"
     return text("SELECT " + ", ".join(one.format(i=i) for i in range(n)))
 
 
@@ -91,10 +86,13 @@ async def plan(conn: AsyncConnection, workspace_id: int, terms: list[str]) -> Se
     head = words(terms)
     if len(head) < 2:
         return None
-    pg = conn.dialect.name == "postgresql"
-    params: dict[str, Any] = {"ws": workspace_id, "cap": COMMON + 1}
-    params.update({f"t{i}": _quote(pg, t) for i, t in enumerate(head)})
-    counts = list((await conn.execute(_counts_sql(pg, len(head)), params)).one())
+    if conn.dialect.name == "postgresql":
+        found = await count_together(conn, [(workspace_id, w) for w in head])
+        counts = [found[(workspace_id, w)] for w in head]
+    else:
+        params: dict[str, Any] = {"cap": COMMON + 1}
+        params.update({f"t{i}": _quote(False, t) for i, t in enumerate(head)})
+        counts = list((await conn.execute(_counts_sql(len(head)), params)).one())
     return choose(head, counts)
 
 
