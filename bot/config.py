@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from storage.db import url_problem
+from storage.db import POSTGRES_POOL_SIZE, url_problem
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///escalation-bot.db"
     # PostgreSQL connections a replica may open, and keeps once opened: replicas x this must stay
     # under the server's max_connections (100 by default), with room for anything else.
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=POSTGRES_POOL_SIZE, ge=1, le=200)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

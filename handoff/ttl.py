@@ -48,8 +48,7 @@ class TtlCache(Generic[K, V]):
         try:
             value = await read()
         finally:
-            current = self._reading.get(key)
-            still_wanted = current is not None and current is mine
+            still_wanted = self._reading.get(key) is mine
             if still_wanted:
                 del self._reading[key]
         if still_wanted:

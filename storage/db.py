@@ -31,6 +31,7 @@ from storage import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 SQLITE_POOL_SIZE = 8  # at most this many kept (and as many again at a peak); DATABASE_POOL_SIZE if smaller
+POSTGRES_POOL_SIZE = 10  # DATABASE_POOL_SIZE's default: the connections a replica keeps (see Database)
 
 
 class StorageUnavailable(Exception):
@@ -273,7 +274,14 @@ class WriteTurn:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT, echo: bool = False):
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = POSTGRES_POOL_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        echo: bool = False,
+    ):
         problem = url_problem(url)
         if problem is not None:
             raise ValueError(problem)

@@ -78,22 +78,18 @@ class Batched(Generic[K, V]):
         self._reader: asyncio.Task[None] | None = None
 
     async def get(self, key: K) -> V | None:
+        return await self._ask(key)
+
+    async def get_all(self, keys: list[K]) -> list[V | None]:
+        """Several keys for one caller, read with everything else asked in this turn."""
+        return list(await asyncio.gather(*(self._ask(key) for key in keys)))
+
+    def _ask(self, key: K) -> asyncio.Future[V | None]:
         found: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((key, found))
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read_batches())
-        return await found
-
-    async def get_all(self, keys: list[K]) -> list[V | None]:
-        """Several keys for one caller, read with everything else asked in this turn."""
-        loop = asyncio.get_running_loop()
-        found: list[asyncio.Future[V | None]] = []
-        for key in keys:
-            found.append(loop.create_future())
-            self._waiting.append((key, found[-1]))
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read_batches())
-        return list(await asyncio.gather(*found))
+        return found
 
     async def _read_batches(self) -> None:
         # This task starts in the turn after the first caller's, so everything asked in that turn is
