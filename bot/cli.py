@@ -43,11 +43,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from storage.db import DatabaseProblem, StorageUnavailable, open_checked
 
     settings = _settings()
+    if args.no_migrate:
+        settings = settings.model_copy(update={"migrate_on_start": False})
     settings.require_for_serve()
     setup_logging(settings.log_level, settings.log_format, settings.secrets())
 
     async def preflight() -> None:
-        await (await open_checked(settings.database_url)).dispose()
+        await (await open_checked(settings.database_url, pooler=settings.database_pooler)).dispose()
 
     try:
         asyncio.run(preflight())  # before listening: a database it cannot use stops it here, in one line
@@ -62,6 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print=lambda msg: log.info(" ".join(str(msg).split())),
             access_log=None,
             backlog=1024,
+            # On SIGTERM: requests in flight get this long to finish (then the runtime finishes the
+            # work they acknowledged, within the same bound: Runtime.close).
+            shutdown_timeout=settings.shutdown_grace_seconds,
         )
     except (DatabaseProblem, StorageUnavailable) as exc:  # it changed between the check and the start
         return _database_failed(exc)
@@ -78,7 +83,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format, settings.secrets())
 
     async def run() -> str | None:
-        db = await open_checked(settings.database_url, write=args.action == "upgrade")
+        url = settings.database_migration_url or settings.database_url
+        pooler = "none" if settings.database_migration_url else settings.database_pooler
+        db = await open_checked(url, write=args.action == "upgrade", pooler=pooler)
         try:
             if args.action == "upgrade":
                 await migrate.upgrade(db)
@@ -105,7 +112,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     setup_logging("WARNING", settings.log_format, settings.secrets())
 
     async def run() -> int:
-        db = await open_checked(settings.database_url, write=args.action == "retry")
+        db = await open_checked(settings.database_url, write=args.action == "retry", pooler=settings.database_pooler)
         try:
             if args.action == "retry":
                 async with db.write() as conn:
@@ -182,7 +189,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     async def run() -> int:
 
-        db = await open_checked(settings.database_url)
+        db = await open_checked(settings.database_url, pooler=settings.database_pooler)
         try:
             await migrate.upgrade(db)
             targets = await _workspaces(db, args.workspace)
@@ -304,7 +311,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     setup_logging("WARNING", settings.log_format, settings.secrets())
 
     async def run() -> int:
-        db = await open_checked(settings.database_url, write=args.action != "list")
+        db = await open_checked(settings.database_url, write=args.action != "list", pooler=settings.database_pooler)
         try:
             found = await _workspaces(db, args.workspace)
             if not found:
@@ -408,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the bot (HTTP on /slack/events, Socket Mode if SLACK_APP_TOKEN is set)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="don't upgrade the schema first (migrations are a step of their own); refuse one this release can't serve",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema")

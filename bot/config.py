@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
-from storage.db import POSTGRES_POOL_SIZE, url_problem
+from storage.db import POSTGRES_POOL_SIZE, Database, url_problem
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     # PostgreSQL connections a replica may open, and keeps once opened: replicas x this must stay
     # under the server's max_connections (100 by default), with room for anything else.
     database_pool_size: int = Field(default=POSTGRES_POOL_SIZE, ge=1, le=200)
+    # "pgbouncer": DATABASE_URL is PgBouncer in transaction pooling (no prepared statements kept).
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    # Where migrations run, when not through DATABASE_URL: PostgreSQL itself, behind a pooler.
+    database_migration_url: str | None = None
+    # `serve` upgrades the schema before it listens; off for stacks whose migrations are a step of
+    # their own (then it refuses a schema it cannot serve). `serve --no-migrate` turns it off too.
+    migrate_on_start: bool = True
+    # On SIGTERM: how long a replica finishes what it acknowledged before it hands the rest back.
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=600)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -104,10 +114,10 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: object) -> object:
         return _split(value)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_migration_url")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        problem = url_problem(value)
+    def _database_url(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value is not None else None
         if problem is not None:
             raise ValueError(problem)
         return value
@@ -175,6 +185,13 @@ class Settings(BaseSettings):
 
     # ---- derived ----------------------------------------------------------
 
+    def database(self, *, migrations: bool = False) -> Database:
+        """The database handle these settings describe; with `migrations`, the one migrations run
+        on (DATABASE_MIGRATION_URL, straight to PostgreSQL, when it is set)."""
+        if migrations and self.database_migration_url:
+            return Database(self.database_migration_url)
+        return Database(self.database_url, pool_size=self.database_pool_size, pooler=self.database_pooler)
+
     @property
     def slack_enabled(self) -> bool:
         return self.slack_signing_secret is not None
@@ -196,6 +213,10 @@ class Settings(BaseSettings):
         ):
             if v is not None and v.get_secret_value():
                 out.append(v.get_secret_value())
+        for url in (self.database_url, self.database_migration_url):
+            password = make_url(url).password if url else None
+            if password:
+                out.append(str(password))
         return out
 
     def require_for_serve(self) -> None:

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
+from bot.inflight import AcknowledgedWork
 from bot.logs import quiet_bad_requests
 from bot.metrics import Metrics, watch_loop_lag
 from bot.scheduler import Scheduler
@@ -66,20 +67,65 @@ class Runtime:
     scheduler: Scheduler | None = None
     teams: Any = None
 
-    async def close(self) -> None:
+    acknowledged: AcknowledgedWork = field(default_factory=AcknowledgedWork)
+    stopping_since: float | None = None  # monotonic time the replica was told to stop
+    _finished_before_stop: int = 0
+
+    def begin_stopping(self) -> None:
+        """Told to stop (SIGTERM): take no more work, say so. The HTTP server has stopped listening."""
+        if self.stopping_since is not None:
+            return
+        self.stopping_since = time.monotonic()
+        self._finished_before_stop = self.acknowledged.finished
         self.ready = False
+        log.info(
+            "stopping: taking no new requests; finishing %d acknowledged request(s) and %d send(s) in hand "
+            "(up to %.0f s)",
+            len(self.acknowledged),
+            self.worker.in_hand,
+            self.settings.shutdown_grace_seconds,
+        )
+
+    async def close(self) -> None:
+        """Stop: finish what was acknowledged (within SHUTDOWN_GRACE_SECONDS of being told), let the
+        worker finish its sends, hand back the leases of any it could not, then close connections."""
+        self.begin_stopping()
+        assert self.stopping_since is not None
+        deadline = self.stopping_since + self.settings.shutdown_grace_seconds
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        if self.socket_handler is not None:
+            await self.socket_handler.close_async()
+        sent_before = self.worker.sent
+        # The worker keeps sending meanwhile: what that work queues (the card's change) goes out from here.
+        cut_short = await self.acknowledged.finish(timeout=left())
         self.worker.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
-        if self.socket_handler is not None:
-            await self.socket_handler.close_async()
         for task in self.watches:
             task.cancel()
-        # Let the worker finish the batch in hand (its rows are recorded, not left to lease expiry).
-        _done, pending = await asyncio.wait(self.tasks, timeout=5.0) if self.tasks else (set(), set())
+        # The worker finishes the sends in hand and records them; past the deadline they are cut short.
+        _done, pending = await asyncio.wait(self.tasks, timeout=max(left(), 0.5)) if self.tasks else (set(), set())
         for task in pending:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.watches, return_exceptions=True)
+        handed_back = 0
+        try:
+            async with asyncio.timeout(3.0):
+                handed_back = await self.worker.hand_back()
+        except Exception as exc:  # the database is away: the leases run out instead
+            log.warning("could not hand back outbox leases (they run out in %s s): %s", self.worker.lease, exc)
+        log.info(
+            "stopped after %.1f s: %d acknowledged request(s) finished, %d cut short; %d message(s) sent while "
+            "stopping; %d unfinished send(s) handed back to the other replicas",
+            time.monotonic() - self.stopping_since,
+            self.acknowledged.finished - self._finished_before_stop,
+            cut_short,
+            self.worker.sent - sent_before,
+            handed_back,
+        )
         await self.session.close()
         await self.replies.close()
         await self.db.dispose()
@@ -93,12 +139,12 @@ async def start_runtime(
     connect_socket: bool = True,
     worker_owner: str | None = None,
 ) -> Runtime:
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    db = settings.database()
     try:
-        await migrate.upgrade(db)
-    except Exception as exc:  # the one line `serve` prints; the traceback helps nobody here
+        await prepare_schema(settings, db)
+    except BaseException:
         await db.dispose()
-        raise DatabaseProblem(describe(db.url, exc)) from None
+        raise
     service = HandoffService(db)
     session = aiohttp.ClientSession()
     deliverers: dict[str, Deliverer] = {}
@@ -177,6 +223,7 @@ async def start_runtime(
             oauth=oauth,
             session=rt.replies,
             reply_timeout=settings.slack_api_timeout_seconds,
+            acknowledged=rt.acknowledged,
         )
         deliverers["slack"] = SlackDelivery(service, workspaces, report_for=report_for)
 
@@ -214,6 +261,27 @@ async def start_runtime(
         log.info("Socket Mode connected")
     rt.ready = True
     return rt
+
+
+async def prepare_schema(settings: Settings, db: Database) -> None:
+    """Upgrade the schema (on DATABASE_MIGRATION_URL when set), or, when migrations are a step of
+    their own (MIGRATE_ON_START=false, `serve --no-migrate`), refuse a schema this release cannot
+    serve. Either way a problem is one line (DatabaseProblem)."""
+    if not settings.migrate_on_start:
+        problem = await migrate.serving_problem(db)
+        if problem is not None:
+            raise DatabaseProblem(problem)
+        return
+    target = settings.database(migrations=True) if settings.database_migration_url else db
+    try:
+        await migrate.upgrade(target)
+    except DatabaseProblem:
+        raise
+    except Exception as exc:  # the one line `serve` prints; the traceback helps nobody here
+        raise DatabaseProblem(describe(target.url, exc)) from None
+    finally:
+        if target is not db:
+            await target.dispose()
 
 
 def _delivery_observer(metrics: Metrics) -> Callable[[OutboxItem, DeliveryResult, float], None]:
@@ -254,6 +322,14 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         await rt.close()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def stop_taking_work(app: web.Application) -> None:
+        # Runs once the server has stopped listening, before it waits for the requests in flight.
+        rt = app.get(RUNTIME)
+        if rt is not None:
+            rt.begin_stopping()
+
+    app.on_shutdown.append(stop_taking_work)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         rt = request.app[RUNTIME]

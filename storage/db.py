@@ -32,6 +32,9 @@ from storage import sqlite_inline
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 SQLITE_POOL_SIZE = 8  # at most this many kept (and as many again at a peak); DATABASE_POOL_SIZE if smaller
 POSTGRES_POOL_SIZE = 10  # DATABASE_POOL_SIZE's default: the connections a replica keeps (see Database)
+# DATABASE_POOLER: what stands between the bot and PostgreSQL. "pgbouncer": PgBouncer in transaction
+# pooling, where consecutive transactions of one client may run on different server sessions.
+POOLERS = ("none", "pgbouncer")
 
 
 class StorageUnavailable(Exception):
@@ -45,11 +48,11 @@ class DatabaseProblem(Exception):
     """The database cannot be used at all (start-up): one line for the operator."""
 
 
-async def open_checked(url: str, *, write: bool = True) -> Database:
+async def open_checked(url: str, *, write: bool = True, pooler: str = "none") -> Database:
     """A Database just shown to be reachable (and writable, unless `write` is False), or
     DatabaseProblem saying why not."""
     try:
-        db = Database(url)
+        db = Database(url, pooler=pooler)
     except ValueError as exc:
         raise DatabaseProblem(str(exc)) from None
     problem = await db.problem(write=write)
@@ -238,6 +241,18 @@ CONNECT_TIMEOUT = 3.0
 PING_AFTER_REST_SECONDS = 1.0
 
 
+# Behind PgBouncer in transaction pooling, a client's session on the server is not its own: the
+# next transaction, or the next round trip outside one, may run on another server session that
+# other clients use too. Named prepared statements (asyncpg's __asyncpg_stmt_N__, cached per
+# connection) then collide ("already exists") or go missing ("does not exist"). With no statement
+# cache, asyncpg prepares every statement unnamed and sends its Parse again in the same message
+# batch as its Bind and Execute, so each execution is complete on whichever session runs it, and
+# nothing is left behind on a server session to leak or to collide. SQLAlchemy's own cache of
+# prepared statements goes too (it would hold asyncpg's). The price: every statement is parsed
+# and planned by PostgreSQL each time it runs, with one more round trip (docs/operations.md).
+_PGBOUNCER_CONNECT_ARGS = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+
 class WriteTurn:
     """One writer at a time, first come first served, except that an urgent writer goes before
     those waiting (never before the one writing)."""
@@ -281,10 +296,14 @@ class Database:
         pool_size: int = POSTGRES_POOL_SIZE,
         connect_timeout: float = CONNECT_TIMEOUT,
         echo: bool = False,
+        pooler: str = "none",
     ):
         problem = url_problem(url)
         if problem is not None:
             raise ValueError(problem)
+        if pooler not in POOLERS:
+            raise ValueError(f"unknown pooler {pooler!r}: one of {', '.join(POOLERS)}")
+        self.pooler = pooler
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -335,6 +354,8 @@ class Database:
             kwargs["pool_use_lifo"] = True
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"timeout": connect_timeout, "command_timeout": 15}
+            if pooler == "pgbouncer":
+                kwargs["connect_args"].update(_PGBOUNCER_CONNECT_ARGS)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_turn: WriteTurn | None = WriteTurn() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":

@@ -66,3 +66,15 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 async def current_revision(db: Database) -> str | None:
     async with db.read() as conn:
         return await conn.run_sync(_current)
+
+
+async def serving_problem(db: Database) -> str | None:
+    """Why this release cannot serve the database's schema as it is (for `serve` when migrations are
+    a step of their own), in one line; None when it can."""
+    current = await current_revision(db)
+    head = head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no schema yet: run `escalation-bot db upgrade` first"
+    return f"the database is at revision {current} and this release needs {head}: run `escalation-bot db upgrade`"

@@ -254,6 +254,21 @@ async def retry_later(
     return result.rowcount == 1
 
 
+HANDED_BACK = "handed back by a replica that stopped mid-send; looked for before it is sent again"
+
+
+async def hand_back(conn: AsyncConnection, owner: str) -> int:
+    """Give up `owner`'s leases on rows it had not finished (a replica stopping): another replica takes
+    them at once instead of after the lease. Their attempt may have gone through, so the note makes the
+    next one look before it sends."""
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.lease_owner == owner, outbox.c.status == "pending", outbox.c.leased_until.is_not(None))
+        .values(leased_until=None, last_error=HANDED_BACK)
+    )
+    return int(result.rowcount or 0)
+
+
 async def give_up(conn: AsyncConnection, item_id: int, owner: str, error: str) -> bool:
     result = await conn.execute(
         update(outbox)

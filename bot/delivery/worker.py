@@ -66,6 +66,7 @@ class DeliveryWorker:
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_result: Callable[[OutboxItem, DeliveryResult, float], None] | None = None
+        self.sent = 0  # sends that went through, for the replica's goodbye
         # Sends that went out are marked sent together: one transaction for all that finish while
         # the previous group is being written.
         self._sent: Grouped[tuple[OutboxItem, Sent], None] = Grouped(self._mark_sent)
@@ -73,9 +74,20 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def in_hand(self) -> int:
+        """Sends started and not yet recorded."""
+        return len(self._in_flight)
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+    async def hand_back(self) -> int:
+        """Give back the leases of sends this worker did not finish (it is stopping), so another
+        replica sends them now rather than when the lease runs out."""
+        async with self.db.single(urgent=True) as conn:
+            return await outbox.hand_back(conn, self.owner)
 
     async def run(self) -> None:
         """Keep up to `concurrency` sends in flight, topping up as each one finishes, so one
@@ -170,6 +182,8 @@ class DeliveryWorker:
                 log.exception("delivery of outbox row %s (%s) raised", item.id, item.kind)
                 result = Retry(error=f"{type(exc).__name__}: {exc}")
             await self._record(item, result)
+            if isinstance(result, Sent):
+                self.sent += 1
             if self.on_result is not None:
                 self.on_result(item, result, loop.time() - started)
         finally:

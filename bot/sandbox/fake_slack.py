@@ -49,6 +49,10 @@ def default_scopes() -> list[str]:
     return list(BOT_SCOPES)
 
 
+# The key to fail replies to a click's response_url with (FakeSlack.fail_next).
+RESPONSE_URL = "response_url"
+
+
 def _fault_key(method: str, channel: str) -> str:
     """Where failures aimed at one channel's calls to a method wait (`fail_next(..., channel=)`)."""
     return f"{method}:{channel}"
@@ -292,8 +296,14 @@ class FakeSlack(SlackMethods, Watched):
             return {"ok": False, "error": "invalid_auth"}
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket-mode"}
 
-    async def _respond(self, request: web.Request) -> web.Response:
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        # A reply to a click is not a Web API call but can be slow or fail too (fail_next("response_url")).
+        failure = self.script.next(RESPONSE_URL)
+        if failure is not None:
+            await stall(failure.stall)
+            if not failure.answers_normally:
+                return await self._fail(request, ApiCall(RESPONSE_URL, body, 0, False, time.monotonic(), None), failure)
         self.replies.append(
             Reply(
                 user=request.match_info["user"],

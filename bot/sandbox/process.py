@@ -46,6 +46,7 @@ class ServeProcess:
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []  # after `serve --host --port`, e.g. ["--no-migrate"]
         self._log = None
 
     @property
@@ -56,8 +57,9 @@ class ServeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_"))}
         env.update(self.env)
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*command, *self.extra_args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

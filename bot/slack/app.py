@@ -13,6 +13,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import inflight
+from bot.inflight import AcknowledgedWork
 from bot.slack import messages
 from bot.slack.client import SessionRespond
 from bot.slack.deps import SlackDeps
@@ -44,6 +46,7 @@ def build_slack_app(
     oauth: AsyncOAuthSettings | None = None,
     session: aiohttp.ClientSession | None = None,
     reply_timeout: float = 10.0,
+    acknowledged: AcknowledgedWork | None = None,
 ) -> AsyncApp:
     bolt_log = logging.getLogger("bot.slack.bolt")
     # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which
@@ -65,6 +68,13 @@ def build_slack_app(
     if oauth is not None:
         # app_uninstalled / tokens_revoked: delete the workspace's tokens from the installation store.
         app.enable_token_revocation_listeners()
+    if acknowledged is not None:
+
+        @app.middleware
+        async def work_is_finished_at_stop(context: AsyncBoltContext, next: Callable[[], Awaitable[Any]]) -> Any:
+            context[inflight.CONTEXT_KEY] = acknowledged  # listeners register there (`guarded`)
+            return await next()
+
     if session is not None:
 
         @app.middleware

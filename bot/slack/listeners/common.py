@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import inflight
 from bot.slack import messages
 from bot.slack.deps import SlackDeps
 from bot.slack.ids import FIRST_FIELD
@@ -140,10 +141,16 @@ def guarded(listener: Listener) -> Listener:
     @functools.wraps(listener)
     async def run(**kwargs: Any) -> Any:
         # Bolt runs a listener as a task it keeps no reference to; asyncio holds tasks only weakly, so
-        # one waiting on a future nothing else holds could be collected mid-flight. Hold it until done.
+        # one waiting on a future nothing else holds could be collected mid-flight. Hold it until done,
+        # in the replica's acknowledged work where there is one, so a replica told to stop finishes it.
         task = asyncio.current_task()
+        context_in = kwargs.get("context")
+        work = context_in.get(inflight.CONTEXT_KEY) if context_in is not None else None
         if task is not None:
-            _IN_FLIGHT.add(task)
+            if isinstance(work, inflight.AcknowledgedWork):
+                work.track(task)
+            else:
+                _IN_FLIGHT.add(task)
         try:
             return await listener(**kwargs)
         except Exception as exc:
