@@ -27,6 +27,7 @@ from bot.slack import messages
 from bot.slack.modals import escalate_modal
 from tests.conftest import ESC_CHANNEL, PG_URL, SECRET, TEAM, TOKEN, _drop_pg_database, _fresh_pg_database
 from tests.helpers import FORM, card_text, eventually, outbox_quiet
+from tests.pgbouncer import PgBouncer, pgbouncer
 from tests.private_pg import PrivatePostgres, private_postgres
 
 pytestmark = [
@@ -72,9 +73,18 @@ async def pg_url() -> AsyncIterator[str]:
         await _drop_pg_database(name)
 
 
-async def start_cluster(pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3) -> Cluster:
+async def start_cluster(
+    pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3, via: PgBouncer | None = None
+) -> Cluster:
+    """`n` replicas on the database `pg_url`, straight to PostgreSQL or through PgBouncer `via` (in
+    transaction pooling: DATABASE_POOLER=pgbouncer, migrations on the direct URL)."""
+    routed = (
+        {"DATABASE_URL": via.url_for(pg_url), "DATABASE_POOLER": "pgbouncer", "DATABASE_MIGRATION_URL": pg_url}
+        if via is not None
+        else {"DATABASE_URL": pg_url}
+    )
     env = {
-        "DATABASE_URL": pg_url,
+        **routed,
         "SLACK_BOT_TOKEN": TOKEN,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_BASE_URL": fake.base_url,
@@ -98,19 +108,41 @@ async def start_cluster(pg_url: str, fake: FakeSlack, tmp_path: Path, n: int = 3
     return Cluster(pg_url, fake, replicas, sims, session)
 
 
-@pytest.fixture
-async def cluster(pg_url: str, fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Cluster]:
-    # Hundreds of cards in a minute to one channel is more than Slack allows (about a post a second
-    # per channel, each method a tier a minute): these tests are about replicas and faults, not about
-    # Slack's pace, so the fake's limits are raised a hundredfold.
-    fake_slack.limits.scale = 100
-    c = await start_cluster(pg_url, fake_slack, tmp_path)
+async def _running(c: Cluster) -> AsyncIterator[Cluster]:
     try:
         yield c
     finally:
         await c.session.close()
         for r in c.replicas:
             r.stop()
+
+
+@pytest.fixture
+async def cluster(pg_url: str, fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Cluster]:
+    # Hundreds of cards in a minute to one channel is more than Slack allows (about a post a second
+    # per channel, each method a tier a minute): these tests are about replicas and faults, not about
+    # Slack's pace, so the fake's limits are raised a hundredfold.
+    fake_slack.limits.scale = 100
+    async for c in _running(await start_cluster(pg_url, fake_slack, tmp_path)):
+        yield c
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+async def routed_cluster(
+    request: pytest.FixtureRequest, pg_url: str, fake_slack: FakeSlack, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """Three replicas straight to PostgreSQL, and the same through a real PgBouncer in transaction
+    pooling (20 server connections for the three replicas' 30 client connections). Without
+    DATABASE_POOLER=pgbouncer the replicas behind it do not even start (prepared statement
+    "__asyncpg_stmt_…__" already exists / does not exist)."""
+    fake_slack.limits.scale = 100  # as `cluster`: replicas and faults, not Slack's pace
+    if request.param == "direct":
+        async for c in _running(await start_cluster(pg_url, fake_slack, tmp_path)):
+            yield c
+        return
+    with pgbouncer(pg_url) as bouncer:
+        async for c in _running(await start_cluster(pg_url, fake_slack, tmp_path, via=bouncer)):
+            yield c
 
 
 def new_view(n: int) -> dict:
@@ -163,8 +195,8 @@ def cards(fake: FakeSlack) -> list[Message]:
     return fake.channel_messages(ESC_CHANNEL)
 
 
-async def test_claim_storm_across_three_replicas_one_winner_per_card(cluster: Cluster) -> None:
-    c, fake = cluster, cluster.fake
+async def test_claim_storm_across_three_replicas_one_winner_per_card(routed_cluster: Cluster) -> None:
+    c, fake = routed_cluster, routed_cluster.fake
     n_cards, clickers = 100, 10
     await asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:03d}") for i in range(n_cards)))
     await fake.wait_for(lambda: len(cards(fake)) >= n_cards, timeout=60)
@@ -261,8 +293,8 @@ def assert_each_once(fake: FakeSlack, n: int) -> None:
     assert len(told) == n and set(told.values()) == {1}, "every requester told exactly once"
 
 
-async def test_burst_of_500_while_slack_fails_30_percent(cluster: Cluster) -> None:
-    c, fake = cluster, cluster.fake
+async def test_burst_of_500_while_slack_fails_30_percent(routed_cluster: Cluster) -> None:
+    c, fake = routed_cluster, routed_cluster.fake
     fake.chaos(0.3, CHAOS_METHODS, CHAOS)
     n = 500
     resubmits = await asyncio.gather(*(submit_with_failover(c, i, f"U0REQ{i:04d}") for i in range(n)))
