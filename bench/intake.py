@@ -7,17 +7,19 @@ Slack Web API (its own process), and reports from the fake's arrival times:
   * latency at a steady rate (default 50/s for 10 s): p50 / p99 from submission to card.
 
 Setups: SQLite with one process; PostgreSQL with one replica and with three (submissions
-spread round-robin, as a load balancer would); and the baseline, a bare Bolt app that acks
-and posts a fixed message. Ratios are against the one-replica PostgreSQL run and the
-baseline, measured in the same run.
+spread round-robin, as a load balancer would); the same two through a real PgBouncer in
+transaction pooling (Debian's pgbouncer, DATABASE_POOLER=pgbouncer); and the baseline, a bare
+Bolt app that acks and posts a fixed message. Ratios are against the one-replica PostgreSQL run
+and the baseline, and PgBouncer's rows against the direct ones, all measured in the same run.
 
-    python bench/intake.py [--n 600] [--rate 50] [--seconds 10]
+    python bench/intake.py [--n 600] [--rate 50] [--seconds 10] [--no-pgbouncer]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -45,6 +47,7 @@ from bench.common import (
 from bot.sandbox.process import ServeProcess, free_port
 from bot.sandbox.simulator import SlackSimulator
 from bot.slack.modals import escalate_modal
+from tests.pgbouncer import pgbouncer
 
 FORM = {"severity": "P3", "tried": "Restarted it", "details": "", "customer": ""}
 
@@ -134,7 +137,7 @@ async def steady(
     return percentile(lat, 50), percentile(lat, 99), max(lat), load.retries
 
 
-async def run(n: int, rate: float, seconds: float) -> int:
+async def run(n: int, rate: float, seconds: float, with_pgbouncer: bool = True) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="intake-"))
     results: dict[str, tuple[float, float, float, float, int]] = {}
     cpu: dict[str, str] = {}
@@ -145,11 +148,14 @@ async def run(n: int, rate: float, seconds: float) -> int:
         ("PostgreSQL, 1 replica", "pg", 1),
         ("PostgreSQL, 3 replicas", "pg", 3),
     ]
+    if with_pgbouncer:
+        setups += [("PgBouncer, 1 replica", "pgbouncer", 1), ("PgBouncer, 3 replicas", "pgbouncer", 3)]
     for label, kind, replicas in setups:
         fake = start_fake_slack(tmp)
         await fake.wait("/_fake/state")
         procs: list = []
         pg_name = None
+        extra = contextlib.ExitStack()
         try:
             if kind == "bare":
                 port = free_port()
@@ -179,6 +185,15 @@ async def run(n: int, rate: float, seconds: float) -> int:
                 else:
                     url, pg_name = await fresh_pg()
                 env = slack_bot_env(url, fake)
+                bouncer_pids: list[int] = []
+                if kind == "pgbouncer":
+                    # As an operator runs it: transaction pooling, 20 server connections for the
+                    # replicas' 10 client connections each; migrations straight to PostgreSQL.
+                    bouncer = extra.enter_context(pgbouncer(url, pool=20))
+                    bouncer_pids = [bouncer.proc.pid]
+                    env.update(
+                        DATABASE_URL=bouncer.url_for(url), DATABASE_POOLER="pgbouncer", DATABASE_MIGRATION_URL=url
+                    )
                 # One replica migrates first so the others start on a ready schema.
                 first = ServeProcess(env, cwd=tmp, log_path=tmp / f"{kind}-0.log").start()
                 procs.append(first)
@@ -195,13 +210,14 @@ async def run(n: int, rate: float, seconds: float) -> int:
                 # the PostgreSQL connections that load needs: a replica opens them once and keeps them,
                 # and opening 25 backends per replica inside the measured run was start-up, not load.
                 await throughput(urls, fake, s, 300, "W")
-                meter = CpuMeter(
-                    {
-                        "bot": [p.proc.pid for p in procs],
-                        "PostgreSQL": None if kind == "pg" else [],
-                        "fake Slack": [fake.proc.pid],
-                    }
-                )
+                groups: dict[str, list[int] | None] = {
+                    "bot": [p.proc.pid for p in procs],
+                    "PostgreSQL": None if kind in ("pg", "pgbouncer") else [],
+                    "fake Slack": [fake.proc.pid],
+                }
+                if kind == "pgbouncer":
+                    groups["PgBouncer"] = bouncer_pids
+                meter = CpuMeter(groups)
                 tput = await throughput(urls, fake, s, n, "T", meter)
                 per = meter.per_item_ms(n)
                 cpu_per[label] = (per["bot"] / max(1, replicas), sum(per.values()))
@@ -212,6 +228,7 @@ async def run(n: int, rate: float, seconds: float) -> int:
         finally:
             for p in procs:
                 p.stop()
+            extra.close()
             fake.stop()
             if pg_name:
                 await drop_pg(pg_name)
@@ -246,6 +263,19 @@ async def run(n: int, rate: float, seconds: float) -> int:
         f"3 replicas vs 1: {three[0] / one:.2f}x (a bigger machine shows scaling here; on {cores} cores the "
         f"ceiling above is what counts)"
     )
+    for replicas in (1, 3):
+        plural = "s" if replicas > 1 else ""
+        direct, routed = f"PostgreSQL, {replicas} replica{plural}", f"PgBouncer, {replicas} replica{plural}"
+        if routed in results:
+            print(
+                f"through PgBouncer, {replicas} replica(s): {results[routed][0]:.0f}/s = "
+                f"{results[routed][0] / results[direct][0]:.2f}x direct; bot CPU per escalation (its replicas "
+                f"together) {cpu_per[routed][0] * replicas:.1f} ms vs {cpu_per[direct][0] * replicas:.1f} ms direct; "
+                f"all CPU "
+                f"{cpu_per[routed][1]:.1f} ms vs {cpu_per[direct][1]:.1f} ms; p99 submission->card "
+                f"{results[routed][2] * 1000:.0f} ms vs "
+                f"{results[direct][2] * 1000:.0f} ms"
+            )
     # The targets (issue 12), each against the bare-Bolt baseline measured above in this run.
     base_cpu = cpu_per["bare Bolt (baseline)"][0]
     met_all = True
@@ -277,5 +307,6 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--no-pgbouncer", action="store_true", help="leave out the two setups through PgBouncer")
     a = parser.parse_args()
-    sys.exit(asyncio.run(run(a.n, a.rate, a.seconds)))
+    sys.exit(asyncio.run(run(a.n, a.rate, a.seconds, with_pgbouncer=not a.no_pgbouncer)))

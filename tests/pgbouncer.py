@@ -1,8 +1,9 @@
-"""A real PgBouncer (Debian's package) in front of this machine's PostgreSQL, in transaction pooling
-as operators run it, on a loopback port of its own, for the tests and benches that go through it.
+"""A real PgBouncer (Debian's package) in front of this machine's PostgreSQL, configured by the
+stack's own deploy/pgbouncer/entrypoint.sh (transaction pooling), on a loopback port of its own,
+for the tests and benches that go through it.
 
-PgBouncer refuses to run as root; started by root it switches to the `postgres` user (`-u`), so its
-files live in a directory that user can read.
+PgBouncer refuses to run as root, so under root it runs as the `postgres` user, in a directory that
+user can write.
 """
 
 from __future__ import annotations
@@ -23,25 +24,10 @@ from sqlalchemy.engine import make_url
 
 from bot.sandbox.process import free_port
 
-CONFIG = """\
-[databases]
-* = host={host} port={port}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {listen}
-unix_socket_dir =
-auth_type = trust
-auth_file = {dir}/userlist.txt
-pool_mode = transaction
-max_client_conn = 2000
-default_pool_size = {pool}
-max_db_connections = {pool}
-server_lifetime = 3600
-logfile = {dir}/pgbouncer.log
-pidfile = {dir}/pgbouncer.pid
-ignore_startup_parameters = extra_float_digits
-"""
+ENTRYPOINT = Path(__file__).resolve().parent.parent / "deploy" / "pgbouncer" / "entrypoint.sh"
+# The login the bots use through PgBouncer (SCRAM, as the stack's PgBouncer asks for). This machine's
+# PostgreSQL trusts loopback connections, so PgBouncer's own login to it needs no real password.
+PASSWORD = "pgbouncer-test-secret"
 
 
 @dataclass
@@ -52,7 +38,8 @@ class PgBouncer:
 
     def url_for(self, direct_url: str) -> str:
         """`direct_url` (a PostgreSQL URL on this machine) through this PgBouncer."""
-        return make_url(direct_url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+        url = make_url(direct_url).set(host="127.0.0.1", port=self.port, password=PASSWORD)
+        return url.render_as_string(hide_password=False)
 
     def log(self) -> str:
         path = self.dir / "pgbouncer.log"
@@ -68,28 +55,35 @@ def binary() -> str:
 
 @contextlib.contextmanager
 def pgbouncer(direct_url: str, *, pool: int = 20) -> Iterator[PgBouncer]:
-    """PgBouncer in transaction pooling in front of the server `direct_url` names, with at most
-    `pool` server connections per database (as an operator sizes it: far fewer than the clients)."""
+    """Debian's PgBouncer, configured by the stack's own deploy/pgbouncer/entrypoint.sh (transaction
+    pooling, SCRAM logins), in front of the server `direct_url` names, with at most `pool` server
+    connections per database (as an operator sizes it: far fewer than the clients)."""
     target = make_url(direct_url)
     workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
-    os.chmod(workdir, 0o777)
+    os.chmod(workdir, 0o777)  # PgBouncer runs as `postgres` when the tests run as root
     listen = free_port()
-    (workdir / "userlist.txt").write_text(f'"{target.username or "postgres"}" ""\n')
-    (workdir / "pgbouncer.ini").write_text(
-        CONFIG.format(host=target.host or "127.0.0.1", port=target.port or 5432, listen=listen, dir=workdir, pool=pool)
-    )
-    for f in workdir.iterdir():
-        os.chmod(f, 0o644)
-    as_root = ["-u", "postgres"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen(
-        [binary(), *as_root, str(workdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "POSTGRES_USER": target.username or "postgres",
+        "POSTGRES_PASSWORD": PASSWORD,
+        "PGBOUNCER_DIR": str(workdir),
+        "PGBOUNCER_SERVER_HOST": target.host or "127.0.0.1",
+        "PGBOUNCER_SERVER_PORT": str(target.port or 5432),
+        "PGBOUNCER_LISTEN_ADDR": "127.0.0.1",
+        "PGBOUNCER_LISTEN_PORT": str(listen),
+        "PGBOUNCER_POOL_SIZE": str(pool),
+        "PGBOUNCER_BINARY": binary(),
+    }
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    command = [*as_postgres, "env", "-i", *(f"{k}={v}" for k, v in env.items()), "sh", str(ENTRYPOINT)]
+    log = open(workdir / "pgbouncer.log", "wb")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"pgbouncer exited with {proc.returncode}: {err[-500:]}")
+                said = (workdir / "pgbouncer.log").read_text()
+                raise RuntimeError(f"pgbouncer exited with {proc.returncode}: {said[-1000:]}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", listen), timeout=0.2):
                 break
             if time.monotonic() > deadline:
@@ -104,4 +98,5 @@ def pgbouncer(direct_url: str, *, pool: int = 20) -> Iterator[PgBouncer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
