@@ -304,6 +304,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     """Keep a workspace's queues: list, add, change, remove (moving what is open in it)."""
 
     from handoff.domain import Queue
+    from handoff.queues import aliases_problem, clean_aliases, queue_name_problem
     from handoff.service import HandoffService
     from storage.db import DatabaseProblem, StorageUnavailable, open_checked
 
@@ -350,12 +351,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 "senior_user_ids": _names(args.seniors) if args.seniors is not None else None,
                 "senior_usergroup": args.usergroup,
                 "lead_user_ids": _names(args.leads) if args.leads is not None else None,
-                "aliases": tuple(a.lower() for a in _names(args.alias)) if args.alias is not None else None,
+                "aliases": clean_aliases(args.alias) if args.alias is not None else None,
                 "serves": _names(args.serves) if args.serves is not None else None,
                 "reminder_minutes": args.reminder_minutes,
                 "lead_alert_minutes": args.lead_alert_minutes,
             }
             given = {k: v for k, v in fields.items() if v is not None}
+            # The same rules as the admins' form in Slack, which must be able to show and save what is set here.
+            if args.action == "add" and (problem := queue_name_problem(args.name)):
+                return _fail(f"queue name: {problem}")
+            if "aliases" in given and (problem := aliases_problem(given["aliases"])):
+                return _fail(f"--alias: {problem}")
             if args.action == "add":
                 if current is not None:
                     return _fail(f"a queue named {current.name!r} exists: use `queue edit`", 1)

@@ -28,6 +28,31 @@ from storage import outbox
 from storage import queues as qs
 
 QUEUE_NAME_MAX = 80
+# A queue's other names, joined by ", ", as the admin's form shows and takes them in one field.
+QUEUE_ALIASES_MAX = 200
+
+
+def queue_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a queue, or None. The same rule for the CLI, Slack's form and Teams."""
+    if not name.strip() or len(name.strip()) > QUEUE_NAME_MAX or ":" in name:
+        return f"A name of 1 to {QUEUE_NAME_MAX} characters, without a colon."
+    return None
+
+
+def clean_aliases(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Other names as stored: comma-separated (or a list), trimmed, lower case, each once."""
+    parts = names.split(",") if isinstance(names, str) else names
+    return tuple(dict.fromkeys(a.strip().lower() for a in parts if a.strip()))
+
+
+def aliases_problem(aliases: tuple[str, ...]) -> str | None:
+    """Why these other names cannot be kept, or None: the form must be able to show and save them."""
+    if any(len(a) > QUEUE_NAME_MAX or ":" in a for a in aliases):
+        return f"Each name up to {QUEUE_NAME_MAX} characters, without a colon."
+    joined = len(", ".join(aliases))
+    if joined > QUEUE_ALIASES_MAX:
+        return f"The other names together, with commas, are at most {QUEUE_ALIASES_MAX} characters (these are {joined})."
+    return None
 
 
 def route(queues: list[Queue], *, channel: str | None, text: str) -> tuple[Queue, str]:

@@ -15,7 +15,7 @@ from typing import Any
 from bot.sandbox.fake_slack import Message
 from bot.sandbox.simulator import button_value
 from handoff.domain import Queue
-from handoff.service import HandoffService
+from handoff.service import HandoffService, utcnow
 from tests.conftest import ESC_CHANNEL, JUNIOR, SENIORS, Bot
 from tests.helpers import FORM, buttons, card_text, open_form
 from tests.test_slack_depth import open_home
@@ -376,3 +376,66 @@ async def test_the_requester_cancels_and_the_card_says_so_and_by_whom(bot: Bot) 
     late = await reply_to(bot, BILLING_SENIORS[1], card, "claim", value='{"h":1,"v":1}')  # from an old copy
     assert late == "ESC-1 was cancelled by <@U0JUNIOR>."
     assert "ESC-1 was cancelled" in await command_reply(bot, JUNIOR, "cancel ESC-1")
+
+
+def mrkdwn(node: Any) -> list[str]:
+    """Every mrkdwn text in blocks: what Slack parses for mentions and links."""
+    if isinstance(node, list):
+        return [t for n in node for t in mrkdwn(n)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["text"]] if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str) else []
+    return own + [t for v in node.values() for t in mrkdwn(v)]
+
+
+async def test_a_queues_name_is_escaped_in_stats_and_the_weekly_posts_text(bot: Bot) -> None:
+    """An admin names a queue `Billing & <!channel>`: shown, it pings nobody and links nowhere."""
+    ws = await bot.workspace_id()
+    added = await bot.runtime.service.add_queue(
+        ws, Queue(id=0, workspace_id=ws, name="Billing & <!channel>", is_default=False, aliases=("bill",))
+    )
+    assert added is not None
+    await command_reply(bot, SENIORS[0], "stats bill")
+    shown = [r for r in bot.fake.replies if r.user == SENIORS[0]][-1]
+    assert "Billing &amp; &lt;!channel&gt;" in shown.text
+    assert "<!channel>" not in shown.text
+    assert not [m for m in mrkdwn(shown.blocks) if "<!channel>" in m]  # plain_text (the header) is never parsed
+
+    # The queue's own weekly post: its text (what notifications show) carries the name too.
+    from bot.slack.report_blocks import report_fallback
+    from handoff.report import build_report
+    from handoff.schedule import week_start_of
+
+    week = week_start_of(utcnow().date())
+    queue = (added.id, added.name)
+    report = await build_report(bot.runtime.db, ws, week, timezone="UTC", baseline_minutes=30, queue=queue)
+    assert "Billing &amp; &lt;!channel&gt;" in report_fallback(report) and "<!" not in report_fallback(report)
+
+
+async def test_the_cli_and_the_admins_form_take_the_same_other_names(bot: Bot, db_url: str) -> None:
+    """Aliases the form could not show (its field holds 200 characters) are refused by the CLI too;
+    whatever the CLI takes opens in the form and saves unchanged."""
+    bot.fake.users.update({ADMIN: "Ada Admin"})
+    bot.fake.admins.add(ADMIN)
+    ws = await bot.workspace_id()
+    too_many = ",".join(f"billing-{i:02d}" for i in range(25))  # 25 x 10 characters, 298 with ", "
+    refused = await asyncio.to_thread(cli, ["queue", "add", "Billing", "--alias", too_many], db_url)
+    assert refused.returncode == 2, refused.stdout
+    assert "--alias: The other names together, with commas, are at most 200 characters" in refused.stderr
+    assert [q.name for q in await HandoffService(bot.runtime.db).queues(ws)] == ["General"]  # nothing added
+    most = ",".join(f"billing-{i:02d}" for i in range(16))  # 16 x 10 + 15 x 2 = 190 characters
+    added = await asyncio.to_thread(
+        cli, ["queue", "add", "Billing", "--channel", BILLING_CHANNEL, "--alias", most], db_url
+    )
+    assert added.returncode == 0, added.stderr
+    edited = await asyncio.to_thread(cli, ["queue", "edit", "Billing", "--alias", too_many], db_url)
+    assert edited.returncode == 2 and "--alias" in edited.stderr
+    bot.runtime.service._queues.clear()  # the running bot would see it within QUEUES_TTL
+    form = await command_form(bot, ADMIN, "config queue Billing")  # the fake refuses a value over the field's max
+    shown = block(form, "aliases")["element"]
+    assert len(shown["initial_value"]) == 190 and shown["max_length"] == 200
+    as_shown = {"queue_name": "Billing", "escalation_channel": BILLING_CHANNEL, "aliases": shown["initial_value"]}
+    answer = await bot.slack.submit(ADMIN, form, as_shown)
+    assert answer.status == 200 and not answer.body, answer.body
+    answer = await bot.slack.submit(ADMIN, form, {**as_shown, "aliases": too_many})
+    assert "at most 200 characters" in answer.body  # the form says the same as the CLI

@@ -98,7 +98,7 @@ async def test_every_kind_of_bad_token_is_401_never_500(
 
 
 async def test_the_service_url_must_be_the_tokens_and_on_the_allow_list(
-    guarded: TeamsHarness, login: FakeLogin, outside: Outside
+    guarded: TeamsHarness, login: FakeLogin, outside: Outside, caplog: pytest.LogCaptureFixture
 ) -> None:
     elsewhere = outside.url + "/"
     # Signed for the real connector, but the activity says to answer somewhere else.
@@ -113,6 +113,10 @@ async def test_the_service_url_must_be_the_tokens_and_on_the_allow_list(
     not_allowed = await guarded.teams.post(activity)  # the simulator signs it for `elsewhere`
     assert not_allowed.status == 403
     assert outside.hits == []
+    # Someone trying the Agents Playground meets this first: it names what was refused and what allows it.
+    said = (not_allowed.body or {})["error"]
+    assert outside.url.rstrip("/") in said and "TEAMS_SERVICE_URLS" in said, said
+    assert any(said in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
 async def test_the_tenant_comes_from_the_token_and_must_be_ours(guarded: TeamsHarness, login: FakeLogin) -> None:

@@ -31,8 +31,9 @@ from bot.slack.modals import (
     slack_id,
 )
 from handoff.domain import Queue
+from handoff.queues import QUEUE_ALIASES_MAX, QUEUE_NAME_MAX, aliases_problem, clean_aliases, queue_name_problem
 
-NAME_MAX = 80
+NAME_MAX = QUEUE_NAME_MAX
 
 
 def _text(current: str | None, *, max_length: int, placeholder: str = "") -> PlainTextInputElement:
@@ -96,7 +97,7 @@ def queue_modal(queue: Queue | None, name: str) -> View:
                 label="Other names, comma-separated",
                 optional=True,
                 hint="`/escalate bill: …` picks the queue called or aliased bill.",
-                element=_text(", ".join(q.aliases), max_length=200, placeholder="bill, payments"),
+                element=_text(", ".join(q.aliases), max_length=QUEUE_ALIASES_MAX, placeholder="bill, payments"),
             ),
             InputBlock(
                 block_id=F.SERVES,
@@ -133,14 +134,16 @@ def read_queue_form(view: dict[str, Any], queue_id: int | None) -> tuple[Queue, 
     values = _values(view)
     cfg, errors = read_config_form(view, whose="its")  # the channels and people, as the workspace's form
     name = " ".join((_value(values, F.QUEUE_NAME) or "").split())
-    if not name or len(name) > NAME_MAX or ":" in name:
-        errors[F.QUEUE_NAME] = f"A name of 1 to {NAME_MAX} characters, without a colon."
+    name_problem = queue_name_problem(name)
+    if name_problem:
+        errors[F.QUEUE_NAME] = name_problem
     served = _selected(values, F.SERVES, "selected_conversations")
     if len(served) > 100 or not all(slack_id(c) for c in served):
         errors[F.SERVES] = "Pick up to 100 channels from the list."
-    aliases = tuple(dict.fromkeys(a.strip().lower() for a in (_value(values, F.ALIASES) or "").split(",") if a.strip()))
-    if any(len(a) > NAME_MAX or ":" in a for a in aliases):
-        errors[F.ALIASES] = "Each name up to 80 characters, without a colon."
+    aliases = clean_aliases(_value(values, F.ALIASES) or "")
+    problem = aliases_problem(aliases)
+    if problem:
+        errors[F.ALIASES] = problem
     reminder, alert = _minutes(_value(values, F.REMINDER_MINUTES)), _minutes(_value(values, F.LEAD_ALERT_MINUTES))
     for block, got in ((F.REMINDER_MINUTES, reminder), (F.LEAD_ALERT_MINUTES, alert)):
         if isinstance(got, str):

@@ -100,4 +100,6 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
 
 
 def report_fallback(r: WeeklyReport) -> str:
-    return summary_line(r)
+    """The post's `text` (notifications, and clients that cannot show blocks): Slack reads it as
+    mrkdwn, so the queue's name in it is escaped like all text people type."""
+    return t.escape(summary_line(r))

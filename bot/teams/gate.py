@@ -105,6 +105,16 @@ def _origin(url: str) -> tuple[str, str, int] | None:
     return u.scheme, u.host.lower().rstrip("."), u.port or (443 if u.scheme == "https" else 80)
 
 
+def _shown(url: str) -> str:
+    """An activity's serviceUrl as an operator would add it to TEAMS_SERVICE_URLS: scheme, host, port."""
+    origin = _origin(url)
+    if origin is None:
+        return "(not a URL)"
+    scheme, host, port = origin
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port != default else "")
+
+
 def _same_url(a: str, b: str) -> bool:
     def norm(url: str) -> tuple[Any, ...] | None:
         origin = _origin(url)
@@ -160,7 +170,11 @@ class TeamsGate:
         if claimed is not None and not _same_url(claimed, service_url):
             return Refused(401, "the activity's serviceUrl is not the one its token was issued for")
         if _origin(service_url) not in self.allowed:
-            return Refused(403, "the activity's serviceUrl is not an allowed Bot Connector host")
+            return Refused(
+                403,
+                f"the activity's serviceUrl {_shown(service_url)} is not an allowed Bot Connector host: add it to "
+                "TEAMS_SERVICE_URLS if it is yours (the Agents Playground's, say)",
+            )
         token_tenant = _claim(identity, C.TENANT_ID_CLAIM)
         if token_tenant is not None and token_tenant.lower() != self.tenant:
             return Refused(403, "the token is for another tenant")
