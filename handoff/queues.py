@@ -51,7 +51,9 @@ def aliases_problem(aliases: tuple[str, ...]) -> str | None:
         return f"Each name up to {QUEUE_NAME_MAX} characters, without a colon."
     joined = len(", ".join(aliases))
     if joined > QUEUE_ALIASES_MAX:
-        return f"The other names together, with commas, are at most {QUEUE_ALIASES_MAX} characters (these are {joined})."
+        return (
+            f"The other names together, with commas, are at most {QUEUE_ALIASES_MAX} characters (these are {joined})."
+        )
     return None
 
 

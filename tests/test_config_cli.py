@@ -141,3 +141,17 @@ def test_the_defaults_readme_and_env_example_give_are_the_ones_the_bot_uses(monk
         if getattr(Settings(_env_file=None, **{name.lower(): value}), name.lower()) != getattr(defaults, name.lower())  # type: ignore[arg-type]
     ]
     assert wrong == []
+
+
+def test_every_setting_is_in_the_readmes_table_and_in_env_example() -> None:
+    """An operator configures from these two files: a setting missing from either is one they can't find."""
+    readme = (ROOT / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `"))
+    example = (ROOT / ".env.example").read_text()
+    missing = [
+        (name.upper(), where)
+        for name in Settings.model_fields
+        for where, text in (("README.md", table), (".env.example", example))
+        if not re.search(rf"\b{name.upper()}\b", text)
+    ]
+    assert missing == []
