@@ -67,10 +67,10 @@ def rss_mb(pid: int) -> float:
 
 
 def lag_buckets(metrics_text: str) -> dict[float, float]:
-    """Cumulative counts of event_loop_lag_seconds by upper bound."""
+    """Cumulative counts of escalation_bot_event_loop_lag_seconds by upper bound."""
     out: dict[float, float] = {}
     for line in metrics_text.splitlines():
-        if line.startswith("event_loop_lag_seconds_bucket{"):
+        if line.startswith("escalation_bot_event_loop_lag_seconds_bucket{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
     return out

@@ -7,7 +7,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -26,7 +26,7 @@ from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
 from bot.inflight import AcknowledgedWork
 from bot.logs import quiet_bad_requests
-from bot.metrics import Metrics, watch_loop_lag
+from bot.metrics import Metrics, Readings, scrape_reader, watch_loop_lag
 from bot.scheduler import Scheduler
 from bot.slack import boundary
 from bot.slack.app import VERIFIED, build_slack_app
@@ -36,6 +36,8 @@ from bot.slack.deps import SlackDeps
 from bot.slack.listeners.common import ACKED
 from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH, oauth_settings
 from bot.slack.workspaces import SlackWorkspaces
+from bot.version import release
+from handoff.domain import Outbound
 from handoff.report import WeeklyReport, build_report
 from handoff.schedule import week_start_of
 from handoff.service import HandoffService, utcnow
@@ -61,6 +63,7 @@ class Runtime:
     slack_client: AsyncWebClient | None = None
     slack_verifier: SignatureVerifier | None = None
     ready: bool = False
+    scrape: Callable[[], Awaitable[Readings]] | None = None  # what /metrics reads from the database
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # stop when told, finishing what they hold
     watches: list[asyncio.Task[Any]] = field(default_factory=list)  # hold nothing: cancelled at once
     socket_handler: Any = None
@@ -171,8 +174,12 @@ async def start_runtime(
         poll_seconds=settings.outbox_poll_seconds,
     )
     service.set_on_commit(worker.wake)
-    metrics = Metrics()
-    worker.on_result = _delivery_observer(metrics)
+    metrics = Metrics(version=release())
+
+    def platform_of(workspace_id: int) -> str:
+        return platforms.get(workspace_id, "slack")
+
+    worker.on_result = _delivery_observer(metrics, platform_of)
     rt = Runtime(
         settings=settings,
         db=db,
@@ -181,6 +188,13 @@ async def start_runtime(
         session=session,
         replies=aiohttp.ClientSession(),
         metrics=metrics,
+        scrape=scrape_reader(
+            service,
+            lead_alert_minutes=settings.lead_alert_minutes,
+            weekday=settings.report_weekday,
+            at=settings.report_time,
+            timezone=settings.timezone,
+        ),
     )
 
     async def report_for(workspace_id: int, week: date, queue_id: int | None = None) -> WeeklyReport:
@@ -206,6 +220,7 @@ async def start_runtime(
             base_url=settings.slack_api_base_url,
             session=session,
             timeout=settings.slack_api_timeout_seconds,
+            on_call=lambda method, outcome: metrics.api_call("slack", method, outcome),
         )
         workspaces = SlackWorkspaces(service, settings, client, oauth.installation_store if oauth else None)
 
@@ -284,12 +299,18 @@ async def prepare_schema(settings: Settings, db: Database) -> None:
             await target.dispose()
 
 
-def _delivery_observer(metrics: Metrics) -> Callable[[OutboxItem, DeliveryResult, float], None]:
+def _delivery_observer(
+    metrics: Metrics, platform_of: Callable[[int], str]
+) -> Callable[[OutboxItem, DeliveryResult, float], None]:
     def observe(item: OutboxItem, result: DeliveryResult, seconds: float) -> None:
         label = type(result).__name__.lower()
         metrics.delivery.labels(item.kind, label).observe(seconds)
         if isinstance(result, Sent):
-            metrics.delivery_lag.labels(item.kind).observe((utcnow() - item.created_at).total_seconds())
+            lag = (utcnow() - item.created_at).total_seconds()
+            metrics.delivery_lag.labels(item.kind).observe(lag)
+            if item.kind == Outbound.POST_CARD:
+                # The card's row is written with the escalation: its age is submission to card.
+                metrics.submission_to_card.labels(platform_of(item.workspace_id)).observe(lag)
 
     return observe
 
@@ -375,7 +396,7 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         rt = request.app[RUNTIME]
-        body = await rt.metrics.render(rt.db)
+        body = await rt.metrics.render(rt.db, rt.scrape)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def teams_messages(request: web.Request) -> web.StreamResponse:

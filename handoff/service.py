@@ -2,8 +2,8 @@
 
 One service, put together from its parts, each in a module of its own:
 `core` (what they share), `intake` (taking escalations in), `claims` (claim, release, resolve),
-`queues` (routing, keeping queues, moves), `followups` (first actions, reminders, reports) and
-`views` (App Home, settings).
+`queues` (routing, keeping queues, moves), `followups` (first actions, reminders, reports),
+`views` (App Home, settings) and `watch` (what the metrics read).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from handoff.followups import FollowUps
 from handoff.intake import Intake
 from handoff.queues import Queues
 from handoff.views import Views
+from handoff.watch import Watch
 
 __all__ = ["SIMILAR_BUDGET_SECONDS", "DuplicateKey", "HandoffService", "HomeView", "home_refresh_row", "utcnow"]
 
 
-class HandoffService(Intake, Claims, Queues, FollowUps, Views):
+class HandoffService(Intake, Claims, Queues, FollowUps, Views, Watch):
     """The whole engine, as the bot uses it."""

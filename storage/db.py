@@ -613,6 +613,14 @@ class Database:
         except (StorageUnavailable, TimeoutError):
             return False
 
+    def pool_status(self) -> tuple[int, int]:
+        """(connections handed out now, connections the pool may keep): for the metrics."""
+        pool: Any = self.engine.sync_engine.pool
+        try:
+            return int(pool.checkedout()), int(pool.size())
+        except AttributeError:  # a pool without these (not one we build)
+            return 0, 0
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

@@ -74,14 +74,18 @@ async def test_metrics_count_escalations_claims_and_the_outbox(bot: Bot) -> None
     await click(bot, "U0OUTSIDER", card, "claim", value=value)
     await wait_card(bot, card, "Claimed by")
     expected = [
-        'escalations_created_total{platform="slack"} 1.0',
-        'claims_total{outcome="won",platform="slack"} 1.0',
-        'claims_total{outcome="conflict",platform="slack"} 1.0',
-        'claims_total{outcome="refused",platform="slack"} 1.0',
-        'outbox_messages{status="dead"} 0.0',
-        'ack_seconds_count{platform="slack",request="interactive"}',
-        'delivery_seconds_count{kind="post_card",result="sent"} 1.0',
-        "delivery_lag_seconds_bucket",
+        'escalation_bot_escalations_created_total{platform="slack"} 1.0',
+        'escalation_bot_claims_total{outcome="won",platform="slack"} 1.0',
+        'escalation_bot_claims_total{outcome="conflict",platform="slack"} 1.0',
+        'escalation_bot_claims_total{outcome="refused",platform="slack"} 1.0',
+        'escalation_bot_time_to_claim_seconds_count{platform="slack"} 1.0',
+        'escalation_bot_outbox_rows{status="dead"} 0.0',
+        'escalation_bot_ack_duration_seconds_count{platform="slack",request="interactive"}',
+        'escalation_bot_delivery_duration_seconds_count{kind="post_card",result="sent"} 1.0',
+        'escalation_bot_submission_to_card_seconds_count{platform="slack"} 1.0',
+        'escalation_bot_platform_api_calls_total{method="chat.postMessage",outcome="ok",platform="slack"}',
+        'escalation_bot_open_escalations{queue="General",severity="P2",state="claimed"} 1.0',
+        "escalation_bot_delivery_lag_seconds_bucket",
     ]
 
     async def figures() -> str | None:  # delivery figures are recorded just after the send they measure
@@ -150,4 +154,4 @@ async def test_a_retried_event_counts_once(bot: Bot) -> None:
     assert len(await first_actions(bot)) == 1
     # The first-action rule alone would also hold; the two re-deliveries are recognised as such.
     async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
-        assert 'duplicate_events_total{platform="slack"} 2.0' in await r.text()
+        assert 'escalation_bot_duplicate_events_total{platform="slack"} 2.0' in await r.text()

@@ -345,8 +345,9 @@ async def test_same_event_delivered_to_three_replicas_has_one_effect(cluster: Cl
                     total += int(float(m.group(1)))
         return total
 
-    await eventually(lambda: _at_least(counted("events_handled_total"), 3))  # all three handled, wherever
-    assert await counted("duplicate_events_total") == 2
+    handled = "escalation_bot_events_handled_total"
+    await eventually(lambda: _at_least(counted(handled), 3))  # all three handled, wherever
+    assert await counted("escalation_bot_duplicate_events_total") == 2
     from sqlalchemy import select
 
     from storage.db import Database

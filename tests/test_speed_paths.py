@@ -183,7 +183,8 @@ async def test_metrics_show_the_event_loop_lag(bot: Bot) -> None:
     async def lag_samples() -> float:
         async with aiohttp.ClientSession() as s, s.get(bot.url + "/metrics") as r:
             body = await r.text()
-        count = next(line for line in body.splitlines() if line.startswith("event_loop_lag_seconds_count"))
+        lag = "escalation_bot_event_loop_lag_seconds_count"
+        count = next(line for line in body.splitlines() if line.startswith(lag))
         return float(count.split()[-1])
 
     # The watch samples the loop as it runs: wait for the count to grow (polled, not slept for).

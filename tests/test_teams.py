@@ -7,6 +7,8 @@ import asyncio
 import base64
 from typing import Any
 
+import aiohttp
+
 from bot.sandbox.fake_slack import Fail
 from tests.helpers import eventually, settle
 from tests.teams import (
@@ -144,6 +146,12 @@ async def test_connector_failing_then_ok_the_card_arrives_once(teams: TeamsHarne
     await t.runtime.worker.drain()
     assert len(t.connector.cards_in(ESC)) == 1 and card.card is not None
     assert [c.status for c in t.connector.calls if c.status != 200] == [500]
+    # The metrics count connector calls by operation and outcome, the failed one included.
+    async with aiohttp.ClientSession() as s, s.get(t.url + "/metrics") as r:
+        text = await r.text()
+    calls = 'escalation_bot_platform_api_calls_total{method="send_to_conversation",outcome="%s",platform="teams"}'
+    assert calls % "server_error" + " 1.0" in text and calls % "ok" in text
+    assert 'escalation_bot_submission_to_card_seconds_count{platform="teams"} 1.0' in text
 
 
 async def test_a_missing_or_malformed_token_is_401_and_slack_is_untouched(teams: TeamsHarness) -> None:

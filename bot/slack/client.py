@@ -5,11 +5,13 @@ slack_sdk retries only connection errors by default; which calls may retry what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import aiohttp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.context.respond.internals import _build_message
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -65,6 +67,49 @@ def retry_handlers(retries: Retries = "all") -> list[AsyncRetryHandler]:
     ]
 
 
+# Told of every Web API call: (method, outcome), outcome one of ok, error, rate_limited, server_error, failed.
+OnCall = Callable[[str, str], None]
+
+
+class _Refusals(AsyncRetryHandler):
+    """Sees every answer slack_sdk may retry, first: counts each 429 and 5xx Slack gave, including
+    those retried away, and retries nothing itself (the handlers after it decide)."""
+
+    def __init__(self, on_call: OnCall):
+        super().__init__(max_retry_count=0)
+        self.on_call = on_call
+
+    async def can_retry_async(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        status = getattr(response, "status_code", 0) if response is not None else 0
+        if status == 429 or status >= 500:
+            method = str(getattr(request, "url", "")).rsplit("/", 1)[-1].split("?", 1)[0] or "unknown"
+            self.on_call(method, "rate_limited" if status == 429 else "server_error")
+        return False
+
+
+class MeteredWebClient(AsyncWebClient):
+    """slack_sdk's client, telling `on_call` how each call ended (for the platform API metrics). A 429
+    or 5xx is told by `_Refusals` as Slack gives it; here, the rest: ok, Slack's error, no answer."""
+
+    on_call: OnCall | None = None
+
+    async def api_call(self, api_method: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if self.on_call is None:
+            return await super().api_call(api_method, *args, **kwargs)
+        try:
+            response = await super().api_call(api_method, *args, **kwargs)
+        except SlackApiError as exc:
+            status = getattr(exc.response, "status_code", 200)
+            if status != 429 and status < 500:  # those were told as they came
+                self.on_call(api_method, "error")
+            raise
+        except Exception:
+            self.on_call(api_method, "failed")
+            raise
+        self.on_call(api_method, "ok")
+        return response
+
+
 def make_client(
     *,
     token: str | None,
@@ -72,14 +117,18 @@ def make_client(
     session: aiohttp.ClientSession | None,
     timeout: float = 10.0,
     retries: Retries = "all",
+    on_call: OnCall | None = None,
 ) -> AsyncWebClient:
-    return AsyncWebClient(
+    handlers = retry_handlers(retries)
+    client = MeteredWebClient(
         token=token,
         base_url=base_url,
         session=session,
         timeout=int(max(1, timeout)),
-        retry_handlers=retry_handlers(retries),
+        retry_handlers=[_Refusals(on_call), *handlers] if on_call is not None else handlers,
     )
+    client.on_call = on_call
+    return client
 
 
 class SessionRespond(AsyncRespond):

@@ -158,6 +158,7 @@ class SlackWorkspaces:
                 session=self.base_client.session,
                 timeout=self.base_client.timeout,
                 retries=retries,
+                on_call=getattr(self.base_client, "on_call", None),
             )
         return client
 

@@ -400,6 +400,8 @@ class TeamsBot(TeamsQueues):
                 )
             if isinstance(outcome, Won):
                 self._count("won")
+                if self.metrics is not None:
+                    self.metrics.won("teams", outcome.handoff)
                 bind_log(workspace=me.tenant, handoff=outcome.handoff.ref)
                 if data.get("from") == "queue":  # from the `queue` list: that list stays as it was
                     return message_response(

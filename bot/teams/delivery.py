@@ -64,11 +64,34 @@ def new_post(activity: Activity | str, reference: ConversationReference) -> Acti
     return out
 
 
+def call_outcome(exc: BaseException | None) -> str:
+    """How a call to the connector ended, for the platform API metrics."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "rate_limited" if exc.status == 429 else "server_error" if exc.status >= 500 else "error"
+    return "failed"
+
+
 class TeamsDelivery:
     def __init__(self, bot: TeamsBot, service: HandoffService, *, report_for: ReportFor | None = None):
         self.bot = bot
         self.service = service
         self.report_for = report_for
+
+    async def _counted(self, method: str, call: Awaitable[Any]) -> Any:
+        """`call`, told to the metrics as a connector call of `method` with its outcome."""
+        try:
+            value = await call
+        except Exception as exc:
+            self._tell(method, exc)
+            raise
+        self._tell(method, None)
+        return value
+
+    def _tell(self, method: str, exc: BaseException | None) -> None:
+        if self.bot.metrics is not None:
+            self.bot.metrics.api_call("teams", method, call_outcome(exc))
 
     # ---- sending through the SDK ---------------------------------------------
 
@@ -113,13 +136,13 @@ class TeamsDelivery:
             resp = await client.conversations.send_to_conversation(out.conversation.id, out)
             return resp.id if resp is not None and resp.id else ""
 
-        return await self._with_conversation(reference, work, conversation_id)
+        return await self._counted("send_to_conversation", self._with_conversation(reference, work, conversation_id))
 
     async def _update(self, reference: dict[str, Any], activity: Activity, conversation_id: str) -> None:
         async def work(context: TurnContext) -> None:
             await context.update_activity(activity)
 
-        await self._with_conversation(reference, work, conversation_id)
+        await self._counted("update_activity", self._with_conversation(reference, work, conversation_id))
 
     # ---- outbox rows ----------------------------------------------------------
 
@@ -313,13 +336,16 @@ class TeamsDelivery:
             made.pop("activityId", None)
 
         try:
-            await self.bot.adapter.create_conversation(
-                self.bot.app_id,
-                "msteams",
-                str(origin["serviceUrl"]),
-                AuthenticationConstants.AGENTS_SDK_SCOPE,
-                parameters,
-                opened,
+            await self._counted(
+                "create_conversation",
+                self.bot.adapter.create_conversation(
+                    self.bot.app_id,
+                    "msteams",
+                    str(origin["serviceUrl"]),
+                    AuthenticationConstants.AGENTS_SDK_SCOPE,
+                    parameters,
+                    opened,
+                ),
             )
         except aiohttp.ClientResponseError as exc:
             if exc.status in (400, 403, 404):

@@ -164,6 +164,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             bind_log(workspace=context.get("team_id"), handoff=outcome.handoff.ref)
         if isinstance(outcome, Won):
             log.info("%s claimed by %s", outcome.handoff.ref, user)
+            if deps.metrics is not None:
+                deps.metrics.won("slack", outcome.handoff)
             reply, label = messages.you_won(outcome.handoff), "won"
         elif isinstance(outcome, Conflict):
             reply, label = messages.conflict(outcome, service.clock()), "conflict"
