@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
+from bot.version import release
 
 if TYPE_CHECKING:
     from handoff.service import HandoffService
@@ -81,25 +82,74 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     settings = _settings()
     setup_logging(settings.log_level, settings.log_format, settings.secrets())
+    if args.action == "backup":
+        return _db_backup(settings, args)
+    if args.action == "downgrade" and not args.revision:
+        return _fail(
+            "db downgrade REVISION: say which revision to go back to (`escalation-bot db current` shows where it is)"
+        )
 
-    async def run() -> str | None:
-        url = settings.database_migration_url or settings.database_url
-        pooler = "none" if settings.database_migration_url else settings.database_pooler
-        db = await open_checked(url, write=args.action == "upgrade", pooler=pooler)
+    async def run() -> str:
+        if args.action in ("upgrade", "downgrade"):
+            # Migrations go to PostgreSQL itself: DATABASE_MIGRATION_URL, or DATABASE_URL without a pooler.
+            await settings.database(migrations=True).dispose()  # ConfigError (one line) behind a pooler without it
+            db = await open_checked(settings.database_migration_url or settings.database_url, write=True)
+        else:
+            db = await open_checked(settings.database_url, write=False, pooler=settings.database_pooler)
         try:
             if args.action == "upgrade":
-                await migrate.upgrade(db)
-            return await migrate.current_revision(db)
+                before = await migrate.upgrade(db)
+                if before.newer:
+                    return (
+                        f"the database is at revision {before.current}, newer than this release ({before.head}), "
+                        f"which can serve it (it serves releases from {before.serves_from}): nothing to upgrade"
+                    )
+            elif args.action == "downgrade":
+                undone = await migrate.downgrade(db, args.revision)
+                if not undone:
+                    return f"nothing to undo: the database is at or before {args.revision}"
+                print(f"undid {', '.join(undone)}")
+            found = await migrate.state(db)
+            where = found.current or "(empty)"
+            if found.newer:
+                can = "can" if found.servable else "cannot"
+                return f"database at revision {where}, newer than this release ({found.head}), which {can} serve it"
+            return f"database at revision {where} (head is {found.head})"
         except StorageUnavailable as exc:
             raise DatabaseProblem(describe(db.url, exc)) from None
         finally:
             await db.dispose()
 
     try:
-        revision = asyncio.run(run())
+        print(asyncio.run(run()))
     except DatabaseProblem as exc:
         return _database_failed(exc)
-    print(f"database at revision {revision or '(empty)'} (head is {migrate.head_revision()})")
+    return 0
+
+
+def _db_backup(settings: Settings, args: argparse.Namespace) -> int:
+    """`db backup FILE`: SQLite's online backup, consistent while the bot writes."""
+    from storage.backup import BackupProblem, backup_sqlite
+    from storage.db import make_url
+
+    if not args.revision:
+        return _fail("db backup FILE: say where to write the backup")
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        return _fail(
+            "db backup is for SQLite; back PostgreSQL up with pg_dump and restore it with pg_restore "
+            '(docs/operations.md, "Back up")',
+            1,
+        )
+    try:
+        done = backup_sqlite(Path(url.database or ""), Path(args.revision))
+    except BackupProblem as exc:
+        return _fail(str(exc), 1)
+    print(
+        f"backed up {done.escalations} escalation(s) to {args.revision} ({done.size_bytes:,} bytes, as of "
+        f"{done.taken_at:%Y-%m-%d %H:%M:%S} UTC); its {done.pending} pending message(s) will be looked for "
+        "before they are sent again from a restored copy"
+    )
     return 0
 
 
@@ -112,13 +162,22 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     setup_logging("WARNING", settings.log_format, settings.secrets())
 
     async def run() -> int:
-        db = await open_checked(settings.database_url, write=args.action == "retry", pooler=settings.database_pooler)
+        db = await open_checked(
+            settings.database_url, write=args.action in ("retry", "recheck"), pooler=settings.database_pooler
+        )
         try:
             if args.action == "retry":
                 async with db.write() as conn:
                     n = await outbox.requeue(conn, args.ids, utcnow())
                 print(f"queued {n} of {len(args.ids)} message(s) to be sent again")
                 return 0 if n == len(args.ids) else 1
+            if args.action == "recheck":
+                from storage.backup import RESTORED
+
+                async with db.write() as conn:
+                    n = await outbox.recheck(conn, RESTORED)
+                print(f"{n} pending message(s) will be looked for before they are sent")
+                return 0
             async with db.read() as conn:
                 rows = await outbox.list_items(conn, status="dead" if args.dead else args.status, limit=args.limit)
             if not rows:
@@ -191,7 +250,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         db = await open_checked(settings.database_url, pooler=settings.database_pooler)
         try:
-            await migrate.upgrade(db)
+            if settings.database_pooler == "none":
+                await migrate.upgrade(db)  # a report on a new database says there is nothing yet
+            elif problem := await migrate.serving_problem(db):
+                print(problem, file=sys.stderr)
+                return 1
             targets = await _workspaces(db, args.workspace)
             if not targets:
                 print("no such workspace" if args.workspace else "no workspaces yet: nothing has been escalated")
@@ -416,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="escalation-bot",
         description="Structured, claimable escalations for support teams in Slack and Teams.",
     )
+    parser.add_argument("--version", action="version", version=f"escalation-bot {release()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the bot (HTTP on /slack/events, Socket Mode if SLACK_APP_TOKEN is set)")
@@ -428,8 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    db = sub.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade", "current"], help="upgrade to the latest schema, or show the revision")
+    db = sub.add_parser("db", help="database schema and backups")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "current", "downgrade", "backup"],
+        help="upgrade to the latest schema; show the revision; go back to REVISION (migrations that can be "
+        "undone only); back a SQLite database up to FILE while the bot runs",
+    )
+    db.add_argument("revision", nargs="?", metavar="REVISION|FILE", help="downgrade's revision, backup's file")
     db.set_defaults(func=cmd_db)
 
     ob = sub.add_parser("outbox", help="messages owed to Slack/Teams: list them, re-send dead ones")
@@ -440,6 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     ob_list.add_argument("--limit", type=int, default=50)
     ob_retry = ob_sub.add_parser("retry", help="send these again (after fixing what made them fail)")
     ob_retry.add_argument("ids", nargs="+", type=int, metavar="ID")
+    ob_sub.add_parser(
+        "recheck",
+        help="after restoring a database from a backup: look for each pending message before sending it",
+    )
     ob.set_defaults(func=cmd_outbox)
 
     rep = sub.add_parser("report", help="the leads' weekly report for any past week")

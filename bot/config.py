@@ -190,6 +190,13 @@ class Settings(BaseSettings):
         on (DATABASE_MIGRATION_URL, straight to PostgreSQL, when it is set)."""
         if migrations and self.database_migration_url:
             return Database(self.database_migration_url)
+        if migrations and self.database_pooler != "none":
+            # The migration lock is PostgreSQL's session lock: through a transaction pooler it would be
+            # taken on one server session and released on another.
+            raise ConfigError(
+                "DATABASE_MIGRATION_URL: missing; behind a pooler, migrations run on PostgreSQL itself "
+                "(or set MIGRATE_ON_START=false and migrate with a direct DATABASE_URL)"
+            )
         return Database(self.database_url, pool_size=self.database_pool_size, pooler=self.database_pooler)
 
     @property

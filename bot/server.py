@@ -287,7 +287,11 @@ async def prepare_schema(settings: Settings, db: Database) -> None:
         if problem is not None:
             raise DatabaseProblem(problem)
         return
-    target = settings.database(migrations=True) if settings.database_migration_url else db
+    target = (
+        settings.database(migrations=True)
+        if settings.database_migration_url or settings.database_pooler != "none"
+        else db
+    )
     try:
         await migrate.upgrade(target)
     except DatabaseProblem:

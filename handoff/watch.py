@@ -9,10 +9,11 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from handoff.core import ServiceCore
-from handoff.domain import Severity
+from handoff.domain import Queue, Severity
 from handoff.schedule import last_due, reminder_after, week_bounds
 from storage import gauges
 from storage import handoffs as q
+from storage import queues as qs
 
 # The label of the workspace-wide weekly report (a queue's own report carries the queue's name).
 WHOLE_WORKSPACE = "(workspace)"
@@ -41,31 +42,37 @@ class Watch(ServiceCore):
         async with self.db.read() as conn:
             return await gauges.outbox_state(conn)
 
+    async def _queues_of(self, workspace_ids: set[int]) -> dict[int, list[Queue]]:
+        """Every queue of these workspaces, in one statement however many there are (the per-workspace
+        cache would read each on its own when it runs out)."""
+        async with self.db.read() as conn:
+            rows = await qs.of_workspaces(conn, sorted(workspace_ids))
+        found: dict[int, list[Queue]] = {}
+        for row in rows:
+            queue = Queue.from_row(row)
+            found.setdefault(queue.workspace_id, []).append(queue)
+        return found
+
     async def queue_load(self, *, lead_alert_minutes: int) -> list[QueueLoad]:
         async with self.db.read() as conn:
             rows = await gauges.open_escalations(conn)
-        merged: dict[tuple[str, str], dict[str, object]] = {}
+        queues = await self._queues_of({ws for ws, *_ in rows})
+        merged: dict[tuple[str, str], _Load] = {}
         for ws, queue_id, severity, status, count, earliest in rows:
-            queue = await self.queue(ws, queue_id)  # kept for QUEUES_TTL: no read per scrape
-            after = reminder_after(Severity(severity), queue.lead_alert_minutes or lead_alert_minutes)
-            entry = merged.setdefault(
-                (queue.name, severity), {"unclaimed": 0, "claimed": 0, "oldest": None, "after": after}
-            )
-            entry["after"] = min(after, entry["after"])  # type: ignore[type-var]
-            if status == "open":
-                entry["unclaimed"] = int(entry["unclaimed"]) + count  # type: ignore[call-overload]
-                oldest = entry["oldest"]
-                entry["oldest"] = earliest if oldest is None or earliest < oldest else oldest  # type: ignore[operator]
-            else:
-                entry["claimed"] = int(entry["claimed"]) + count  # type: ignore[call-overload]
+            mine = queues.get(ws, [])
+            queue = next((x for x in mine if x.id == queue_id), mine[0] if mine else None)
+            name = queue.name if queue is not None else qs.DEFAULT_QUEUE  # none made yet: the default's name
+            minutes = (queue.lead_alert_minutes if queue is not None else None) or lead_alert_minutes
+            entry = merged.setdefault((name, severity), _Load())
+            entry.add(status, count, earliest, reminder_after(Severity(severity), minutes))
         return [
             QueueLoad(
                 queue=name,
                 severity=severity,
-                unclaimed=int(e["unclaimed"]),  # type: ignore[call-overload]
-                claimed=int(e["claimed"]),  # type: ignore[call-overload]
-                oldest_unclaimed=e["oldest"],  # type: ignore[arg-type]
-                lead_alert_after=e["after"],  # type: ignore[arg-type]
+                unclaimed=e.unclaimed,
+                claimed=e.claimed,
+                oldest_unclaimed=e.oldest,
+                lead_alert_after=e.after or timedelta(0),
             )
             for (name, severity), e in sorted(merged.items())
         ]
@@ -78,10 +85,11 @@ class Watch(ServiceCore):
         _start, week_end = week_bounds(week, tz)
         async with self.db.read() as conn:
             workspace_ids = await q.workspaces_created_before(conn, week_end)
+        queues = await self._queues_of(set(workspace_ids))
         keys: dict[str, str] = {}
         for ws in workspace_ids:
             keys[f"weekly_report:{ws}:{week.isoformat()}"] = WHOLE_WORKSPACE
-            for queue in await self.queues(ws):
+            for queue in queues.get(ws, []):
                 if not queue.is_default and queue.leads_channel:
                     keys[f"weekly_report:{ws}:{week.isoformat()}:q{queue.id}"] = queue.name
         async with self.db.read() as conn:
@@ -95,3 +103,19 @@ class Watch(ServiceCore):
             elif before is not None:
                 posted[label] = None if when is None else max(before, when)
         return ReportsDue(due_at=due_at, posted=posted)
+
+
+@dataclass
+class _Load:
+    unclaimed: int = 0
+    claimed: int = 0
+    oldest: datetime | None = None
+    after: timedelta | None = None
+
+    def add(self, status: str, count: int, earliest: datetime, after: timedelta) -> None:
+        self.after = after if self.after is None else min(self.after, after)
+        if status == "claimed":
+            self.claimed += count
+            return
+        self.unclaimed += count
+        self.oldest = earliest if self.oldest is None else min(self.oldest, earliest)

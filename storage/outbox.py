@@ -254,6 +254,15 @@ async def retry_later(
     return result.rowcount == 1
 
 
+async def recheck(conn: AsyncConnection, note: str) -> int:
+    """Every pending row: its earlier attempt may have gone through (a database restored from a
+    backup, say), so the next attempt looks before it sends. Returns how many."""
+    result = await conn.execute(
+        update(outbox).where(outbox.c.status == "pending").values(last_error=note, leased_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
 HANDED_BACK = "handed back by a replica that stopped mid-send; looked for before it is sent again"
 
 

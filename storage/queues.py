@@ -55,6 +55,18 @@ async def of_workspace(conn: AsyncConnection, workspace_id: int) -> list[Row[Any
     return list((await conn.execute(stmt)).all())
 
 
+async def of_workspaces(conn: AsyncConnection, workspace_ids: list[int]) -> list[Row[Any]]:
+    """Several workspaces' queues in one statement: by workspace, each's default first, then by name."""
+    if not workspace_ids:
+        return []
+    stmt = (
+        select(queues)
+        .where(queues.c.workspace_id.in_(workspace_ids))
+        .order_by(queues.c.workspace_id, queues.c.is_default.desc(), func.lower(queues.c.name))
+    )
+    return list((await conn.execute(stmt)).all())
+
+
 async def add(conn: AsyncConnection, workspace_id: int, values: dict[str, Any], now: datetime) -> int | None:
     """A new queue; None if the workspace already has one of that name."""
     result = await conn.execute(

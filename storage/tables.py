@@ -255,3 +255,12 @@ processed_events = Table(
     Column("event_id", String(128), primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
 )
+
+# Which releases can serve this schema (migration 0009, storage/migrate.py): one row.
+schema_release = Table(
+    "schema_release",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("serves_from", String(32), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -17,6 +17,9 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
     include_object=include_object,
+    # Each migration commits on its own, so one can step outside its transaction to build an index
+    # CONCURRENTLY on PostgreSQL (storage/migrate.py holds the lock that keeps replicas apart).
+    transaction_per_migration=True,
 )
 with context.begin_transaction():
     context.run_migrations()

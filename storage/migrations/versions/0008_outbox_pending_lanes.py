@@ -23,17 +23,33 @@ branch_labels = None
 depends_on = None
 
 PENDING = sa.text("status = 'pending'")
+# Releases from 0007 on serve this schema (an index changes nothing a query sees), and it can go again.
+serves_from = "0007"
+reversible = True
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_outbox_pending_lanes",
-        "outbox",
-        ["handoff_id", "kind", "id"],
-        postgresql_where=PENDING,
-        sqlite_where=PENDING,
-    )
+    # On PostgreSQL the outbox is written while this runs (the previous release serves): build the
+    # index CONCURRENTLY, which takes no lock that blocks writes, outside the migration's transaction.
+    # IF NOT EXISTS: a concurrent build that was interrupted leaves an invalid index behind; see
+    # docs/operations.md. SQLite has one writer anyway.
+    if op.get_context().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(
+                "ix_outbox_pending_lanes",
+                "outbox",
+                ["handoff_id", "kind", "id"],
+                postgresql_where=PENDING,
+                postgresql_concurrently=True,
+                if_not_exists=True,
+            )
+        return
+    op.create_index("ix_outbox_pending_lanes", "outbox", ["handoff_id", "kind", "id"], sqlite_where=PENDING)
 
 
 def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.drop_index("ix_outbox_pending_lanes", table_name="outbox", postgresql_concurrently=True, if_exists=True)
+        return
     op.drop_index("ix_outbox_pending_lanes", table_name="outbox")
