@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # `serve` upgrades the schema before it listens; off for stacks whose migrations are a step of
     # their own (then it refuses a schema it cannot serve). `serve --no-migrate` turns it off too.
     migrate_on_start: bool = True
+    # Erase a closed escalation's free text this many days after it closed (numbers stay); off when
+    # unset. A workspace admin may set their own in `/escalate config`.
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+    # Delete messages already delivered after this many days, so the outbox does not grow with history.
+    outbox_keep_days: int = Field(default=7, ge=1, le=3650)
     # On SIGTERM: how long a replica finishes what it acknowledged before it hands the rest back.
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=600)
 

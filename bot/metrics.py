@@ -140,6 +140,13 @@ class Metrics:
             ["platform", "reason"],
             registry=r,
         )
+        self.retention = Counter(
+            _name("retention_removed"),
+            "What the scheduler erased or deleted because it was past its time: escalation_text (escalations "
+            "whose free text was erased), delivered_messages, event_ids",
+            ["what"],
+            registry=r,
+        )
         self.storage_unavailable = Counter(
             _name("storage_unavailable"),
             "Requests answered 'try again' because the database did not answer",

@@ -10,18 +10,32 @@ import asyncio
 import logging
 
 from bot.config import Settings
+from bot.metrics import Metrics
 from handoff.service import HandoffService
 from storage.db import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 
+# Retention runs at most this often (each run does a bounded number of small batches).
+PURGE_EVERY_SECONDS = 600.0
+
+
 class Scheduler:
-    def __init__(self, service: HandoffService, settings: Settings, *, every_seconds: float = 20.0):
+    def __init__(
+        self,
+        service: HandoffService,
+        settings: Settings,
+        *,
+        every_seconds: float = 20.0,
+        metrics: Metrics | None = None,
+    ):
         self.service = service
         self.settings = settings
         self.every = every_seconds
+        self.metrics = metrics
         self._stopping = asyncio.Event()
+        self._last_purge: float | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -37,6 +51,34 @@ class Scheduler:
             weekday=s.report_weekday, at=s.report_time, timezone=s.timezone
         ):
             log.info("weekly report for week of %s queued", week, extra={"workspace": ws})
+        now = asyncio.get_running_loop().time()
+        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY_SECONDS:
+            self._last_purge = now
+            await self.purge()
+
+    async def purge(self) -> None:
+        """Erase what is past its retention, delete what was delivered long enough ago: log and count it."""
+        s = self.settings
+        done = await self.service.purge(retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days)
+        if not done.anything:
+            return
+        log.info(
+            "retention: erased the text of %d escalation(s) closed over %s day(s) ago; deleted %d message(s) "
+            "delivered over %d day(s) ago and %d platform event id(s)",
+            done.erased,
+            s.retention_days or "their workspace's",
+            done.delivered,
+            s.outbox_keep_days,
+            done.event_ids,
+        )
+        if self.metrics is not None:
+            for what, n in (
+                ("escalation_text", done.erased),
+                ("delivered_messages", done.delivered),
+                ("event_ids", done.event_ids),
+            ):
+                if n:
+                    self.metrics.retention.labels(what).inc(n)
 
     async def run(self) -> None:
         while not self._stopping.is_set():

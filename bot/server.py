@@ -266,7 +266,7 @@ async def start_runtime(
         rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
         rt.watches.append(asyncio.create_task(watch_loop_lag(metrics), name="loop-lag"))
     if run_scheduler:
-        rt.scheduler = Scheduler(service, settings, every_seconds=settings.scheduler_seconds)
+        rt.scheduler = Scheduler(service, settings, every_seconds=settings.scheduler_seconds, metrics=metrics)
         rt.tasks.append(asyncio.create_task(rt.scheduler.run(), name="scheduler"))
     if connect_socket and settings.slack_app_token is not None and rt.slack_app is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

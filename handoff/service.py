@@ -3,7 +3,7 @@
 One service, put together from its parts, each in a module of its own:
 `core` (what they share), `intake` (taking escalations in), `claims` (claim, release, resolve),
 `queues` (routing, keeping queues, moves), `followups` (first actions, reminders, reports),
-`views` (App Home, settings) and `watch` (what the metrics read).
+`views` (App Home, settings), `watch` (what the metrics read) and `retention` (erasing and pruning).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from handoff.core import (
 from handoff.followups import FollowUps
 from handoff.intake import Intake
 from handoff.queues import Queues
+from handoff.retention import Retention
 from handoff.views import Views
 from handoff.watch import Watch
 
 __all__ = ["SIMILAR_BUDGET_SECONDS", "DuplicateKey", "HandoffService", "HomeView", "home_refresh_row", "utcnow"]
 
 
-class HandoffService(Intake, Claims, Queues, FollowUps, Views, Watch):
+class HandoffService(Intake, Claims, Queues, FollowUps, Views, Watch, Retention):
     """The whole engine, as the bot uses it."""

@@ -147,6 +147,8 @@ handoffs = Table(
     Column("idempotency_key", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # When its free text was erased (retention, or its requester forgotten): migration 0010.
+    Column("erased_at", UTCDateTime),
     UniqueConstraint("workspace_id", "number"),
     UniqueConstraint("workspace_id", "idempotency_key"),
     Index(None, "workspace_id", "status", "created_at"),
@@ -160,6 +162,14 @@ handoffs = Table(
     Index(None, "workspace_id", "requester_id", "status"),
     Index(None, "workspace_id", "claimed_by", "status"),
     Index(None, "workspace_id", "queue_id", "status"),
+    # Retention: closed escalations whose text is still there, by workspace and last change (0010).
+    Index(
+        "ix_handoffs_unerased",
+        "workspace_id",
+        "updated_at",
+        postgresql_where=text("erased_at IS NULL AND status IN ('resolved', 'cancelled')"),
+        sqlite_where=text("erased_at IS NULL AND status IN ('resolved', 'cancelled')"),
+    ),
     # Full-text search (migration 0006): PostgreSQL adds a generated `search_vector` column with a
     # GIN index; SQLite keeps an FTS5 table `handoffs_fts` by triggers. Neither is modelled here.
 )
@@ -254,6 +264,7 @@ processed_events = Table(
     Column("source", String(16), primary_key=True),  # "slack" | "teams"
     Column("event_id", String(128), primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_processed_events_received_at", "received_at"),  # pruned after a day or two (0010)
 )
 
 # Which releases can serve this schema (migration 0009, storage/migrate.py): one row.

@@ -62,6 +62,7 @@ class Field_(enum.StrEnum):
     SENIORS = "senior_user_ids"
     SENIOR_GROUP = "senior_usergroup"
     LEADS = "lead_user_ids"
+    RETENTION_DAYS = "retention_days"
 
 
 # The first field of each of our forms: where a message about the whole form is shown.

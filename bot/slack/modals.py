@@ -321,7 +321,10 @@ def _people_select(current: list[str], placeholder: str) -> UserMultiSelectEleme
     return el
 
 
-def config_modal(cfg: WorkspaceConfig, queues_text: str | None = None) -> View:
+RETENTION_MAX_DAYS = 36500
+
+
+def config_modal(cfg: WorkspaceConfig, queues_text: str | None = None, *, default_retention: int | None = None) -> View:
     """`/escalate config`: this workspace's channels and seniors (workspace admins only), and, with
     `queues_text`, the queues there are and how to add, change or remove one."""
     esc = _channel_select(cfg.escalation_channel)
@@ -331,6 +334,13 @@ def config_modal(cfg: WorkspaceConfig, queues_text: str | None = None) -> View:
     group = PlainTextInputElement(action_id=VALUE, max_length=20, placeholder="S0123ABCD")
     if cfg.senior_usergroup:
         group.initial_value = cfg.senior_usergroup
+    keep = PlainTextInputElement(
+        action_id=VALUE,
+        max_length=5,
+        placeholder=f"{default_retention} (the installation's)" if default_retention else "Keep it",
+    )
+    if cfg.retention_days:
+        keep.initial_value = str(cfg.retention_days)
     return View(
         type="modal",
         callback_id=CallbackId.CONFIG,
@@ -362,6 +372,15 @@ def config_modal(cfg: WorkspaceConfig, queues_text: str | None = None) -> View:
             InputBlock(
                 block_id=F.LEADS, label="Leads to DM about unclaimed escalations", optional=True, element=lead_users
             ),
+            InputBlock(
+                block_id=F.RETENTION_DAYS,
+                label="Erase escalations' text after (days)",
+                optional=True,
+                hint="What people typed is erased this many days after an escalation is closed; the numbers "
+                "stay for the reports. Cards already in Slack are not changed. Blank: "
+                + (f"{default_retention} days, as the bot is set up." if default_retention else "keep it."),
+                element=keep,
+            ),
         ],
     )
 
@@ -384,11 +403,16 @@ def read_config_form(view: dict[str, Any], *, whose: str = "the") -> tuple[Works
     for block, people in ((F.SENIORS, seniors), (F.LEADS, leads)):
         if len(people) > 100 or not all(slack_id(p) for p in people):
             errors[block] = "Pick up to 100 people from the list."
+    keep = (_value(values, F.RETENTION_DAYS) or "").strip()
+    retention = int(keep) if keep.isdigit() and 0 < int(keep) <= RETENTION_MAX_DAYS else None
+    if keep and retention is None:
+        errors[F.RETENTION_DAYS] = f"A number of days, 1 to {RETENTION_MAX_DAYS}, or blank."
     cfg = WorkspaceConfig(
         escalation_channel=channel,
         leads_channel=leads_channel,
         senior_user_ids=seniors,
         senior_usergroup=group,
         lead_user_ids=leads,
+        retention_days=retention,
     )
     return cfg, errors

@@ -39,6 +39,8 @@ class WorkspaceConfig:
     senior_user_ids: list[str] = field(default_factory=list)
     senior_usergroup: str | None = None
     lead_user_ids: list[str] = field(default_factory=list)
+    # Days after which closed escalations' text is erased here (None: RETENTION_DAYS, if set).
+    retention_days: int | None = None
 
     def as_settings(self) -> dict[str, Any]:
         """What goes in the workspace row's `settings` JSON (the channels have columns of their own)."""
@@ -46,6 +48,7 @@ class WorkspaceConfig:
             "senior_user_ids": self.senior_user_ids,
             "senior_usergroup": self.senior_usergroup,
             "lead_user_ids": self.lead_user_ids,
+            "retention_days": self.retention_days,
         }
 
 
@@ -100,6 +103,7 @@ class SlackWorkspaces:
             senior_user_ids=list(own.get("senior_user_ids") or base.senior_user_ids),
             senior_usergroup=own.get("senior_usergroup") or base.senior_usergroup,
             lead_user_ids=list(own.get("lead_user_ids") or base.lead_user_ids),
+            retention_days=own.get("retention_days") if isinstance(own.get("retention_days"), int) else None,
         )
 
     async def seniors(self, workspace_id: int, queue: Queue | None = None) -> Seniors:

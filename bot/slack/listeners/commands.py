@@ -149,4 +149,5 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         cfg = await deps.workspaces.config(ws)
         failed = "I couldn't open the settings in time. Run `/escalate config` again."
         summary = queues_summary(await deps.service.queues(ws))
-        await open_form(client, command["trigger_id"], config_modal(cfg, summary), respond, failed)
+        view = config_modal(cfg, summary, default_retention=deps.workspaces.settings.retention_days)
+        await open_form(client, command["trigger_id"], view, respond, failed)

@@ -1,0 +1,99 @@
+"""Data with a lifetime (the scheduler runs this): after the retention period a closed escalation's
+free text is erased and its numbers kept, so old weeks' reports keep their figures; delivered
+messages are deleted after a few days, and platform event ids after two, so no table grows with
+history. In small batches, each a short transaction, one replica at a time. Cards already in Slack
+or Teams stay as they are: the bot does not edit old messages."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from handoff.core import ServiceCore
+from storage import retention as rt
+
+EVENT_IDS_KEPT = timedelta(days=2)  # Slack retries an event for an hour at most
+
+
+@dataclass
+class Purged:
+    erased: int = 0  # escalations whose text was erased
+    delivered: int = 0  # delivered outbox rows deleted
+    event_ids: int = 0  # processed event ids forgotten
+    skipped: bool = False  # another replica was purging: nothing done this time
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.erased or self.delivered or self.event_ids)
+
+
+class Retention(ServiceCore):
+    async def purge(
+        self,
+        *,
+        retention_days: int | None,
+        outbox_keep_days: int,
+        batch: int = 500,
+        max_batches: int | None = 40,
+    ) -> Purged:
+        """One run: up to `max_batches` batches of `batch` rows of each kind (None: until done)."""
+        now = self.clock()
+        done = Purged()
+        async with self.db.read() as conn:
+            workspaces = await rt.workspace_retention(conn)
+        for ws, own in workspaces:
+            days = own or retention_days
+            if not days:
+                continue
+            before = now - timedelta(days=days)
+
+            async def erase(ws: int = ws, before=before) -> int:  # type: ignore[no-untyped-def]
+                async with self.db.write() as conn:
+                    if not await rt.take_turn(conn):
+                        return -1
+                    return await rt.erase_text(conn, await rt.closed_before(conn, ws, before, batch), now)
+
+            n = await self._batches(erase, batch, max_batches)
+            if n < 0:
+                done.skipped = True
+                return done
+            done.erased += n
+
+        keep_until, reports_until = (
+            now - timedelta(days=outbox_keep_days),
+            now - timedelta(days=rt.REPORT_ROWS_KEPT_DAYS),
+        )
+
+        async def prune() -> int:
+            async with self.db.write() as conn:
+                if not await rt.take_turn(conn):
+                    return -1
+                return await rt.prune_delivered(conn, keep_until, min(keep_until, reports_until), batch)
+
+        async def forget_events() -> int:
+            async with self.db.write() as conn:
+                if not await rt.take_turn(conn):
+                    return -1
+                return await rt.prune_processed_events(conn, now - EVENT_IDS_KEPT, batch)
+
+        for work, field in ((prune, "delivered"), (forget_events, "event_ids")):
+            n = await self._batches(work, batch, max_batches)
+            if n < 0:
+                done.skipped = True
+                return done
+            setattr(done, field, n)
+        return done
+
+    async def _batches(self, work, batch: int, max_batches: int | None) -> int:  # type: ignore[no-untyped-def]
+        total = taken = 0
+        while max_batches is None or taken < max_batches:
+            n = await work()
+            if n < 0:
+                return -1
+            total += n
+            taken += 1
+            if n < batch:
+                break
+            await asyncio.sleep(0)  # the bot's own writes go between batches
+        return total

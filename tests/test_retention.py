@@ -1,0 +1,178 @@
+"""Data has a lifetime: after RETENTION_DAYS a closed escalation's free text is erased and its
+numbers stay (old weeks' reports keep their figures); delivered messages and event ids are pruned;
+in batches, one replica at a time, logged and counted. SQLite and PostgreSQL, over the real flows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+import time_machine
+from sqlalchemy import func, select, update
+
+from bot.scheduler import Scheduler
+from handoff.report import build_report
+from handoff.schedule import week_start_of
+from handoff.service import utcnow
+from storage.tables import handoff_events, handoffs, outbox, processed_events
+from tests.conftest import SENIORS, Bot
+from tests.helpers import card_text, escalate, settle
+from tests.test_slack_depth import resolve
+
+SECRET_TEXT = "Kiwi-Banana-4471 fails on checkout"
+
+
+async def row(bot: Bot, number: int) -> dict:  # type: ignore[type-arg]
+    async with bot.runtime.db.read() as conn:
+        found = (await conn.execute(select(handoffs).where(handoffs.c.number == number))).one()
+    return dict(found._mapping)
+
+
+async def closed_escalation(bot: Bot, **answers: str) -> tuple[object, int]:
+    card = await escalate(bot, **answers)
+    number = int(card.text.split("ESC-")[1].split()[0].strip(":*"))
+    await resolve(bot, SENIORS[0], card, note=f"Fixed it: {SECRET_TEXT} was a stale cache")
+    await settle(bot)
+    return card, number
+
+
+@pytest.mark.parametrize("bot_overrides", [{"retention_days": 30}])
+async def test_after_the_retention_period_the_text_goes_and_the_numbers_and_reports_stay(bot: Bot) -> None:
+    _card, old = await closed_escalation(bot, summary=SECRET_TEXT, tried=f"Tried {SECRET_TEXT}", customer="Acme")
+    probe_before = await escalate(bot, summary=SECRET_TEXT, tried="Restarted the checkout service")
+    assert f"ESC-{old}" in card_text(probe_before)  # the similar lookup finds it while its text is there
+    ws = await bot.workspace_id()
+    week = week_start_of(utcnow().date())
+    before = (await build_report(bot.runtime.db, ws, week, timezone="UTC", baseline_minutes=30)).to_json()
+    kept = await row(bot, old)
+    service = bot.runtime.service
+
+    with time_machine.travel(utcnow() + timedelta(days=29), tick=True):
+        assert (await service.purge(retention_days=30, outbox_keep_days=7)).erased == 0  # not yet
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):
+        done = await service.purge(retention_days=30, outbox_keep_days=7)
+    assert done.erased == 1
+    erased = await row(bot, old)
+    assert (erased["summary"], erased["details"], erased["tried"], erased["customer"]) == ("(erased)", "", "", "")
+    assert erased["resolution"] == "" and erased["transcript"] is None and erased["erased_at"] is not None
+    for kept_field in ("created_at", "claimed_at", "first_action_at", "resolved_at", "severity", "queue_id",
+                       "requester_id", "claimed_by", "resolved_by", "status", "number"):  # fmt: skip
+        assert erased[kept_field] == kept[kept_field], kept_field
+    after = (await build_report(bot.runtime.db, ws, week, timezone="UTC", baseline_minutes=30)).to_json()
+    # Every figure stays; only the busiest customers (what people typed in the customer field) go.
+    for report in (before, after):
+        for week in ("this", "last"):
+            report[week].pop("top_customers")
+    assert after == before
+    # The open one keeps its text; the erased one's is nowhere, not even in its audit trail.
+    assert SECRET_TEXT in (await row(bot, old + 1))["summary"]
+    async with bot.runtime.db.read() as conn:
+        events = (await conn.execute(select(handoff_events.c.data).where(handoff_events.c.data.is_not(None)))).all()
+    assert not any(SECRET_TEXT in str(d) for (d,) in events)
+    # Erased text is out of the full-text search too: a new card with the same words lists it no more.
+    probe_after = await escalate(bot, summary=SECRET_TEXT, tried="Restarted the checkout service")
+    assert f"ESC-{old}" not in card_text(probe_after)
+
+
+async def test_delivered_messages_and_event_ids_are_pruned_and_the_pending_kept(bot: Bot) -> None:
+    await escalate(bot)
+    await settle(bot)
+    now = utcnow()
+    async with bot.runtime.db.write() as conn:
+        await conn.execute(
+            processed_events.insert().values(source="slack", event_id="Ev0OLD", received_at=now - timedelta(days=3))
+        )
+        await conn.execute(
+            processed_events.insert().values(source="slack", event_id="Ev0NEW", received_at=now - timedelta(hours=1))
+        )
+        sent = (await conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == "sent"))).scalar()
+        pending = (
+            await conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == "pending"))
+        ).scalar()
+    assert sent and sent >= 2
+    service = bot.runtime.service
+    first = await service.purge(retention_days=None, outbox_keep_days=7)
+    assert (first.delivered, first.event_ids) == (0, 1)  # the event id from three days ago, not the new one
+    with time_machine.travel(now + timedelta(days=6), tick=True):
+        assert (await service.purge(retention_days=None, outbox_keep_days=7)).delivered == 0
+    with time_machine.travel(now + timedelta(days=8), tick=True):
+        done = await service.purge(retention_days=None, outbox_keep_days=7, batch=1, max_batches=None)
+    assert done.delivered == sent  # in batches of one
+    async with bot.runtime.db.read() as conn:
+        left = (await conn.execute(select(outbox.c.status))).scalars().all()
+    assert left.count("sent") == 0 and left.count("pending") == pending
+
+
+@pytest.mark.parametrize("bot_overrides", [{"retention_days": 30}])
+async def test_a_weeks_report_row_is_kept_while_it_is_the_latest_so_the_metrics_still_see_it_posted(bot: Bot) -> None:
+    ws = await bot.workspace_id()
+    key = await bot.runtime.service.queue_report_now(ws, week_start_of(utcnow().date()) - timedelta(days=7))
+    await settle(bot)
+    async with bot.runtime.db.write() as conn:  # delivered three days ago
+        await conn.execute(update(outbox).where(outbox.c.dedupe_key == key).values(status="sent", sent_at=utcnow()))
+    with time_machine.travel(utcnow() + timedelta(days=3), tick=True):
+        await bot.runtime.service.purge(retention_days=30, outbox_keep_days=1, max_batches=None)
+    assert await bot.runtime.service.outbox_row(key) is not None
+    with time_machine.travel(utcnow() + timedelta(days=9), tick=True):
+        await bot.runtime.service.purge(retention_days=30, outbox_keep_days=1, max_batches=None)
+    assert await bot.runtime.service.outbox_row(key) is None
+
+
+async def test_purging_in_small_batches_from_two_replicas_at_once_erases_each_once(bot: Bot) -> None:
+    numbers = [(await closed_escalation(bot, summary=f"Problem {i} {SECRET_TEXT}"))[1] for i in range(5)]
+    service = bot.runtime.service
+    from handoff.service import HandoffService
+    from storage.db import Database
+
+    other_db = Database(bot.runtime.settings.database_url)  # a second replica's own connections
+    try:
+        other = HandoffService(other_db)
+        with time_machine.travel(utcnow() + timedelta(days=2), tick=True):
+            runs = await asyncio.gather(
+                *(s.purge(retention_days=1, outbox_keep_days=7, batch=2, max_batches=None) for s in (service, other))
+            )
+            again = await service.purge(retention_days=1, outbox_keep_days=7, batch=2, max_batches=None)
+    finally:
+        await other_db.dispose()
+    assert (sum(r.erased for r in runs) + again.erased == 5 and again.erased == 0) or sum(r.erased for r in runs) < 5
+    for number in numbers:
+        assert (await row(bot, number))["summary"] == "(erased)"
+
+
+@pytest.mark.parametrize("bot_overrides", [{"retention_days": 30}])
+async def test_the_scheduler_purges_logs_what_it_did_and_counts_it(bot: Bot, caplog: pytest.LogCaptureFixture) -> None:
+    await closed_escalation(bot, summary=SECRET_TEXT)
+    scheduler = Scheduler(bot.runtime.service, bot.runtime.settings, metrics=bot.runtime.metrics)
+    caplog.set_level(logging.INFO, logger="bot.scheduler")
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):
+        await scheduler.purge()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention:")]
+    assert said and "erased the text of 1 escalation(s) closed over 30 day(s) ago" in said[0]
+    samples = {
+        s.labels.get("what"): s.value
+        for m in bot.runtime.metrics.retention.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert samples.get("escalation_text") == 1
+
+
+async def test_a_workspace_admin_sets_their_own_retention_in_slack(bot: Bot) -> None:
+    from tests.test_slack_queues import ADMIN, block, command_form
+
+    bot.fake.users.update({ADMIN: "Ada Admin"})
+    bot.fake.admins.add(ADMIN)
+    form = await command_form(bot, ADMIN, "config")
+    assert block(form, "retention_days")["optional"] is True
+    answer = await bot.slack.submit(ADMIN, form, {"escalation_channel": "C0ESCALATE", "retention_days": "ten"})
+    assert "A number of days" in answer.body
+    answer = await bot.slack.submit(ADMIN, form, {"escalation_channel": "C0ESCALATE", "retention_days": "10"})
+    assert answer.status == 200 and not answer.body, answer.body
+    _card, number = await closed_escalation(bot, summary=SECRET_TEXT)
+    with time_machine.travel(utcnow() + timedelta(days=11), tick=True):
+        done = await bot.runtime.service.purge(retention_days=None, outbox_keep_days=7)  # off for the installation
+    assert done.erased == 1 and (await row(bot, number))["summary"] == "(erased)"
+    again = await command_form(bot, ADMIN, "config")
+    assert block(again, "retention_days")["element"]["initial_value"] == "10"
