@@ -449,6 +449,61 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return _database_failed(exc)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Forget one person (a request to be forgotten): their id and name out of every table, what they
+    typed erased, their escalations kept for the figures under a pseudonym."""
+    import secrets
+
+    from bot.config import GUID
+    from handoff.service import utcnow
+    from storage.db import DatabaseProblem, StorageUnavailable, open_checked
+    from storage.forget import SLACK_USER, forget
+
+    platform, user = ("slack", args.slack_user) if args.slack_user else ("teams", args.teams_user)
+    shape = SLACK_USER if platform == "slack" else GUID
+    if not shape.fullmatch(user or ""):
+        expected = "a Slack user id such as U0123ABCD" if platform == "slack" else "an Entra object id (a GUID)"
+        return _fail(f"--{platform}-user: {user!r} is not {expected}")
+    if platform == "teams":
+        user = user.lower()
+    settings = _settings()
+    setup_logging("WARNING", settings.log_format, settings.secrets())
+
+    async def run() -> int:
+        from sqlalchemy import select
+
+        from storage.tables import workspaces
+
+        db = await open_checked(settings.database_url, pooler=settings.database_pooler)
+        try:
+            stmt = select(workspaces.c.id, workspaces.c.external_id).where(workspaces.c.platform == platform)
+            if args.workspace:
+                stmt = stmt.where(workspaces.c.external_id == args.workspace)
+            async with db.read() as conn:
+                found = [(int(i), str(e)) for i, e in (await conn.execute(stmt)).all()]
+            if not found:
+                print(f"no {platform} workspace" + (f" {args.workspace}" if args.workspace else "") + " here")
+                return 1 if args.workspace else 0
+            pseudonym = f"forgotten-{secrets.token_hex(4)}"
+            async with db.write() as conn:
+                done = await forget(conn, [i for i, _ in found], [e for _, e in found], user, pseudonym, utcnow())
+        finally:
+            await db.dispose()
+        where = ", ".join(e for _, e in found)
+        if not done:
+            print(f"nothing of {user} in {where}: already forgotten, or never here")
+            return 0
+        print(f"forgot {user} in {where}; where they were, they are now {pseudonym}:")
+        for what, n in sorted(done.items()):
+            print(f"  {what}: {n}")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (DatabaseProblem, StorageUnavailable) as exc:
+        return _database_failed(exc)
+
+
 def cmd_teams_package(args: argparse.Namespace) -> int:
     from bot.teams.package import build_package
 
@@ -546,6 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
     qu_rm.add_argument("--workspace", help="Slack team id / Teams tenant id (needed when there are several)")
     qu_list.add_argument("--workspace", help="only this workspace")
     qu.set_defaults(func=cmd_queue)
+
+    fg = sub.add_parser("forget", help="forget one person: their id, name and words out of every table")
+    who = fg.add_mutually_exclusive_group(required=True)
+    who.add_argument("--slack-user", metavar="U…", help="a Slack user id")
+    who.add_argument("--teams-user", metavar="GUID", help="a Teams user's Entra object id")
+    fg.add_argument("--workspace", help="only this Slack team id / Teams tenant id (default: every one)")
+    fg.set_defaults(func=cmd_forget)
 
     tp = sub.add_parser("teams-package", help="the Teams app package (manifest.json and icons) to upload")
     tp.add_argument("--out", default="escalation-bot-teams.zip", metavar="FILE.zip")
