@@ -39,7 +39,15 @@ async def wait_until_answering(url: str, proc: subprocess.Popen[bytes], what: st
 
 
 class ServeProcess:
-    def __init__(self, env: dict[str, str], *, cwd: Path, port: int | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        cwd: Path,
+        port: int | None = None,
+        log_path: Path | None = None,
+        python: str | None = None,
+    ):
         # cwd matters: serve reads `.env` from it, and a test must not pick up a developer's.
         self.cwd = cwd
         self.port = port or free_port()
@@ -47,6 +55,7 @@ class ServeProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []  # after `serve --host --port`, e.g. ["--no-migrate"]
+        self.python = python or sys.executable  # another release's virtualenv, say
         self._log = None
 
     @property
@@ -57,7 +66,7 @@ class ServeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_"))}
         env.update(self.env)
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [self.python, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
             [*command, *self.extra_args],
             env=env,
