@@ -60,6 +60,8 @@ class Scheduler:
         """Erase what is past its retention, delete what was delivered long enough ago: log and count it."""
         s = self.settings
         done = await self.service.purge(retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days)
+        if done.more:
+            self._last_purge = None  # a backlog (retention just switched on, say): go on at the next tick
         if not done.anything:
             return
         log.info(

@@ -22,6 +22,8 @@ class Purged:
     delivered: int = 0  # delivered outbox rows deleted
     event_ids: int = 0  # processed event ids forgotten
     skipped: bool = False  # another replica was purging: nothing done this time
+    more: bool = False  # it stopped at its batch limit: there is more to do now
+
 
     @property
     def anything(self) -> bool:
@@ -29,6 +31,8 @@ class Purged:
 
 
 class Retention(ServiceCore):
+    _more = False
+
     async def purge(
         self,
         *,
@@ -59,6 +63,7 @@ class Retention(ServiceCore):
                 done.skipped = True
                 return done
             done.erased += n
+            done.more = done.more or self._more
 
         keep_until, reports_until = (
             now - timedelta(days=outbox_keep_days),
@@ -83,10 +88,12 @@ class Retention(ServiceCore):
                 done.skipped = True
                 return done
             setattr(done, field, n)
+            done.more = done.more or self._more
         return done
 
     async def _batches(self, work, batch: int, max_batches: int | None) -> int:  # type: ignore[no-untyped-def]
         total = taken = 0
+        self._more = False
         while max_batches is None or taken < max_batches:
             n = await work()
             if n < 0:
@@ -94,6 +101,7 @@ class Retention(ServiceCore):
             total += n
             taken += 1
             if n < batch:
-                break
+                return total
             await asyncio.sleep(0)  # the bot's own writes go between batches
+        self._more = True
         return total
