@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -274,4 +275,41 @@ schema_release = Table(
     Column("id", Integer, primary_key=True),
     Column("serves_from", String(32), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The leads' page (migration 0011): one-time sign-in links and sessions, by the hash of their secret.
+dashboard_links = Table(
+    "dashboard_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    Index("ix_dashboard_links_expires_at", "expires_at"),
+)
+
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_dashboard_sessions_expires_at", "expires_at"),
+)
+
+# How long a handoff without the bot took, as leads measured it (`/escalate baseline 25`).
+baseline_measurements = Table(
+    "baseline_measurements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("minutes", Float, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "workspace_id", "created_at"),
 )
