@@ -14,7 +14,9 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from handoff.recovered import PILOT_WEEKS, Baseline, Recovered, baseline_from, hours, recovered
 from handoff.schedule import day_bounds, iso_week, week_bounds
+from storage import dashboard as measured
 from storage.db import Database
 from storage.reports import WeekFigures, week_figures
 
@@ -33,6 +35,10 @@ class WeeklyReport:
     queue: str | None = None  # one queue's report; None: the whole workspace
     # The workspace's report, where it has several queues: (queue, opened, claimed, median to claim).
     per_queue: list[tuple[str, int, int, float | None]] = field(default_factory=list)
+    # The baseline the hours are counted against (measured by leads, or assumed), and the last four
+    # weeks' hours a week against the line a pilot is judged by.
+    baseline: Baseline | None = None
+    pilot: Recovered | None = None
 
     @property
     def week(self) -> str:
@@ -51,10 +57,49 @@ class WeeklyReport:
         return out
 
 
-def recovered_hours(w: WeekFigures, baseline_minutes: int) -> float | None:
-    if w.first_actions == 0:
-        return None
-    return (w.first_actions * baseline_minutes * 60 - w.action_seconds_total) / 3600
+def baseline_note(r: WeeklyReport) -> str:
+    """What the hours are counted against, said plainly: measured by the leads, or assumed."""
+    b = r.baseline
+    if b is not None and b.measured:
+        span = ""
+        if b.low is not None and b.high is not None and r.this.first_actions:
+            low, high = hours(r.this, b.low), hours(r.this, b.high)
+            span = f"; 90% interval {b.low:g}–{b.high:g} min, so {low:.1f}–{high:.1f} h"
+        return (
+            f"Measured from {b.measured_from} handoffs: a handoff without the bot took {b.minutes:g} min "
+            f"(the median the leads recorded{span}), minus the measured time from claim to first action."
+        )
+    return (
+        f"An estimate, not a measurement: a baseline of {r.baseline_minutes} min of manual handoff per escalation "
+        "(MANUAL_BASELINE_MINUTES, assumed; leads can measure it with /escalate baseline N), minus the measured "
+        "time from claim to first action."
+    )
+
+
+def pilot_note(r: WeeklyReport) -> str | None:
+    """Whether the last four weeks beat the line a pilot is judged by (None before any first action)."""
+    return r.pilot.verdict() if r.pilot is not None else None
+
+
+def recovered_hours(w: WeekFigures, baseline_minutes: float) -> float | None:
+    return hours(w, baseline_minutes)
+
+
+async def baseline_of(conn: Any, workspace_id: int, assumed_minutes: int) -> Baseline:
+    """The workspace's baseline: the median of its leads' measured handoffs (five or more), else the
+    admin's assumed MANUAL_BASELINE_MINUTES."""
+    return baseline_from(await measured.measurements(conn, workspace_id), assumed_minutes)
+
+
+async def pilot_check(
+    conn: Any, workspace_id: int, weeks_end: date, tz: ZoneInfo, baseline: Baseline, queue_id: int | None = None
+) -> Recovered | None:
+    """Hours recovered a week over the PILOT_WEEKS weeks before `weeks_end` (a Monday)."""
+    first = weeks_end - timedelta(days=7 * PILOT_WEEKS)
+    start, _ = week_bounds(first, tz)
+    end, _ = week_bounds(weeks_end, tz)
+    figures = await week_figures(conn, workspace_id, start, end, [(start, end)], queue_id)
+    return recovered(figures, baseline, PILOT_WEEKS)
 
 
 async def build_report(
@@ -83,17 +128,21 @@ async def build_report(
             for qid, name in queues:
                 f = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz), qid)
                 per_queue.append((name, f.opened, f.claimed, f.to_claim_median))
+        baseline = await baseline_of(conn, workspace_id, baseline_minutes)
+        pilot = await pilot_check(conn, workspace_id, week_start + timedelta(days=7), tz, baseline, queue_id)
     return WeeklyReport(
         workspace_id=workspace_id,
         week_start=week_start,
         timezone=timezone,
-        baseline_minutes=baseline_minutes,
+        baseline_minutes=round(baseline.minutes),
         this=this,
         last=last,
-        hours_recovered=recovered_hours(this, baseline_minutes),
-        hours_recovered_last=recovered_hours(last, baseline_minutes),
+        hours_recovered=recovered_hours(this, baseline.minutes),
+        hours_recovered_last=recovered_hours(last, baseline.minutes),
         queue=queue[1] if queue is not None else None,
         per_queue=per_queue,
+        baseline=baseline,
+        pilot=pilot,
     )
 
 
@@ -172,11 +221,10 @@ def as_text(r: WeeklyReport) -> str:
         lines.append(f"Time to resolve: median {minutes(t.to_resolve_median)}")
     lines.append(f"Contested claims (someone else clicked too): {t.contested}")
     if r.hours_recovered is not None:
-        lines.append(
-            f"Estimated hours recovered: {r.hours_recovered:.1f} h over {t.first_actions} handoffs "
-            f"(estimate: baseline {r.baseline_minutes} min of manual handoff each, minus the measured "
-            f"claim-to-first-action time)"
-        )
+        lines.append(f"Estimated hours recovered: {r.hours_recovered:.1f} h over {t.first_actions} handoffs")
+        lines.append(f"  {baseline_note(r)}")
+    if (verdict := pilot_note(r)) is not None:
+        lines.append(f"Last {PILOT_WEEKS} weeks: {verdict}")
     sev = ", ".join(f"{k} {v}" for k, v in sorted(t.by_severity.items()))
     lines.append(f"By severity: {sev}")
     if t.top_customers:

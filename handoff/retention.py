@@ -24,7 +24,6 @@ class Purged:
     skipped: bool = False  # another replica was purging: nothing done this time
     more: bool = False  # it stopped at its batch limit: there is more to do now
 
-
     @property
     def anything(self) -> bool:
         return bool(self.erased or self.delivered or self.event_ids)

@@ -82,6 +82,7 @@ def facts(workspace_id: int, start: datetime, end: datetime, queue_id: int | Non
             handoffs.c.severity,
             handoffs.c.customer,
             handoffs.c.created_at,
+            handoffs.c.claimed_by,
             (epoch(first_claim) - epoch(arrived)).label("to_claim"),
             (epoch(first_action) - epoch(claim_before_action)).label("to_action"),
             (epoch(resolved_at) - epoch(handoffs.c.created_at)).label("to_resolve"),
@@ -148,8 +149,13 @@ class WeekFigures:
     top_customers: list[tuple[str, int]] = field(default_factory=list)
     claims_by: dict[str, int] = field(default_factory=dict)
     resolves_by: dict[str, int] = field(default_factory=dict)
+    # Per bucket of the `buckets` asked for (the days of a week; the weeks of a trend).
     per_day_opened: list[int] = field(default_factory=list)
     per_day_claim_median: list[float | None] = field(default_factory=list)
+    per_day_by_severity: dict[str, list[int]] = field(default_factory=dict)
+    # Per senior holding it: the median from their claim to their first action.
+    action_median_by: dict[str, float] = field(default_factory=dict)
+    oldest_open_at: datetime | None = None  # the oldest of these still not resolved or cancelled
     # Hand-overs during the week: (from queue, to queue) -> how many; in a queue's report, those into
     # or out of it.
     moves: list[tuple[str, str, int]] = field(default_factory=list)
@@ -187,9 +193,10 @@ async def week_figures(
         cancelled=int(totals[6]),
     )
     w.still_open = w.opened - w.resolved - w.cancelled  # withdrawn by the requester: not waiting for anyone
+    n = len(days)
     if w.opened == 0:
-        w.per_day_opened = [0] * 7
-        w.per_day_claim_median = [None] * 7
+        w.per_day_opened = [0] * n
+        w.per_day_claim_median = [None] * n
     else:
         w.to_claim_median = (await percentile(conn, f, "to_claim", 1, 2)).get(None)
         w.to_claim_p90 = (await percentile(conn, f, "to_claim", 9, 10)).get(None)
@@ -206,10 +213,18 @@ async def week_figures(
         )
         w.top_customers = [(c, int(n)) for c, n in cust.all()]
         day_of = case(*[(and_(f.c.created_at >= a, f.c.created_at < b), i) for i, (a, b) in enumerate(days)], else_=-1)
-        opened = dict((await conn.execute(select(day_of, func.count()).group_by(day_of))).all())
-        w.per_day_opened = [int(opened.get(i, 0)) for i in range(7)]
+        counted = (await conn.execute(select(day_of, f.c.severity, func.count()).group_by(day_of, f.c.severity))).all()
+        for day, severity, count in counted:
+            if 0 <= day < n:
+                w.per_day_by_severity.setdefault(severity, [0] * n)[day] += int(count)
+        w.per_day_opened = [sum(per[i] for per in w.per_day_by_severity.values()) for i in range(n)]
         medians = await percentile(conn, f, "to_claim", 1, 2, group=day_of)
-        w.per_day_claim_median = [medians.get(i) for i in range(7)]
+        w.per_day_claim_median = [medians.get(i) for i in range(n)]
+        by_holder = await percentile(conn, f, "to_action", 1, 2, group=f.c.claimed_by)
+        w.action_median_by = {str(k): v for k, v in sorted(by_holder.items()) if k is not None}
+        w.oldest_open_at = (
+            await conn.execute(select(func.min(f.c.created_at)).where(f.c.to_resolve.is_(None), f.c.cancelled == 0))
+        ).scalar()
     # Who claimed and resolved what during the week (whenever the escalation was opened).
     of_queue = (
         []

@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.slack import text as t
-from handoff.report import WeeklyReport, change, minutes, summary_line
+from handoff.report import WeeklyReport, baseline_note, change, minutes, pilot_note, summary_line
 
 
 def _field(label: str, value: str) -> MarkdownTextObject:
@@ -66,12 +66,12 @@ def report_blocks(r: WeeklyReport) -> list[Block]:
     ]
     blocks.append(SectionBlock(fields=speed))
     if r.hours_recovered is not None:
+        verdict = pilot_note(r)
         blocks.append(
             SectionBlock(
                 text=MarkdownTextObject(
                     text=f"*Estimated hours recovered: {r.hours_recovered:.1f} h* over {w.first_actions} handoffs\n"
-                    f"_An estimate, not a measurement: a baseline of {r.baseline_minutes} min of manual handoff "
-                    "per escalation (MANUAL_BASELINE_MINUTES), minus the measured time from claim to first action._"
+                    f"_{t.escape(baseline_note(r))}_" + (f"\n*Last 4 weeks:* {t.escape(verdict)}" if verdict else "")
                 )
             )
         )

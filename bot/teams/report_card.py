@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.teams.cards import card, cut, rich, run
-from handoff.report import WeeklyReport, change, minutes, summary_line
+from handoff.report import WeeklyReport, baseline_note, change, minutes, pilot_note, summary_line
 
 CHART_ALT = "Escalations per day (bars) and median time to claim per day (line), this week against last"
 
@@ -59,11 +59,8 @@ def report_card(r: WeeklyReport, names: dict[str, str], chart_png: bytes | None)
             rich(
                 run(f"Estimated hours recovered: {r.hours_recovered:.1f} h", weight="Bolder"),
                 run(f" over {w.first_actions} handoffs. "),
-                run(
-                    f"An estimate, not a measurement: a baseline of {r.baseline_minutes} min of manual handoff per "
-                    "escalation (MANUAL_BASELINE_MINUTES), minus the measured time from claim to first action.",
-                    isSubtle=True,
-                ),
+                run(baseline_note(r), isSubtle=True),
+                *([run(f" Last 4 weeks: {verdict}")] if (verdict := pilot_note(r)) else []),
                 spacing="Medium",
             )
         )
