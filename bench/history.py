@@ -15,12 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import and_, update
 from sqlalchemy.engine import make_url
 
 from bench.report_scale import E_COLS, H_COLS, WORKSPACES, YEAR_START, _naive, generate, make_workspaces
 from storage.db import Database
-from storage.tables import handoffs, outbox
 
 O_COLS = ["id", "workspace_id", "handoff_id", "handoff_version", "kind", "payload", "dedupe_key", "status",
           "attempts", "next_attempt_at", "created_at", "sent_at"]  # fmt: skip
@@ -28,101 +26,111 @@ NEXT_NUMBERS = (
     "UPDATE workspaces SET next_number = (SELECT max(number) FROM handoffs WHERE workspace_id = workspaces.id)"
 )
 IN_MOTION = 40  # escalations still open or claimed when the bench runs (the newest)
+HISTORY_COLS = [*H_COLS, "cancelled_at"]
+STATUS, CLAIMED_BY, CLAIMED_AT, CREATED, UPDATED = (H_COLS.index(c) for c in
+    ("status", "claimed_by", "claimed_at", "created_at", "updated_at"))  # fmt: skip
 
 
-def _outbox(handoffs: list[tuple], first_id: int) -> list[tuple]:  # type: ignore[type-arg]
-    """Each escalation's card and its requester's note, both sent a second after it was made."""
+def _in_motion(rows: list[tuple], count: int, now: datetime) -> list[tuple]:  # type: ignore[type-arg]
+    """What a running team has: the newest IN_MOTION escalations open since five minutes ago, every
+    older one that the generator left open or claimed cancelled (a year-old open escalation is not
+    what a team carries). Done here, before the rows are written: an UPDATE over a million rows is
+    slower than the whole seed."""
+    out = []
+    for row in rows:
+        r = list(row)
+        cancelled = None
+        if row[0] > count - IN_MOTION:
+            r[STATUS], r[CLAIMED_BY], r[CLAIMED_AT] = "open", None, None
+            r[CREATED] = r[UPDATED] = now - timedelta(minutes=5)
+        elif row[STATUS] in ("open", "claimed"):
+            r[STATUS] = "cancelled"
+            cancelled = r[UPDATED]
+        out.append((*r, cancelled))
+    return out
+
+
+def _outbox(handoffs: list[tuple], first_id: int, count: int, now: datetime) -> list[tuple]:  # type: ignore[type-arg]
+    """Each escalation's card and its requester's note, both sent a second after it was made; of the
+    very last ones, three still pending and one dead."""
     rows = []
     oid = first_id * 2
     for h in handoffs:
-        hid, ws, created = h[0], h[1], h[20]
+        hid, ws, created = h[0], h[1], h[CREATED]
         for kind in ("post_card", "notify_requester"):
             oid += 1
-            sent = created + timedelta(seconds=1)
-            rows.append((oid, ws, hid, 1, kind, "{}", f"{kind}:{hid}", "sent", 1, created, created, sent))
+            status, sent, next_at = "sent", created + timedelta(seconds=1), created
+            if oid in (2 * count, 2 * count + 1, 2 * count + 2):
+                status, sent, next_at = "pending", None, now
+            elif oid == 2 * count - 1:
+                status, sent = "dead", None
+            rows.append((oid, ws, hid, 1, kind, "{}", f"{kind}:{hid}", status, 1, next_at, created, sent))
     return rows
 
 
-def _seed_sqlite(path: Path, count: int) -> None:
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA synchronous=OFF")
+def _chunks(count: int, now: datetime, shift: timedelta, workspaces: int):  # type: ignore[no-untyped-def]
     numbers: dict[int, int] = {}
     chunk = 100_000
     for start in range(1, count + 1, chunk):
-        n = min(chunk, count + 1 - start)
-        h, e = generate(start, n, numbers, seed=start)
-        o = _outbox(h, start)
-        for table, cols, rows in (("handoffs", H_COLS, h), ("handoff_events", E_COLS, e), ("outbox", O_COLS, o)):
+        h, e = generate(start, min(chunk, count + 1 - start), numbers, seed=start, workspaces=workspaces)
+        if shift:
+            h, e = _shifted(h, shift), _shifted(e, shift)
+        h = _in_motion(h, count, now)
+        yield h, e, _outbox(h, start, count, now)
+
+
+def _shifted(rows: list[tuple], by: timedelta) -> list[tuple]:  # type: ignore[type-arg]
+    return [tuple(v + by if isinstance(v, datetime) else v for v in row) for row in rows]
+
+
+def _seed_sqlite(path: Path, count: int, now: datetime, shift: timedelta, workspaces: int) -> None:
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA synchronous=OFF")
+    for h, e, o in _chunks(count, now, shift, workspaces):
+        for table, cols, rows in (("handoffs", HISTORY_COLS, h), ("handoff_events", E_COLS, e), ("outbox", O_COLS, o)):
             con.executemany(
                 f"INSERT INTO {table} ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
                 [tuple(_naive(v) for v in row) for row in rows],
             )
         con.commit()
-    con.execute(
-        "UPDATE workspaces SET next_number = (SELECT max(number) FROM handoffs WHERE workspace_id = workspaces.id)"
-    )
+    con.execute(NEXT_NUMBERS)
+    con.execute("ANALYZE")
     con.commit()
     con.close()
 
 
-async def _seed_pg(url: str, count: int) -> None:
+async def _seed_pg(url: str, count: int, now: datetime, shift: timedelta, workspaces: int) -> None:
     u = make_url(url)
     con = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username, database=u.database)
-    numbers: dict[int, int] = {}
-    chunk = 100_000
     try:
-        for start in range(1, count + 1, chunk):
-            n = min(chunk, count + 1 - start)
-            h, e = generate(start, n, numbers, seed=start)
-            await con.copy_records_to_table("handoffs", records=h, columns=H_COLS)
+        for h, e, o in _chunks(count, now, shift, workspaces):
+            await con.copy_records_to_table("handoffs", records=h, columns=HISTORY_COLS)
             await con.copy_records_to_table("handoff_events", records=e, columns=E_COLS)
-            await con.copy_records_to_table("outbox", records=_outbox(h, start), columns=O_COLS)
+            await con.copy_records_to_table("outbox", records=o, columns=O_COLS)
         await con.execute(NEXT_NUMBERS)
         for table in ("handoffs", "handoff_events", "outbox"):
             await con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        await con.execute("ANALYZE")
     finally:
         await con.close()
 
 
-async def seed_history(url: str, count: int) -> float:
-    """`count` escalations over a year on the migrated, empty database at `url`, all done but the
-    newest IN_MOTION, and their sent outbox rows; a few rows pending and dead. Returns the seconds
-    it took."""
+async def seed_history(url: str, count: int, *, until: datetime | None = None, workspaces: int = WORKSPACES) -> float:
+    """`count` escalations over a year on the migrated, empty database at `url` (the year from
+    YEAR_START, or the one ending at `until`) in `workspaces` workspaces, all done but the newest
+    IN_MOTION, and their sent outbox rows; a few rows pending and dead. Returns the seconds it took."""
     started = time.perf_counter()
     db = Database(url)
     try:
-        await make_workspaces(db)
+        await make_workspaces(db, workspaces)
     finally:
         await db.dispose()
-    if make_url(url).get_backend_name() == "sqlite":
-        await asyncio.to_thread(_seed_sqlite, Path(make_url(url).database or ""), count)
-    else:
-        await _seed_pg(url, count)
-    # What is in motion: the newest few open or claimed, the rest closed; some messages not yet out.
     now = datetime.now(UTC)
-    db = Database(url)
-    try:
-        async with db.write() as conn:
-            await conn.execute(
-                update(handoffs)
-                .where(and_(handoffs.c.status.in_(("open", "claimed")), handoffs.c.id <= count - IN_MOTION))
-                .values(status="cancelled", cancelled_at=handoffs.c.created_at)
-            )
-            await conn.execute(
-                update(handoffs)
-                .where(handoffs.c.id > count - IN_MOTION)
-                .values(status="open", created_at=now - timedelta(minutes=5), claimed_by=None, claimed_at=None)
-            )
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([2 * count + 1, 2 * count + 2, 2 * count]))
-                .values(status="pending", sent_at=None, next_attempt_at=now)
-            )
-            await conn.execute(update(outbox).where(outbox.c.id == 2 * count - 1).values(status="dead", sent_at=None))
-        async with db.write() as conn:
-            await conn.exec_driver_sql("ANALYZE")
-    finally:
-        await db.dispose()
+    shift = until - (YEAR_START + timedelta(days=365)) if until is not None else timedelta(0)
+    if make_url(url).get_backend_name() == "sqlite":
+        await asyncio.to_thread(_seed_sqlite, Path(make_url(url).database or ""), count, now, shift, workspaces)
+    else:
+        await _seed_pg(url, count, now, shift, workspaces)
     return time.perf_counter() - started
 
 

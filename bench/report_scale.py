@@ -46,14 +46,14 @@ E_COLS = ["id", "handoff_id", "workspace_id", "kind", "actor", "at"]
 CUSTOMERS = [f"Customer {i}" for i in range(40)] + [""] * 10
 
 
-def generate(first_id: int, count: int, numbers: dict[int, int], seed: int):  # type: ignore[no-untyped-def]
-    """Rows for `count` escalations starting at id `first_id`, and their events."""
+def generate(first_id: int, count: int, numbers: dict[int, int], seed: int, workspaces: int = WORKSPACES):  # type: ignore[no-untyped-def]
+    """Rows for `count` escalations starting at id `first_id` in the first `workspaces`, and their events."""
     rng = random.Random(seed)
     span = 365 * 24 * 3600
     handoffs, events = [], []
     eid = first_id * 8
     for hid in range(first_id, first_id + count):
-        ws = rng.randrange(1, WORKSPACES + 1)
+        ws = rng.randrange(1, workspaces + 1)
         numbers[ws] = numbers.get(ws, 0) + 1
         created = YEAR_START + timedelta(seconds=rng.randrange(span))
         claimed = resolved = first = None
@@ -125,7 +125,7 @@ async def seed_pg(url: str, first_id: int, count: int, numbers: dict[int, int]) 
     await con.close()
 
 
-async def make_workspaces(db: Database) -> None:
+async def make_workspaces(db: Database, count: int = WORKSPACES) -> None:
     from storage.tables import workspaces
 
     async with db.write() as conn:
@@ -133,7 +133,7 @@ async def make_workspaces(db: Database) -> None:
             workspaces.insert(),
             [
                 {"id": i, "platform": "slack", "external_id": f"T{i:04d}", "created_at": YEAR_START, "next_number": 0}
-                for i in range(1, WORKSPACES + 1)
+                for i in range(1, count + 1)
             ],
         )
 

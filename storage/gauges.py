@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.tables import handoffs, outbox
+from storage.tables import IN_MOTION, handoffs, outbox
 
 _IN_MOTION = ("pending", "dead")
 
@@ -37,7 +37,7 @@ async def outbox_state(conn: AsyncConnection) -> OutboxState:
     return OutboxState(pending=pending, dead=found.get("dead", (0, None))[0], oldest_pending=oldest)
 
 
-# handoffs (status, created_at) index: the open and claimed ones only. One row per workspace,
+# ix_handoffs_in_motion, the partial index of the open and claimed ones (a few dozen rows). One row per workspace,
 # queue, severity and status, with how many and the earliest arrival in the queue.
 _OPEN = (
     select(
@@ -48,7 +48,7 @@ _OPEN = (
         func.count(),
         func.min(func.coalesce(handoffs.c.queue_arrived_at, handoffs.c.created_at)),
     )
-    .where(handoffs.c.status.in_(("open", "claimed")))
+    .where(text(IN_MOTION))
     .group_by(handoffs.c.workspace_id, handoffs.c.queue_id, handoffs.c.severity, handoffs.c.status)
 )
 
