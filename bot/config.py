@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1, le=36500)
     # Delete messages already delivered after this many days, so the outbox does not grow with history.
     outbox_keep_days: int = Field(default=7, ge=1, le=3650)
+    # Where people reach the bot from a browser (https://escalations.example.com): the leads' page's
+    # sign-in links start with it. Without it, `/escalate dashboard` says to set it.
+    public_url: str | None = None
     # On SIGTERM: how long a replica finishes what it acknowledged before it hands the rest back.
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=600)
 
@@ -147,6 +150,13 @@ class Settings(BaseSettings):
         if not re.match(r"https?://", value):
             raise ValueError("must be an http(s) URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", value):
+            raise ValueError("must be where the bot is reached, e.g. https://escalations.example.com")
+        return value.rstrip("/") if value else value
 
     @field_validator("teams_tenant_id")
     @classmethod

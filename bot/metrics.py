@@ -143,7 +143,8 @@ class Metrics:
         self.retention = Counter(
             _name("retention_removed"),
             "What the scheduler erased or deleted because it was past its time: escalation_text (escalations "
-            "whose free text was erased), delivered_messages, event_ids",
+            "whose free text was erased), delivered_messages, event_ids, sign_ins (the leads' page's expired links and "
+            "sessions)",
             ["what"],
             registry=r,
         )

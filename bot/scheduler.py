@@ -66,18 +66,20 @@ class Scheduler:
             return
         log.info(
             "retention: erased the text of %d escalation(s) closed over %s day(s) ago; deleted %d message(s) "
-            "delivered over %d day(s) ago and %d platform event id(s)",
+            "delivered over %d day(s) ago, %d platform event id(s) and %d expired sign-in(s) to the leads' page",
             done.erased,
             s.retention_days or "their workspace's",
             done.delivered,
             s.outbox_keep_days,
             done.event_ids,
+            done.sign_ins,
         )
         if self.metrics is not None:
             for what, n in (
                 ("escalation_text", done.erased),
                 ("delivered_messages", done.delivered),
                 ("event_ids", done.event_ids),
+                ("sign_ins", done.sign_ins),
             ):
                 if n:
                     self.metrics.retention.labels(what).inc(n)

@@ -22,6 +22,8 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import ConfigError, Settings
+from bot.dashboard.access import Access, SlackAccess, TeamsAccess
+from bot.dashboard.web import Dashboard
 from bot.delivery.base import Deliverer, DeliveryResult, Sent
 from bot.delivery.worker import DeliveryWorker
 from bot.inflight import AcknowledgedWork
@@ -64,6 +66,7 @@ class Runtime:
     slack_verifier: SignatureVerifier | None = None
     ready: bool = False
     scrape: Callable[[], Awaitable[Readings]] | None = None  # what /metrics reads from the database
+    dashboard_access: dict[str, Access] = field(default_factory=dict)  # the leads' page: who, per platform
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # stop when told, finishing what they hold
     watches: list[asyncio.Task[Any]] = field(default_factory=list)  # hold nothing: cancelled at once
     socket_handler: Any = None
@@ -228,7 +231,15 @@ async def start_runtime(
             today = utcnow().astimezone(ZoneInfo(settings.timezone)).date()
             return await report_for(workspace_id, week_start_of(today), queue_id)
 
-        deps = SlackDeps(service=service, workspaces=workspaces, metrics=metrics, stats_for=week_so_far)
+        rt.dashboard_access["slack"] = SlackAccess(workspaces, service)
+        deps = SlackDeps(
+            service=service,
+            workspaces=workspaces,
+            metrics=metrics,
+            stats_for=week_so_far,
+            access=rt.dashboard_access["slack"],
+            public_url=settings.public_url,
+        )
         rt.slack_client = client
         rt.slack_verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
         rt.slack_app = build_slack_app(
@@ -249,6 +260,7 @@ async def start_runtime(
         from bot.teams.delivery import TeamsDelivery
 
         rt.teams = TeamsBot(settings, service, metrics)
+        rt.dashboard_access["teams"] = rt.teams.access = TeamsAccess(settings.teams_lead_user_ids, service)
 
         async def teams_week_so_far(workspace_id: int, queue_id: int | None = None) -> WeeklyReport:
             today = utcnow().astimezone(ZoneInfo(settings.timezone)).date()
@@ -428,6 +440,7 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
 
         app.router.add_get(INSTALL_PATH, slack_oauth)
         app.router.add_get(REDIRECT_PATH, slack_oauth)
+    Dashboard(lambda request: request.app[RUNTIME]).routes(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from handoff.recovered import PILOT_WEEKS, Baseline, Recovered, baseline_from, hours, recovered
-from handoff.schedule import day_bounds, iso_week, week_bounds
+from handoff.schedule import day_bounds, iso_week, local_midnight, week_bounds, week_start_of
 from storage import dashboard as measured
 from storage.db import Database
 from storage.reports import WeekFigures, week_figures
@@ -143,6 +143,89 @@ async def build_report(
         per_queue=per_queue,
         baseline=baseline,
         pilot=pilot,
+    )
+
+
+@dataclass
+class PeriodReport:
+    """Any period's figures (the leads' page): the weekly report's definitions, for [start, end)."""
+
+    workspace_id: int
+    start: date
+    end: date  # the day after the last
+    timezone: str
+    this: WeekFigures  # per day
+    previous: WeekFigures  # the same number of days just before, per day
+    trend_weeks: list[date]  # the Mondays of the trend, oldest first
+    trend: WeekFigures  # the weeks up to the period's last, per week
+    baseline: Baseline
+    hours: Recovered | None
+    hours_previous: Recovered | None
+    pilot: Recovered | None  # the last four full weeks before today
+    queue: str | None = None
+    per_queue: list[tuple[str, int, int, float | None]] = field(default_factory=list)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+    @property
+    def weeks(self) -> float:
+        return (self.end - self.start).days / 7
+
+
+async def build_period(
+    db: Database,
+    workspace_id: int,
+    start: date,
+    end: date,
+    *,
+    timezone: str,
+    baseline_minutes: int,
+    today: date,
+    queue: tuple[int, str] | None = None,
+    queues: list[tuple[int, str]] | None = None,
+    trend_weeks: int = 13,
+) -> PeriodReport:
+    """[start, end) in `timezone`, beside the as-long period before it, with a trend of `trend_weeks`
+    weeks ending with the period's last; one queue's with `queue`. The same figures, computed the
+    same way, as the weekly report's (`week_figures`), only over other dates."""
+    tz = ZoneInfo(timezone)
+    length = (end - start).days
+    queue_id = queue[0] if queue is not None else None
+    first_week = week_start_of(end - timedelta(days=1)) - timedelta(days=7 * (trend_weeks - 1))
+    mondays = [first_week + timedelta(days=7 * i) for i in range(trend_weeks)]
+    async with db.read(snapshot=True, heavy=True) as conn:
+        span = (local_midnight(start, tz), local_midnight(end, tz))
+        this = await week_figures(conn, workspace_id, *span, day_bounds(start, tz, length), queue_id)
+        before = start - timedelta(days=length)
+        previous = await week_figures(
+            conn, workspace_id, local_midnight(before, tz), span[0], day_bounds(before, tz, length), queue_id
+        )
+        weekly = [week_bounds(m, tz) for m in mondays]
+        trend = await week_figures(conn, workspace_id, weekly[0][0], weekly[-1][1], weekly, queue_id)
+        per_queue = []
+        if queue is None and queues and len(queues) > 1:
+            for qid, name in queues:
+                f = await week_figures(conn, workspace_id, *span, day_bounds(start, tz, length), qid)
+                per_queue.append((name, f.opened, f.claimed, f.to_claim_median))
+        baseline = await baseline_of(conn, workspace_id, baseline_minutes)
+        pilot = await pilot_check(conn, workspace_id, week_start_of(today), tz, baseline, queue_id)
+    return PeriodReport(
+        workspace_id=workspace_id,
+        start=start,
+        end=end,
+        timezone=timezone,
+        this=this,
+        previous=previous,
+        trend_weeks=mondays,
+        trend=trend,
+        baseline=baseline,
+        hours=recovered(this, baseline, length / 7),
+        hours_previous=recovered(previous, baseline, length / 7),
+        pilot=pilot,
+        queue=queue[1] if queue is not None else None,
+        per_queue=per_queue,
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from handoff.core import ServiceCore
+from storage import dashboard as sign_ins
 from storage import retention as rt
 
 EVENT_IDS_KEPT = timedelta(days=2)  # Slack retries an event for an hour at most
@@ -21,12 +22,13 @@ class Purged:
     erased: int = 0  # escalations whose text was erased
     delivered: int = 0  # delivered outbox rows deleted
     event_ids: int = 0  # processed event ids forgotten
+    sign_ins: int = 0  # the leads' page's links and sessions past their time
     skipped: bool = False  # another replica was purging: nothing done this time
     more: bool = False  # it stopped at its batch limit: there is more to do now
 
     @property
     def anything(self) -> bool:
-        return bool(self.erased or self.delivered or self.event_ids)
+        return bool(self.erased or self.delivered or self.event_ids or self.sign_ins)
 
 
 class Retention(ServiceCore):
@@ -81,7 +83,13 @@ class Retention(ServiceCore):
                     return -1
                 return await rt.prune_processed_events(conn, now - EVENT_IDS_KEPT, batch)
 
-        for work, field in ((prune, "delivered"), (forget_events, "event_ids")):
+        async def expired_sign_ins() -> int:
+            async with self.db.write() as conn:
+                if not await rt.take_turn(conn):
+                    return -1
+                return await sign_ins.prune(conn, now, batch)
+
+        for work, field in ((prune, "delivered"), (forget_events, "event_ids"), (expired_sign_ins, "sign_ins")):
             n = await self._batches(work, batch, max_batches)
             if n < 0:
                 done.skipped = True

@@ -27,15 +27,20 @@ def week_bounds(week_start: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def day_bounds(week_start: date, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
-    """The seven local days of a week, as UTC ranges."""
+def day_bounds(week_start: date, tz: ZoneInfo, days: int = 7) -> list[tuple[datetime, datetime]]:
+    """The local days from `week_start` on (a week's seven, or `days` of them), as UTC ranges."""
     out = []
-    for i in range(7):
+    for i in range(days):
         d = week_start + timedelta(days=i)
         a = datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
         b = datetime.combine(d + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
         out.append((a, b))
     return out
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    """00:00 of `day` in `tz`, as a UTC instant."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def parse_iso_week(text: str) -> date:

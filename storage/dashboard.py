@@ -77,11 +77,17 @@ async def end_session(conn: AsyncConnection, session_id: str) -> None:
     await conn.execute(delete(dashboard_sessions).where(dashboard_sessions.c.id_hash == digest(session_id)))
 
 
-async def prune(conn: AsyncConnection, now: datetime) -> int:
-    """Links and sessions past their time."""
+async def prune(conn: AsyncConnection, now: datetime, limit: int) -> int:
+    """Up to `limit` links and sessions past their time (used links stay until theirs is up)."""
     gone = 0
     for table in (dashboard_links, dashboard_sessions):
-        gone += int((await conn.execute(delete(table).where(table.c.expires_at <= now))).rowcount or 0)
+        key = next(iter(table.primary_key.columns))
+        due = select(key).where(table.c.expires_at <= now).limit(limit - gone)
+        ids = [r[0] for r in (await conn.execute(due)).all()]
+        if ids:
+            gone += int((await conn.execute(delete(table).where(key.in_(ids)))).rowcount or 0)
+        if gone >= limit:
+            break
     return gone
 
 
@@ -102,3 +108,45 @@ async def measurements(conn: AsyncConnection, workspace_id: int) -> list[float]:
         .order_by(baseline_measurements.c.created_at)
     )
     return [float(r[0]) for r in rows.all()]
+
+
+async def period_rows(
+    conn: AsyncConnection, workspace_id: int, start: datetime, end: datetime, queue_id: int | None, with_text: bool
+) -> tuple[list[str], list[Any]]:
+    """The escalations opened in [start, end) (one queue's with `queue_id`), oldest first, for the CSV:
+    the weekly report's own per-escalation facts (time to claim from arrival in the queue, claim to
+    first action, to resolve) with their numbers and times, and what people typed only `with_text`.
+    Through (workspace_id, created_at). Returns the column names and the rows."""
+    from storage.reports import facts
+    from storage.tables import handoffs, queues
+
+    f = facts(workspace_id, start, end, queue_id)
+    columns = [
+        handoffs.c.number,
+        handoffs.c.created_at.label("opened_at"),
+        handoffs.c.severity,
+        queues.c.name.label("queue"),
+        handoffs.c.status,
+        handoffs.c.requester_id,
+        handoffs.c.claimed_by,
+        handoffs.c.claimed_at,
+        f.c.to_claim.label("time_to_claim_seconds"),
+        handoffs.c.first_action_at,
+        f.c.to_action.label("claim_to_first_action_seconds"),
+        handoffs.c.resolved_by,
+        handoffs.c.resolved_at,
+        f.c.to_resolve.label("time_to_resolve_seconds"),
+        handoffs.c.cancelled_at,
+        f.c.contested,
+        handoffs.c.moves,
+    ]
+    if with_text:
+        typed = (handoffs.c.summary, handoffs.c.customer, handoffs.c.tried, handoffs.c.details, handoffs.c.resolution)
+        columns += list(typed)
+    stmt = (
+        select(*columns)
+        .select_from(f.join(handoffs, handoffs.c.id == f.c.id).outerjoin(queues, queues.c.id == handoffs.c.queue_id))
+        .order_by(handoffs.c.created_at, handoffs.c.number)
+    )
+    result = await conn.execute(stmt)
+    return list(result.keys()), list(result.all())

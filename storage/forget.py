@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage import retention
 from storage.tables import (
     conversation_refs,
+    dashboard_links,
+    dashboard_sessions,
     handoff_events,
     handoffs,
     home_viewers,
@@ -115,6 +117,8 @@ async def _remove_theirs(conn: AsyncConnection, ws: list[int], user_id: str) -> 
         (people, people.c.user_id == user_id),
         (home_viewers, home_viewers.c.user_id == user_id),
         (conversation_refs, conversation_refs.c.key == f"user:{user_id}"),
+        (dashboard_links, dashboard_links.c.user_id == user_id),  # signed out of the leads' page
+        (dashboard_sessions, dashboard_sessions.c.user_id == user_id),
     ):
         result = await conn.execute(delete(table).where(table.c.workspace_id.in_(ws), cond))
         if result.rowcount:

@@ -29,9 +29,18 @@ class RawAnswer:
 async def raw_post(url: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> RawAnswer:
     """POST exactly these bytes with exactly these headers (no client library cleaning them up)."""
     parts = urlsplit(url)
+    return await raw_request(url, b"POST", parts.path.encode(), body, headers)
+
+
+async def raw_request(
+    url: str, method: bytes, target: bytes, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> RawAnswer:
+    """Exactly this request line's method and target (path and query, any bytes), these headers and
+    this body, to the server at `url`."""
+    parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
-        head = [f"POST {parts.path} HTTP/1.1".encode(), f"Host: {parts.netloc}".encode()]
+        head = [method + b" " + target + b" HTTP/1.1", f"Host: {parts.netloc}".encode()]
         head += [k + b": " + v for k, v in headers]
         head += [f"Content-Length: {len(body)}".encode(), b"Connection: close", b"", b""]
         writer.write(b"\r\n".join(head) + body)

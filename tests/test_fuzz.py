@@ -436,3 +436,91 @@ def test_signed_teams_activities_of_any_shape_are_answered_and_change_nothing_in
         no_new_tracebacks(caplog)
 
     example()
+
+
+# ---- the leads' page ----------------------------------------------------------------------------------
+
+DASHBOARD_PATHS = [
+    *("/dashboard", "/dashboard/", "/dashboard/export.csv", "/dashboard/static/dashboard.css"),
+    *("/dashboard/baseline", "/dashboard/signout", "/dashboard/signin/", "/dashboard/x/../../metrics"),
+]
+PAGE_WORDS = ["this-week", "last-week", "4w", "13w", "custom", "all", "1", "-1", "2026-02-30", "9999-12-31"]
+PAGE_WORDS += ["0001-01-01", "2026-01-01", "99999999999999999999", "%00", "%ZZ", "..%2f..%2f", "1e308", "nan"]
+query_value = st.one_of(odd_text, st.sampled_from(PAGE_WORDS))
+FIELDS = ["period", "from", "to", "queue", "text", "minutes", "csrf", "back"]
+
+
+@st.composite
+def dashboard_requests(draw: st.DrawFn, cookie: str | None) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
+    """(method, target, body, headers): any path under /dashboard with any query, cookie and form."""
+    method = draw(st.sampled_from([b"GET", b"POST", b"HEAD", b"PUT", b"DELETE"]))
+    path = draw(
+        st.one_of(
+            st.sampled_from(DASHBOARD_PATHS),
+            st.builds(lambda t: "/dashboard/signin/" + t, st.text("abcXYZ019-_%./", max_size=120)),
+            st.builds(lambda t: "/dashboard/static/" + t, st.text("abc.%/-_", max_size=40)),
+        )
+    )
+    fields = draw(st.dictionaries(st.sampled_from(FIELDS), query_value, max_size=5))
+    query = urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in fields.items()})
+    target = (path + ("?" + query if query and draw(st.booleans()) else "")).encode("utf-8", "surrogatepass")
+    body = query.encode() if method == b"POST" else b""
+    headers = [(b"Content-Type", b"application/x-www-form-urlencoded")]
+    jar = draw(
+        st.one_of(st.none(), st.just(cookie) if cookie else st.none(), header_value.map(lambda v: v.decode("latin-1")))
+    )
+    if jar is not None:
+        headers.append((b"Cookie", b"eb_dashboard=" + jar.encode("latin-1", "replace")))
+    return method, target, body, headers
+
+
+def ask(live: Live, request: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]) -> Any:
+    from tests.edge import raw_request
+
+    method, target, body, headers = request
+    return live.run(raw_request(live.url, method, target, body, headers))
+
+
+def test_the_leads_page_without_a_session_serves_nothing(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    seed(live)
+    before_out, before_state = live.outbound(), live.state()
+
+    @given(dashboard_requests(None))
+    def example(request: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]) -> None:
+        answer = ask(live, request)
+        # 401 without a session; 403 for a link that does not work; a redirect to the page; 405 for
+        # a method the route has not; 400 where aiohttp could not read it as HTTP at all.
+        assert answer.status in (302, 400, 401, 403, 405), (request, answer.status, answer.body[:200])
+        assert b"data-figure" not in answer.body and b"Seed" not in answer.body
+        assert "set-cookie" not in answer.headers
+        assert live.outbound() == before_out
+        no_new_tracebacks(caplog)
+
+    example()
+    assert live.state() == before_state
+
+
+def test_a_signed_in_lead_sending_anything_gets_an_answer_never_an_error(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(live)
+    lead = "U0FUZZLEAD"
+    live.slack.admins.add(lead)  # a workspace admin: a lead of the whole workspace
+
+    async def session() -> str:
+        service = live.runtime.service
+        started = await service.sign_in(await service.sign_in_link(await service.workspace_id("slack", TEAM), lead))
+        assert started is not None
+        return started[0]
+
+    cookie = live.run(session())
+    before_state = live.state()
+
+    @given(dashboard_requests(cookie))
+    def example(request: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]) -> None:
+        answer = ask(live, request)
+        assert answer.status < 500, (request, answer.status, answer.body[:300])
+        no_new_tracebacks(caplog)
+
+    example()
+    assert live.state() == before_state  # what a lead sends changes no escalation

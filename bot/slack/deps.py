@@ -20,6 +20,9 @@ class SlackDeps:
     # The weekly figures of the week so far, for `/escalate stats`.
     stats_for: Callable[[int, int | None], Awaitable[WeeklyReport]]
     metrics: Metrics | None = None
+    # The leads' page: who may open it, and where it is (PUBLIC_URL; None: not set up).
+    access: Any = None
+    public_url: str | None = None
 
     async def seniors(self, workspace_id: int, queue_id: int | None = None) -> Seniors:
         """Who may claim in that queue (None: the workspace's default queue)."""

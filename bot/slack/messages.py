@@ -20,6 +20,8 @@ HELP = "\n".join(
         "• `/escalate config` sets the escalation channel, leads channel and seniors, and lists the queues; "
         "`/escalate config queue NAME` adds or changes a queue, `/escalate config remove NAME` removes one "
         "(workspace admins).",
+        "• `/escalate dashboard` sends you a private link to the leads' page (figures for any period, queue and "
+        "senior, a CSV); `/escalate baseline 25` records that a handoff without the bot took 25 minutes (leads).",
         "• `/escalate help` shows this.",
         "• On any message: *More actions → Escalate this message* escalates it with its thread.",
         "The card goes to the escalation channel; you'll get a DM when a senior picks it up and when it's resolved. "

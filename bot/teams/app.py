@@ -115,6 +115,7 @@ class TeamsBot(TeamsQueues):
         self.seniors = list(dict.fromkeys(settings.teams_senior_user_ids))
         self.leads = list(dict.fromkeys(settings.teams_lead_user_ids))  # empty: anyone may ask for stats
         self.stats_for: StatsFor | None = None  # set by the server: the week so far (`stats`)
+        self.access: Any = None  # set by the server: who may open the leads' page (`dashboard`)
         self.greeter = commands.Greeter()
         self._register()
         # The token check, on this route only: Slack's path keeps its own signature check.
@@ -271,6 +272,10 @@ class TeamsBot(TeamsQueues):
         @app.message(re.compile(r"^\s*cancel\b.*$", re.IGNORECASE | re.DOTALL))
         async def cancel(context: TurnContext, _state: TurnState) -> None:
             await commands.cancel(self, context)
+
+        @app.message(re.compile(r"^\s*(dashboard|baseline)\b.*$", re.IGNORECASE | re.DOTALL))
+        async def leads_page(context: TurnContext, _state: TurnState) -> None:
+            await commands.leads_page(self, context)
 
         @app.message(re.compile(r"^\s*stats\b.*$", re.IGNORECASE | re.DOTALL))
         async def stats(context: TurnContext, _state: TurnState) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import TurnContext
 
+from bot.dashboard import chat
 from bot.phrases import ago_phrase
 from bot.teams import cards
 from bot.teams.cards import cut, rich, run
@@ -208,3 +209,27 @@ async def _greet(context: TurnContext) -> None:
         "Thanks for adding me. A lead: mention me with **setup** in the channel that should get the escalation "
         "cards, and **setup leads** in the leads' channel. Then anyone can send me **escalate** to ask a senior."
     )
+
+
+async def leads_page(bot: Bot, context: TurnContext) -> None:
+    """`dashboard` (a private link to the leads' page) and `baseline N`, in a personal chat only: in a
+    channel, a sign-in link would be everyone's."""
+    me = who(context)
+    typed = (context.activity.text or "").strip()
+    word = typed.split()[0].lower() if typed else ""
+    if (context.activity.conversation.conversation_type or "personal") != "personal":
+        await context.send_activity(f"Ask me for **{word}** in a personal chat: the answer is yours alone.")
+        return
+    try:
+        ws = await bot.service.workspace_id("teams", me.tenant)
+        if word == "dashboard":
+            text = await chat.sign_in_reply(
+                bot.service, bot.access, bot.settings.public_url, ws, me.user_id, lambda url, label: f"[{label}]({url})"
+            )
+        else:
+            text = await chat.baseline_reply(
+                bot.service, bot.access, ws, me.user_id, typed[len(word) :], "**baseline 25**"
+            )
+    except StorageUnavailable:
+        text = TRY_AGAIN
+    await context.send_activity(text)

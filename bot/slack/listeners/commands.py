@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import messages
 from bot.slack import text as t
 from bot.slack.deps import SlackDeps
+from bot.slack.listeners import leads_page
 from bot.slack.listeners.common import admin_refusal, escalation_refusal, guarded, open_form
 from bot.slack.listeners.queues import config_queue
 from bot.slack.modals import config_modal, escalate_modal, prefill_from_text, slack_id
@@ -25,7 +26,7 @@ from handoff.queues import route
 from storage.db import StorageUnavailable
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
-SUBCOMMANDS = {"mine", "stats", "config"}
+SUBCOMMANDS = {"mine", "stats", "config", "dashboard"}
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -80,6 +81,17 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 deps.count("storage_unavailable")
                 await respond(text=messages.TRY_AGAIN, response_type="ephemeral")
             return
+        if word == "baseline" or word.startswith("baseline "):
+            await ack()
+            try:
+                ws = await deps.workspace(context)
+                await respond(
+                    text=await leads_page.baseline(deps, ws, user, typed[len("baseline") :]), response_type="ephemeral"
+                )
+            except StorageUnavailable:
+                deps.count("storage_unavailable")
+                await respond(text=messages.TRY_AGAIN, response_type="ephemeral")
+            return
         if word in SUBCOMMANDS or word.startswith("stats "):
             await ack()
             try:
@@ -92,6 +104,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                     )
                 elif word.startswith("stats"):
                     await _stats(ws, user, typed[len("stats") :].strip(), respond)
+                elif word == "dashboard":
+                    await respond(text=await leads_page.sign_in_link(deps, ws, user), response_type="ephemeral")
                 else:
                     await _config(ws, user, command, client, respond)
             except StorageUnavailable:
