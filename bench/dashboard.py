@@ -125,32 +125,48 @@ async def busiest(url: str) -> int:
     return int(row[0]) if row else 1
 
 
-async def run(kind: str, escalations: int, spread: int, pages: int, tmp: Path) -> list[tuple]:  # type: ignore[type-arg]
+async def fresh(kind: str, tmp: Path, name: str) -> tuple[str, str | None]:
+    """A migrated, empty database: (url, the PostgreSQL database's name to drop after)."""
     if kind == "sqlite":
-        url, name = f"sqlite+aiosqlite:///{tmp / 'dashboard.db'}", None
+        url, pg = f"sqlite+aiosqlite:///{tmp / (name + '.db')}", None
     else:
-        url, name = await fresh_pg("eb_dashboard")
+        url, pg = await fresh_pg(f"eb_{name}")
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+    finally:
+        await db.dispose()
+    return url, pg
+
+
+async def run(kind: str, escalations: int, spread: int, pages: int, tmp: Path) -> list[tuple]:  # type: ignore[type-arg]
     out = []
+    # The baseline: the same page and CSV on an empty database with one workspace.
+    url, pg = await fresh(kind, tmp, "dashboard_empty")
     try:
         db = Database(url)
-        await migrate.upgrade(db)
-        async with db.write() as conn:  # the workspace of the empty run
-            await conn.execute(
-                workspaces.insert().values(
-                    id=1, platform="slack", external_id="T0001", created_at=datetime.now(UTC), next_number=0
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    workspaces.insert().values(
+                        id=1, platform="slack", external_id="T0001", created_at=datetime.now(UTC), next_number=0
+                    )
                 )
-            )
-        await db.dispose()
+        finally:
+            await db.dispose()
         out.append((kind, 0, *await measure(url, pages, 1)))
-        async with Database(url).write() as conn:
-            await conn.execute(workspaces.delete())
+    finally:
+        if pg:
+            await drop_pg(pg)
+    url, pg = await fresh(kind, tmp, "dashboard")
+    try:
         seeded = await seed_history(url, escalations, until=datetime.now(UTC), workspaces=spread)
         ws = await busiest(url)
         print(f"  {kind}: seeded {escalations:,} escalations in {seeded:.0f} s", file=sys.stderr, flush=True)
         out.append((kind, escalations, *await measure(url, pages, ws)))
     finally:
-        if name:
-            await drop_pg(name)
+        if pg:
+            await drop_pg(pg)
     return out
 
 

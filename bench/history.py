@@ -26,9 +26,34 @@ NEXT_NUMBERS = (
     "UPDATE workspaces SET next_number = (SELECT max(number) FROM handoffs WHERE workspace_id = workspaces.id)"
 )
 IN_MOTION = 40  # escalations still open or claimed when the bench runs (the newest)
-HISTORY_COLS = [*H_COLS, "cancelled_at"]
+FACT_COLS = ["fact_first_claim_at", "fact_queue_claim_at", "fact_last_claim_at", "fact_acted_at",
+             "fact_acted_claim_at", "fact_contested_at"]  # fmt: skip
+HISTORY_COLS = [*H_COLS, "cancelled_at", *FACT_COLS]
 STATUS, CLAIMED_BY, CLAIMED_AT, CREATED, UPDATED = (H_COLS.index(c) for c in
     ("status", "claimed_by", "claimed_at", "created_at", "updated_at"))  # fmt: skip
+
+
+def _facts(events: list[tuple]) -> dict[int, tuple]:  # type: ignore[type-arg]
+    """What migration 0013's triggers would have kept on each row, from its events (written with
+    the triggers off: one UPDATE per event would make the seed many times slower)."""
+    claims: dict[int, list[datetime]] = {}
+    acted: dict[int, datetime] = {}
+    contested: dict[int, datetime] = {}
+    for _eid, hid, _ws, kind, _actor, at in events:
+        if kind == "claimed":
+            claims.setdefault(hid, []).append(at)
+        elif kind == "first_action":
+            acted[hid] = min(at, acted.get(hid, at))
+        elif kind == "claim_conflict":
+            contested[hid] = min(at, contested.get(hid, at))
+    out = {}
+    for hid in claims.keys() | acted.keys() | contested.keys():
+        mine = sorted(claims.get(hid, []))
+        action = acted.get(hid)
+        led = max((c for c in mine if action is not None and c <= action), default=None)
+        first = mine[0] if mine else None
+        out[hid] = (first, first, mine[-1] if mine else None, action, led, contested.get(hid))
+    return out
 
 
 def _in_motion(rows: list[tuple], count: int, now: datetime) -> list[tuple]:  # type: ignore[type-arg]
@@ -75,7 +100,9 @@ def _chunks(count: int, now: datetime, shift: timedelta, workspaces: int):  # ty
         h, e = generate(start, min(chunk, count + 1 - start), numbers, seed=start, workspaces=workspaces)
         if shift:
             h, e = _shifted(h, shift), _shifted(e, shift)
-        h = _in_motion(h, count, now)
+        facts = _facts(e)
+        h = [(*row, *facts.get(row[0], (None,) * 6)) for row in _in_motion(h, count, now)]
+        h = [row if row[0] <= count - IN_MOTION else (*row[: -len(FACT_COLS)], *(None,) * 6) for row in h]
         yield h, e, _outbox(h, start, count, now)
 
 
@@ -86,6 +113,11 @@ def _shifted(rows: list[tuple], by: timedelta) -> list[tuple]:  # type: ignore[t
 def _seed_sqlite(path: Path, count: int, now: datetime, shift: timedelta, workspaces: int) -> None:
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous=OFF")
+    # Migration 0013's triggers are off while the events go in: their facts come with the rows.
+    triggers = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'handoff_facts%'")
+    kept = triggers.fetchall()
+    for name, _sql in kept:
+        con.execute(f"DROP TRIGGER {name}")
     for h, e, o in _chunks(count, now, shift, workspaces):
         for table, cols, rows in (("handoffs", HISTORY_COLS, h), ("handoff_events", E_COLS, e), ("outbox", O_COLS, o)):
             con.executemany(
@@ -93,6 +125,8 @@ def _seed_sqlite(path: Path, count: int, now: datetime, shift: timedelta, worksp
                 [tuple(_naive(v) for v in row) for row in rows],
             )
         con.commit()
+    for _name, sql in kept:
+        con.execute(sql)
     con.execute(NEXT_NUMBERS)
     con.execute("ANALYZE")
     con.commit()
@@ -103,6 +137,8 @@ async def _seed_pg(url: str, count: int, now: datetime, shift: timedelta, worksp
     u = make_url(url)
     con = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username, database=u.database)
     try:
+        # Migration 0013's triggers are off for this session (a superuser's): the facts come with the rows.
+        await con.execute("SET session_replication_role = replica")
         for h, e, o in _chunks(count, now, shift, workspaces):
             await con.copy_records_to_table("handoffs", records=h, columns=HISTORY_COLS)
             await con.copy_records_to_table("handoff_events", records=e, columns=E_COLS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from handoff.recovered import PILOT_WEEKS, Baseline, Recovered, baseline_from, h
 from handoff.schedule import day_bounds, iso_week, local_midnight, week_bounds, week_start_of
 from storage import dashboard as measured
 from storage.db import Database
-from storage.reports import WeekFigures, week_figures
+from storage.reports import Facts, Opened, WeekFigures, facts_as_of, per_queue, read_opened, week_figures
 
 
 @dataclass
@@ -91,14 +91,27 @@ async def baseline_of(conn: Any, workspace_id: int, assumed_minutes: int) -> Bas
     return baseline_from(await measured.measurements(conn, workspace_id), assumed_minutes)
 
 
-async def pilot_check(
-    conn: Any, workspace_id: int, weeks_end: date, tz: ZoneInfo, baseline: Baseline, queue_id: int | None = None
-) -> Recovered | None:
-    """Hours recovered a week over the PILOT_WEEKS weeks before `weeks_end` (a Monday)."""
-    first = weeks_end - timedelta(days=7 * PILOT_WEEKS)
-    start, _ = week_bounds(first, tz)
+def pilot_window(weeks_end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The PILOT_WEEKS weeks before `weeks_end` (a Monday)."""
+    start, _ = week_bounds(weeks_end - timedelta(days=7 * PILOT_WEEKS), tz)
     end, _ = week_bounds(weeks_end, tz)
-    figures = await week_figures(conn, workspace_id, start, end, [(start, end)], queue_id)
+    return start, end
+
+
+async def pilot_check(
+    conn: Any,
+    workspace_id: int,
+    weeks_end: date,
+    tz: ZoneInfo,
+    baseline: Baseline,
+    queue_id: int | None = None,
+    opened: Opened | None = None,
+) -> Recovered | None:
+    """Hours recovered a week over the PILOT_WEEKS weeks before `weeks_end` (a Monday). `opened`: the
+    escalations read already, when they cover those weeks."""
+    start, end = pilot_window(weeks_end, tz)
+    rows = facts_as_of(opened.between(start, end), end) if opened is not None else None
+    figures = await week_figures(conn, workspace_id, start, end, [(start, end)], queue_id, rows, people=False)
     return recovered(figures, baseline, PILOT_WEEKS)
 
 
@@ -118,18 +131,21 @@ async def build_report(
     tz = ZoneInfo(timezone)
     previous = week_start - timedelta(days=7)
     queue_id = queue[0] if queue is not None else None
+    start, end = week_bounds(week_start, tz)
+    p_start, p_end = week_bounds(previous, tz)
+    pilot_start, _ = pilot_window(week_start + timedelta(days=7), tz)
     async with db.read(snapshot=True, heavy=True) as conn:
-        start, end = week_bounds(week_start, tz)
-        this = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz), queue_id)
-        p_start, p_end = week_bounds(previous, tz)
-        last = await week_figures(conn, workspace_id, p_start, p_end, day_bounds(previous, tz), queue_id)
-        per_queue = []
-        if queue is None and queues and len(queues) > 1:
-            for qid, name in queues:
-                f = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz), qid)
-                per_queue.append((name, f.opened, f.claimed, f.to_claim_median))
+        # One read for the week, the week before and the pilot's four weeks (which hold both).
+        opened = await read_opened(conn, workspace_id, min(p_start, pilot_start), end, queue_id)
+        rows = facts_as_of(opened.between(start, end), end)
+        this = await week_figures(conn, workspace_id, start, end, day_bounds(week_start, tz), queue_id, rows)
+        last_rows = facts_as_of(opened.between(p_start, p_end), p_end)
+        last = await week_figures(conn, workspace_id, p_start, p_end, day_bounds(previous, tz), queue_id, last_rows)
+        queue_lines = per_queue(rows, queues) if queue is None and queues and len(queues) > 1 else []
         baseline = await baseline_of(conn, workspace_id, baseline_minutes)
-        pilot = await pilot_check(conn, workspace_id, week_start + timedelta(days=7), tz, baseline, queue_id)
+        pilot = await pilot_check(
+            conn, workspace_id, week_start + timedelta(days=7), tz, baseline, queue_id, opened=opened
+        )
     return WeeklyReport(
         workspace_id=workspace_id,
         week_start=week_start,
@@ -140,7 +156,7 @@ async def build_report(
         hours_recovered=recovered_hours(this, baseline.minutes),
         hours_recovered_last=recovered_hours(last, baseline.minutes),
         queue=queue[1] if queue is not None else None,
-        per_queue=per_queue,
+        per_queue=queue_lines,
         baseline=baseline,
         pilot=pilot,
     )
@@ -195,22 +211,30 @@ async def build_period(
     queue_id = queue[0] if queue is not None else None
     first_week = week_start_of(end - timedelta(days=1)) - timedelta(days=7 * (trend_weeks - 1))
     mondays = [first_week + timedelta(days=7 * i) for i in range(trend_weeks)]
+    span = (local_midnight(start, tz), local_midnight(end, tz))
+    before = start - timedelta(days=length)
+    before_span = (local_midnight(before, tz), span[0])
+    weekly = [week_bounds(m, tz) for m in mondays]
+    trend_span = (weekly[0][0], weekly[-1][1])
+    pilot_span = pilot_window(week_start_of(today), tz)
     async with db.read(snapshot=True, heavy=True) as conn:
-        span = (local_midnight(start, tz), local_midnight(end, tz))
-        this = await week_figures(conn, workspace_id, *span, day_bounds(start, tz, length), queue_id)
-        before = start - timedelta(days=length)
+        # One read for every range the page shows: the period, the one before, the trend's weeks
+        # and the pilot's four; each range's facts as of its own end.
+        spans = (span, before_span, trend_span, pilot_span)
+        opened = await read_opened(conn, workspace_id, min(a for a, _ in spans), max(b for _, b in spans), queue_id)
+
+        def facts(a: datetime, b: datetime) -> Facts:
+            return facts_as_of(opened.between(a, b), b)
+
+        rows = facts(*span)
+        this = await week_figures(conn, workspace_id, *span, day_bounds(start, tz, length), queue_id, rows)
         previous = await week_figures(
-            conn, workspace_id, local_midnight(before, tz), span[0], day_bounds(before, tz, length), queue_id
+            conn, workspace_id, *before_span, day_bounds(before, tz, length), queue_id, facts(*before_span)
         )
-        weekly = [week_bounds(m, tz) for m in mondays]
-        trend = await week_figures(conn, workspace_id, weekly[0][0], weekly[-1][1], weekly, queue_id)
-        per_queue = []
-        if queue is None and queues and len(queues) > 1:
-            for qid, name in queues:
-                f = await week_figures(conn, workspace_id, *span, day_bounds(start, tz, length), qid)
-                per_queue.append((name, f.opened, f.claimed, f.to_claim_median))
+        trend = await week_figures(conn, workspace_id, *trend_span, weekly, queue_id, facts(*trend_span), people=False)
+        queue_lines = per_queue(rows, queues) if queue is None and queues and len(queues) > 1 else []
         baseline = await baseline_of(conn, workspace_id, baseline_minutes)
-        pilot = await pilot_check(conn, workspace_id, week_start_of(today), tz, baseline, queue_id)
+        pilot = await pilot_check(conn, workspace_id, week_start_of(today), tz, baseline, queue_id, opened=opened)
     return PeriodReport(
         workspace_id=workspace_id,
         start=start,
@@ -225,7 +249,7 @@ async def build_period(
         hours_previous=recovered(previous, baseline, length / 7),
         pilot=pilot,
         queue=queue[1] if queue is not None else None,
-        per_queue=per_queue,
+        per_queue=queue_lines,
     )
 
 

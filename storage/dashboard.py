@@ -110,43 +110,51 @@ async def measurements(conn: AsyncConnection, workspace_id: int) -> list[float]:
     return [float(r[0]) for r in rows.all()]
 
 
+CSV_COLUMNS = ["number", "opened_at", "severity", "queue", "status", "requester_id", "claimed_by", "claimed_at",
+               "time_to_claim_seconds", "first_action_at", "claim_to_first_action_seconds", "resolved_by",
+               "resolved_at", "time_to_resolve_seconds", "cancelled_at", "contested", "moves"]  # fmt: skip
+CSV_TEXT = ["summary", "customer", "tried", "details", "resolution"]
+
+
 async def period_rows(
     conn: AsyncConnection, workspace_id: int, start: datetime, end: datetime, queue_id: int | None, with_text: bool
-) -> tuple[list[str], list[Any]]:
+) -> tuple[list[str], list[list[Any]]]:
     """The escalations opened in [start, end) (one queue's with `queue_id`), oldest first, for the CSV:
     the weekly report's own per-escalation facts (time to claim from arrival in the queue, claim to
-    first action, to resolve) with their numbers and times, and what people typed only `with_text`.
-    Through (workspace_id, created_at). Returns the column names and the rows."""
-    from storage.reports import facts
+    first action, to resolve, contested) with their numbers and times, and what people typed only
+    `with_text`. Through (workspace_id, created_at). Returns the column names and the rows."""
+    from storage.reports import fact_rows, in_scope
     from storage.tables import handoffs, queues
 
-    f = facts(workspace_id, start, end, queue_id)
-    columns = [
-        handoffs.c.number,
-        handoffs.c.created_at.label("opened_at"),
-        handoffs.c.severity,
-        queues.c.name.label("queue"),
-        handoffs.c.status,
-        handoffs.c.requester_id,
-        handoffs.c.claimed_by,
-        handoffs.c.claimed_at,
-        f.c.to_claim.label("time_to_claim_seconds"),
-        handoffs.c.first_action_at,
-        f.c.to_action.label("claim_to_first_action_seconds"),
-        handoffs.c.resolved_by,
-        handoffs.c.resolved_at,
-        f.c.to_resolve.label("time_to_resolve_seconds"),
-        handoffs.c.cancelled_at,
-        f.c.contested,
-        handoffs.c.moves,
-    ]
-    if with_text:
-        typed = (handoffs.c.summary, handoffs.c.customer, handoffs.c.tried, handoffs.c.details, handoffs.c.resolution)
-        columns += list(typed)
+    facts = (await fact_rows(conn, workspace_id, start, end, queue_id)).by_id()
+    h = handoffs.c
+    typed = [h.summary, h.customer, h.tried, h.details, h.resolution] if with_text else []
     stmt = (
-        select(*columns)
-        .select_from(f.join(handoffs, handoffs.c.id == f.c.id).outerjoin(queues, queues.c.id == handoffs.c.queue_id))
-        .order_by(handoffs.c.created_at, handoffs.c.number)
+        select(
+            h.id,
+            h.number,
+            h.created_at,
+            h.severity,
+            queues.c.name,
+            h.status,
+            h.requester_id,
+            h.claimed_by,
+            h.claimed_at,
+            h.first_action_at,
+            h.resolved_by,
+            h.resolved_at,
+            h.cancelled_at,
+            h.moves,
+            *typed,
+        )
+        .select_from(handoffs.outerjoin(queues, queues.c.id == h.queue_id))
+        .where(in_scope(workspace_id, queue_id), h.created_at >= start, h.created_at < end)
+        .order_by(h.created_at, h.number)
     )
-    result = await conn.execute(stmt)
-    return list(result.keys()), list(result.all())
+    out = []
+    for hid, *row in (await conn.execute(stmt)).all():
+        to_claim, to_action, to_resolve, contested = facts.get(hid, (None, None, None, 0))
+        # number … claimed_at, time to claim, first action, claim to first action, resolved by and at,
+        # time to resolve, cancelled, contested, moves, and what was typed: CSV_COLUMNS' order.
+        out.append([*row[:8], to_claim, row[8], to_action, row[9], row[10], to_resolve, row[11], contested, *row[12:]])
+    return [*CSV_COLUMNS, *(CSV_TEXT if with_text else [])], out

@@ -1,19 +1,23 @@
-"""The weekly figures, computed in SQL on SQLite and PostgreSQL alike.
+"""The report's figures, for any range: the weekly report's and the leads' page's alike.
 
-One workspace and one week is a range scan on (workspace_id, created_at) plus indexed
-look-ups of each escalation's events, so it stays fast however many years of history the
-table holds. Medians and percentiles are computed with window functions and integer
-arithmetic that both databases evaluate the same way (linear interpolation between the
-two nearest values, like PostgreSQL's percentile_cont).
+Each escalation's facts (time to claim, to first action, to resolve, contested, cancelled) are
+computed in SQL, the same on SQLite and PostgreSQL: one workspace and one range is a range scan on
+(workspace_id, created_at) plus indexed look-ups of each escalation's events, so it stays fast
+however many years of history the table holds. They are read once per range; the counts, the
+buckets and the percentiles (linear interpolation between the two nearest values, like
+PostgreSQL's percentile_cont) are computed from those rows here.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, and_, case, exists, func, literal, select
+from sqlalchemy import Float, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
@@ -30,27 +34,13 @@ class epoch(FunctionElement[float]):
 
 @compiles(epoch, "postgresql")
 def _epoch_pg(element: epoch, compiler: Any, **kw: Any) -> str:
-    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
+    # float8, not numeric: a float is what the figures need, and decoding numerics is slow.
+    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS DOUBLE PRECISION)"
 
 
 @compiles(epoch, "sqlite")
 def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
     return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
-
-
-def _first_event_at(kind: str, end: datetime, since: Any = None) -> Any:
-    e = handoff_events.alias(f"e_{kind}")
-    conditions = [e.c.handoff_id == handoffs.c.id, e.c.kind == kind, e.c.at < end]
-    if since is not None:
-        conditions.append(e.c.at >= since)
-    return select(func.min(e.c.at)).where(*conditions).correlate(handoffs).scalar_subquery()
-
-
-def arrival(end: datetime) -> Any:
-    """When an escalation arrived in the queue it is in (if that was before `end`; else when it was
-    opened): time to claim is counted from there, in the queue that claimed it."""
-    arrived = handoffs.c.queue_arrived_at
-    return case((and_(arrived.is_not(None), arrived < end), arrived), else_=handoffs.c.created_at)
 
 
 def in_scope(workspace_id: int, queue_id: int | None) -> Any:
@@ -59,76 +49,132 @@ def in_scope(workspace_id: int, queue_id: int | None) -> Any:
     return scope if queue_id is None else and_(scope, handoffs.c.queue_id == queue_id)
 
 
-def facts(workspace_id: int, start: datetime, end: datetime, queue_id: int | None = None) -> Any:
-    """One row per escalation opened in [start, end) (in one queue, with `queue_id`): what had
-    happened to it by `end`."""
-    arrived = arrival(end)
-    first_claim = _first_event_at("claimed", end, since=arrived)
-    first_action = _first_event_at("first_action", end)
-    c = handoff_events.alias("c")
-    claim_before_action = (
-        select(func.max(c.c.at))
-        .where(c.c.handoff_id == handoffs.c.id, c.c.kind == "claimed", c.c.at <= first_action)
-        .correlate(handoffs)
-        .scalar_subquery()
-    )
-    x = handoff_events.alias("x")
-    contested = exists().where(x.c.handoff_id == handoffs.c.id, x.c.kind == "claim_conflict", x.c.at < end)
-    resolved_at = case((handoffs.c.resolved_at < end, handoffs.c.resolved_at), else_=None)
-    cancelled = case((handoffs.c.cancelled_at < end, 1), else_=0)
-    return (
-        select(
-            handoffs.c.id,
-            handoffs.c.severity,
-            handoffs.c.customer,
-            handoffs.c.created_at,
-            handoffs.c.claimed_by,
-            (epoch(first_claim) - epoch(arrived)).label("to_claim"),
-            (epoch(first_action) - epoch(claim_before_action)).label("to_action"),
-            (epoch(resolved_at) - epoch(handoffs.c.created_at)).label("to_resolve"),
-            case((contested, 1), else_=0).label("contested"),
-            cancelled.label("cancelled"),
+@dataclass
+class Facts:
+    """What had happened by the end of a range to each escalation opened in it, oldest first: one
+    list per fact, the i-th entry of each about the same escalation. Times are seconds since the
+    epoch; durations are seconds, None for what had not happened."""
+
+    id: list[int]
+    severity: list[str]
+    customer: list[str]
+    created: list[float]
+    claimed_by: list[str | None]
+    queue_id: list[int | None]
+    to_claim: list[float | None]  # from arriving in its queue to its first claim there
+    to_action: list[float | None]  # from the claim that led to it to the first action
+    to_resolve: list[float | None]  # from opened to resolved
+    contested: list[int]  # 1 if someone lost a claim on it
+    cancelled: list[int]  # 1 if its requester withdrew it
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def by_id(self) -> dict[int, tuple[float | None, float | None, float | None, int]]:
+        """(to claim, to first action, to resolve, contested) of each escalation."""
+        return dict(zip(self.id, zip(self.to_claim, self.to_action, self.to_resolve, self.contested, strict=True),
+                        strict=True))  # fmt: skip
+
+
+MARGIN = timedelta(seconds=1)  # read a little wider: which range a row belongs to is decided below, to the µs
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The escalations opened in a range, as read: one tuple per escalation (RAW's order), oldest
+    first, and when each was opened (epoch seconds) to find a sub-range's in."""
+
+    rows: list[tuple[Any, ...]]
+    created: list[float]
+
+    def between(self, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+        lo, hi = bisect_left(self.created, start.timestamp()), bisect_left(self.created, end.timestamp())
+        return self.rows[lo:hi]
+
+
+h_ = handoffs.c
+RAW = (h_.id, h_.severity, h_.customer, epoch(h_.created_at), h_.claimed_by, h_.queue_id, epoch(h_.queue_arrived_at),
+       epoch(h_.resolved_at), epoch(h_.cancelled_at), epoch(h_.fact_first_claim_at), epoch(h_.fact_queue_claim_at),
+       epoch(h_.fact_acted_at), epoch(h_.fact_acted_claim_at), epoch(h_.fact_contested_at))  # fmt: skip
+
+
+async def read_opened(
+    conn: AsyncConnection, workspace_id: int, start: datetime, end: datetime, queue_id: int | None = None
+) -> Opened:
+    """The escalations opened in [start, end) (in one queue, with `queue_id`): one range scan on
+    (workspace_id, created_at), no event read (their facts are on the row, migration 0013)."""
+    result = await conn.execute(
+        select(*RAW)
+        .where(
+            in_scope(workspace_id, queue_id),
+            handoffs.c.created_at >= start - MARGIN,
+            handoffs.c.created_at < end + MARGIN,
         )
-        .where(in_scope(workspace_id, queue_id), handoffs.c.created_at >= start, handoffs.c.created_at < end)
-        .subquery("facts")
+        .order_by(handoffs.c.created_at, handoffs.c.id)
+    )
+    rows = [tuple(r) for r in result.all()]
+    opened = Opened(rows, [r[3] for r in rows])
+    kept = opened.between(start, end)
+    return Opened(kept, [r[3] for r in kept]) if len(kept) != len(rows) else opened
+
+
+def facts_as_of(rows: list[tuple[Any, ...]], end: datetime) -> Facts:
+    """What had happened to each of these escalations (RAW rows) by `end`."""
+    until = end.timestamp()
+    if not rows:
+        return Facts([], [], [], [], [], [], [], [], [], [], [])
+    (ids, severity, customer, created, claimed_by, queue_id, arrived, resolved, cancelled, first_claim, queue_claim,
+     acted, acted_claim, contested) = (list(c) for c in zip(*rows, strict=True))  # fmt: skip
+    # Time to claim counts from arriving in the queue it is in (if that was before the end) to the
+    # first claim there; if it arrived after the end, from when it was opened to its first claim.
+    to_claim = [
+        (qc - qa if qc is not None and qa <= qc < until else None)
+        if qa is not None and qa < until
+        else (fc - c if fc is not None and fc < until else None)
+        for qa, qc, fc, c in zip(arrived, queue_claim, first_claim, created, strict=True)
+    ]
+    to_action = [
+        a - ac if a is not None and a < until and ac is not None else None
+        for a, ac in zip(acted, acted_claim, strict=True)
+    ]
+    to_resolve = [r - c if r is not None and r < until else None for r, c in zip(resolved, created, strict=True)]
+    return Facts(
+        id=ids,
+        severity=severity,
+        customer=customer,
+        created=created,
+        claimed_by=claimed_by,
+        queue_id=queue_id,
+        to_claim=to_claim,
+        to_action=to_action,
+        to_resolve=to_resolve,
+        contested=[1 if x is not None and x < until else 0 for x in contested],
+        cancelled=[1 if x is not None and x < until else 0 for x in cancelled],
     )
 
 
-async def percentile(
-    conn: AsyncConnection, rows: Any, column: str, num: int, den: int, group: Any = None
-) -> dict[Any, float]:
-    """The num/den quantile of rows.<column> (NULLs ignored), per group (or {None: value})."""
-    value = rows.c[column]
-    grp = group if group is not None else literal(0)
-    ranked = (
-        select(
-            grp.label("grp"),
-            value.label("v"),
-            (func.row_number().over(partition_by=grp, order_by=value) - 1).label("i"),
-            func.count().over(partition_by=grp).label("n"),
-        )
-        .where(value.is_not(None))
-        .subquery("ranked")
-    )
-    pos = literal(num) * (ranked.c.n - 1)
-    lo_i = pos // den  # integer division, the same on both databases
-    rem = pos % den
-    hi_i = lo_i + case((rem > 0, 1), else_=0)
-    per_group = (
-        select(
-            ranked.c.grp,
-            func.max(case((ranked.c.i == lo_i, ranked.c.v))).label("lo"),
-            func.max(case((ranked.c.i == hi_i, ranked.c.v))).label("hi"),
-            func.max(rem).label("rem"),
-        )
-        .group_by(ranked.c.grp)
-        .subquery("q")
-    )
-    stmt = select(per_group.c.grp, per_group.c.lo + (per_group.c.hi - per_group.c.lo) * per_group.c.rem / float(den))
-    out = {}
-    for g, v in (await conn.execute(stmt)).all():
-        out[None if group is None else g] = float(v)
-    return out
+async def fact_rows(
+    conn: AsyncConnection, workspace_id: int, start: datetime, end: datetime, queue_id: int | None = None
+) -> Facts:
+    """The facts of the escalations opened in [start, end) (in one queue, with `queue_id`), oldest
+    first, as of `end`."""
+    return facts_as_of((await read_opened(conn, workspace_id, start, end, queue_id)).rows, end)
+
+
+def quantile(values: Sequence[float], num: int, den: int) -> float | None:
+    """The num/den quantile, interpolated between the two nearest values (PostgreSQL's
+    percentile_cont); None of nothing."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = num * (len(ordered) - 1)
+    lo_i, rem = divmod(pos, den)
+    lo, hi = ordered[lo_i], ordered[lo_i + (1 if rem else 0)]
+    return float(lo + (hi - lo) * rem / float(den))
+
+
+def median(values: Sequence[float]) -> float | None:
+    return quantile(values, 1, 2)
 
 
 @dataclass
@@ -168,63 +214,16 @@ async def week_figures(
     end: datetime,
     days: list[tuple[datetime, datetime]],
     queue_id: int | None = None,
+    rows: Facts | None = None,
+    *,
+    people: bool = True,
 ) -> WeekFigures:
-    f = facts(workspace_id, start, end, queue_id)
-    totals = (
-        await conn.execute(
-            select(
-                func.count(),
-                func.count(f.c.to_claim),
-                func.count(f.c.to_resolve),
-                func.coalesce(func.sum(f.c.contested), 0),
-                func.count(f.c.to_action),
-                func.coalesce(func.sum(f.c.to_action), 0.0),
-                func.coalesce(func.sum(f.c.cancelled), 0),
-            )
-        )
-    ).one()
-    w = WeekFigures(
-        opened=int(totals[0]),
-        claimed=int(totals[1]),
-        resolved=int(totals[2]),
-        contested=int(totals[3]),
-        first_actions=int(totals[4]),
-        action_seconds_total=float(totals[5]),
-        cancelled=int(totals[6]),
-    )
-    w.still_open = w.opened - w.resolved - w.cancelled  # withdrawn by the requester: not waiting for anyone
-    n = len(days)
-    if w.opened == 0:
-        w.per_day_opened = [0] * n
-        w.per_day_claim_median = [None] * n
-    else:
-        w.to_claim_median = (await percentile(conn, f, "to_claim", 1, 2)).get(None)
-        w.to_claim_p90 = (await percentile(conn, f, "to_claim", 9, 10)).get(None)
-        w.to_action_median = (await percentile(conn, f, "to_action", 1, 2)).get(None)
-        w.to_resolve_median = (await percentile(conn, f, "to_resolve", 1, 2)).get(None)
-        sev = await conn.execute(select(f.c.severity, func.count()).group_by(f.c.severity))
-        w.by_severity = {s: int(n) for s, n in sev.all()}
-        cust = await conn.execute(
-            select(f.c.customer, func.count().label("n"))
-            .where(f.c.customer != "")
-            .group_by(f.c.customer)
-            .order_by(func.count().desc(), f.c.customer)
-            .limit(5)
-        )
-        w.top_customers = [(c, int(n)) for c, n in cust.all()]
-        day_of = case(*[(and_(f.c.created_at >= a, f.c.created_at < b), i) for i, (a, b) in enumerate(days)], else_=-1)
-        counted = (await conn.execute(select(day_of, f.c.severity, func.count()).group_by(day_of, f.c.severity))).all()
-        for day, severity, count in counted:
-            if 0 <= day < n:
-                w.per_day_by_severity.setdefault(severity, [0] * n)[day] += int(count)
-        w.per_day_opened = [sum(per[i] for per in w.per_day_by_severity.values()) for i in range(n)]
-        medians = await percentile(conn, f, "to_claim", 1, 2, group=day_of)
-        w.per_day_claim_median = [medians.get(i) for i in range(n)]
-        by_holder = await percentile(conn, f, "to_action", 1, 2, group=f.c.claimed_by)
-        w.action_median_by = {str(k): v for k, v in sorted(by_holder.items()) if k is not None}
-        w.oldest_open_at = (
-            await conn.execute(select(func.min(f.c.created_at)).where(f.c.to_resolve.is_(None), f.c.cancelled == 0))
-        ).scalar()
+    """The figures of [start, end) per bucket of `days` (any number of consecutive buckets); `rows`:
+    its facts when the caller has them already. Without `people`, not who claimed and resolved
+    what, nor the moves (a trend does not show them)."""
+    w = figures_of(rows if rows is not None else await fact_rows(conn, workspace_id, start, end, queue_id), days)
+    if not people:
+        return w
     # Who claimed and resolved what during the week (whenever the escalation was opened).
     of_queue = (
         []
@@ -232,7 +231,7 @@ async def week_figures(
         else [handoff_events.c.handoff_id.in_(select(handoffs.c.id).where(in_scope(workspace_id, queue_id)))]
     )
     for kind, target in (("claimed", w.claims_by), ("resolved", w.resolves_by)):
-        rows = await conn.execute(
+        counted = await conn.execute(
             select(handoff_events.c.actor, func.count())
             .where(
                 handoff_events.c.workspace_id == workspace_id,
@@ -244,9 +243,69 @@ async def week_figures(
             .group_by(handoff_events.c.actor)
             .order_by(func.count().desc(), handoff_events.c.actor)
         )
-        target.update({a: int(n) for a, n in rows.all()})
+        target.update({a: int(n) for a, n in counted.all()})
     w.moves = await moves(conn, workspace_id, start, end, queue_id)
     return w
+
+
+def _present(values: list[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def figures_of(f: Facts, days: list[tuple[datetime, datetime]]) -> WeekFigures:
+    """Everything these facts say, per bucket of `days`."""
+    claims, actions, resolves = _present(f.to_claim), _present(f.to_action), _present(f.to_resolve)
+    w = WeekFigures(
+        opened=len(f),
+        claimed=len(claims),
+        resolved=len(resolves),
+        contested=sum(f.contested),
+        first_actions=len(actions),
+        action_seconds_total=float(sum(actions)),
+        cancelled=sum(f.cancelled),
+    )
+    w.still_open = w.opened - w.resolved - w.cancelled  # withdrawn by the requester: not waiting for anyone
+    n = len(days)
+    w.per_day_opened = [0] * n
+    w.per_day_claim_median = [None] * n
+    if not len(f):
+        return w
+    w.to_claim_median, w.to_claim_p90 = median(claims), quantile(claims, 9, 10)
+    w.to_action_median, w.to_resolve_median = median(actions), median(resolves)
+    w.by_severity = dict(Counter(f.severity))
+    customers = Counter(c for c in f.customer if c)
+    w.top_customers = sorted(customers.items(), key=lambda x: (-x[1], x[0]))[:5]
+    starts = [a.timestamp() for a, _b in days]
+    ends = [b.timestamp() for _a, b in days]
+    per_bucket: dict[int, list[float]] = defaultdict(list)
+    for created, severity, to_claim in zip(f.created, f.severity, f.to_claim, strict=True):
+        i = bisect_right(starts, created) - 1
+        if i < 0 or created >= ends[i]:
+            continue
+        w.per_day_by_severity.setdefault(severity, [0] * n)[i] += 1
+        w.per_day_opened[i] += 1
+        if to_claim is not None:
+            per_bucket[i].append(to_claim)
+    w.per_day_claim_median = [median(per_bucket[i]) for i in range(n)]
+    by_holder: dict[str, list[float]] = defaultdict(list)
+    for holder, to_action in zip(f.claimed_by, f.to_action, strict=True):
+        if to_action is not None and holder is not None:
+            by_holder[holder].append(to_action)
+    w.action_median_by = {k: v for k, v in ((k, median(by_holder[k])) for k in sorted(by_holder)) if v is not None}
+    still = [c for c, r, x in zip(f.created, f.to_resolve, f.cancelled, strict=True) if r is None and not x]
+    w.oldest_open_at = datetime.fromtimestamp(min(still), UTC) if still else None
+    return w
+
+
+def per_queue(f: Facts, queues: list[tuple[int, str]]) -> list[tuple[str, int, int, float | None]]:
+    """(name, opened, claimed, median time to claim) of each queue, from the whole workspace's facts
+    (an escalation counts in the queue it is in now, as a queue's own report counts it)."""
+    opened: Counter[int | None] = Counter(f.queue_id)
+    claims: dict[int | None, list[float]] = defaultdict(list)
+    for qid, to_claim in zip(f.queue_id, f.to_claim, strict=True):
+        if to_claim is not None:
+            claims[qid].append(to_claim)
+    return [(name, opened[qid], len(claims[qid]), median(claims[qid])) for qid, name in queues]
 
 
 async def moves(

@@ -65,6 +65,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 # SQLite to use the index at all, and PostgreSQL whatever plan it caches.
 IN_MOTION = "status IN ('open', 'claimed')"
 UNERASED = "erased_at IS NULL AND status IN ('resolved', 'cancelled')"
+# What a report reads of an escalation, in the order of the index it reads (ix_handoffs_report).
+REPORT_COLUMNS = ["workspace_id", "created_at", "id", "severity", "queue_id", "claimed_by", "customer",
+                  "queue_arrived_at", "resolved_at", "cancelled_at", "fact_first_claim_at", "fact_queue_claim_at",
+                  "fact_acted_at", "fact_acted_claim_at", "fact_contested_at"]  # fmt: skip
 
 metadata = MetaData(
     naming_convention={
@@ -146,6 +150,13 @@ handoffs = Table(
     # The queue it is in (no foreign key: see migration 0007), since when, and how often it moved.
     Column("queue_id", Integer),
     Column("queue_arrived_at", UTCDateTime),
+    # What a report needs of its events (migration 0013), kept by triggers on handoff_events.
+    Column("fact_first_claim_at", UTCDateTime),  # its first claim
+    Column("fact_queue_claim_at", UTCDateTime),  # its first claim since arriving in its queue
+    Column("fact_last_claim_at", UTCDateTime),  # its latest claim
+    Column("fact_acted_at", UTCDateTime),  # its first first action
+    Column("fact_acted_claim_at", UTCDateTime),  # the claim that led to that first action
+    Column("fact_contested_at", UTCDateTime),  # the first claim someone lost on it
     Column("moves", Integer, nullable=False, server_default="0"),
     Column("handovers", JSON),  # [{from, to, by, note, tried, at}], oldest first: the card shows them
     Column("cancelled_by", String(64)),
@@ -176,6 +187,8 @@ handoffs = Table(
         postgresql_where=text(UNERASED),
         sqlite_where=text(UNERASED),
     ),
+    # A report's one read, index-only and in order (migration 0013).
+    Index("ix_handoffs_report", *REPORT_COLUMNS),
     # What is still in motion (migration 0012): a few dozen rows, what /metrics counts.
     Index(
         "ix_handoffs_in_motion",
@@ -202,6 +215,8 @@ handoff_events = Table(
     Column("data", JSON),
     Index(None, "handoff_id", "kind"),
     Index(None, "workspace_id", "kind", "at"),
+    # A report's reads of a workspace's events, index-only (migration 0013).
+    Index("ix_handoff_events_report", "workspace_id", "kind", "at", "actor"),
 )
 
 outbox = Table(

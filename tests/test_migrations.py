@@ -79,7 +79,8 @@ async def test_db_downgrade_undoes_what_can_be_undone_and_says_what_cannot(db_ur
     assert (await asyncio.to_thread(cli, db_url, "db", "upgrade", cwd=tmp_path)).returncode == 0
     back = await asyncio.to_thread(cli, db_url, "db", "downgrade", "0008", cwd=tmp_path)
     assert back.returncode == 0, back.stderr
-    assert "undid 0012, 0011, 0010, 0009" in back.stdout and "database at revision 0008" in back.stdout
+    undone = ", ".join(f"{n:04d}" for n in range(int(migrate.head_revision()), 8, -1))  # the head … 0009
+    assert f"undid {undone}" in back.stdout and "database at revision 0008" in back.stdout
     kept = await asyncio.to_thread(cli, db_url, "db", "downgrade", "0005", cwd=tmp_path)
     assert kept.returncode == 1 and len(kept.stderr.strip().splitlines()) == 1
     assert "migration 0007 cannot be undone without losing data: go back no further than 0007" in kept.stderr

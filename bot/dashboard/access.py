@@ -3,6 +3,7 @@ request after, so a lead who lost the role is refused at their next one."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from handoff.ttl import TtlCache
 log = logging.getLogger(__name__)
 
 ADMIN_TTL = 30.0  # seconds a Slack admin's or owner's role is taken as known
+NAME_TTL = 600.0  # seconds a Slack user's name is kept for the page
+MOST_NAMES = 100  # names looked up for one page; any more are shown as their ids
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class Access:
     async def role(self, workspace_id: int, user_id: str) -> Role | None:
         raise NotImplementedError
 
+    async def names(self, workspace_id: int, user_ids: list[str]) -> dict[str, str]:
+        """What to call these people on the page (their id where the platform does not say)."""
+        raise NotImplementedError
+
 
 class SlackAccess(Access):
     """A workspace's leads (`/escalate config`, SLACK_LEAD_USER_IDS), its admins and owners (users.info),
@@ -57,6 +64,26 @@ class SlackAccess(Access):
         self.workspaces = workspaces
         self.service = service
         self._admins: TtlCache[tuple[int, str], bool] = TtlCache(ADMIN_TTL)
+        self._names: TtlCache[tuple[int, str], str] = TtlCache(NAME_TTL)
+
+    async def names(self, workspace_id: int, user_ids: list[str]) -> dict[str, str]:
+        async def name_of(user_id: str) -> str:
+            async def ask() -> str:
+                try:
+                    client = await self.workspaces.client_for(workspace_id, "reads")
+                    info: dict[str, Any] = (await client.users_info(user=user_id)).get("user") or {}
+                except Exception as exc:  # shown as the id until the next look
+                    log.warning("users.info for %s failed: %s", user_id, type(exc).__name__)
+                    return user_id
+                profile = info.get("profile") or {}
+                found = profile.get("display_name") or profile.get("real_name") or info.get("real_name")
+                return str(found or info.get("name") or user_id)
+
+            return await self._names.get((workspace_id, user_id), ask)
+
+        wanted = list(dict.fromkeys(user_ids))[:MOST_NAMES]
+        found = await asyncio.gather(*(name_of(u) for u in wanted))
+        return dict(zip(wanted, found, strict=True))
 
     async def _is_admin(self, workspace_id: int, user_id: str) -> bool:
         async def ask() -> bool:
@@ -100,6 +127,10 @@ class TeamsAccess(Access):
         queues = [q for q in await self.service.queues(workspace_id) if not q.is_default]
         mine = frozenset(q.id for q in queues if user_id.lower() in {x.lower() for x in q.lead_user_ids})
         return Role(mine) if mine else None
+
+    async def names(self, workspace_id: int, user_ids: list[str]) -> dict[str, str]:
+        known = await self.service.names(workspace_id, list(dict.fromkeys(user_ids))[:MOST_NAMES])
+        return {u: known.get(u) or u for u in user_ids}
 
 
 RoleOf = Callable[[int, str], Awaitable[Role | None]]

@@ -26,9 +26,17 @@ def _axis(top: float, unit: str) -> str:
         y = HEIGHT - PAD_BOTTOM - plot_h * i / 4
         out.append(
             f'<line x1="{PAD_LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-            f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{value:.0f}{escape(unit)}</text>'
+            f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_tick(value, top)}{escape(unit)}'
+            "</text>"
         )
     return "".join(out)
+
+
+def _tick(value: float, top: float) -> str:
+    """A tick's number: whole numbers, unless the axis is too short for them to differ."""
+    if top >= 4:
+        return f"{value:.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _labels(labels: list[str], slot: float) -> str:

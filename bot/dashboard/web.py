@@ -261,6 +261,9 @@ class Dashboard:
         filters = {"period": period.key, "queue": str(queue.id) if queue is not None else "all"}
         if period.key == "custom":
             filters.update({"from": period.start.isoformat(), "to": (period.end - timedelta(days=1)).isoformat()})
+        people = [*report.this.claims_by, *report.this.resolves_by, *report.this.action_median_by]
+        access = rt.dashboard_access[visitor.workspace.platform]
+        names = await access.names(visitor.session.workspace_id, people) if people else {}
         day_labels = [f"{d:%a %d}" if len(report.days) <= 14 else f"{d:%d %b}" for d in report.days]
         week_labels = [f"{m:%d %b}" for m in report.trend_weeks]
         return _page(
@@ -295,6 +298,7 @@ class Dashboard:
             day_labels=day_labels,
             week_labels=week_labels,
             max_baseline=BASELINE_MAX_MINUTES,
+            names=names,
         )
 
     # ---- what a lead sends ----------------------------------------------------------
