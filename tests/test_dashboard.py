@@ -9,6 +9,7 @@ import io
 import re
 from dataclasses import replace
 from datetime import timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import aiohttp
@@ -106,6 +107,55 @@ async def test_a_lead_signs_in_once_with_a_private_link_and_sees_the_weeks_figur
     async with aiohttp.ClientSession() as again, again.get(bot.url + path, allow_redirects=False) as r:
         assert r.status == 403 and "Set-Cookie" not in r.headers  # used: no second session
         assert "does not work" in await r.text()
+
+
+class _Charts(HTMLParser):
+    """Every id on the page, and for each chart the ids it is named by and the texts they hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.charts: list[list[str]] = []
+        self.texts: dict[str, str] = {}
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "svg":
+            self.charts.append(str(a.get("aria-labelledby", "")).split())
+        if tag in ("title", "desc") and a.get("id"):
+            self._in = str(a["id"])
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.texts[self._in] = self.texts.get(self._in, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("title", "desc"):
+            self._in = None
+
+
+async def test_a_screen_reader_hears_each_chart_by_its_own_title_and_the_trend_has_its_numbers(bot: Bot) -> None:
+    await some_work(bot)
+    async with await sign_in(bot) as browser:
+        status, page = await get(browser, bot, "/dashboard/")
+    assert status == 200
+    found = _Charts()
+    found.feed(page)
+    assert len(found.ids) == len(set(found.ids)), sorted(i for i in found.ids if found.ids.count(i) > 1)
+    titles = [found.texts[ids[0]] for ids in found.charts]
+    assert titles == [
+        "Escalations opened per day, by severity",
+        "Median time to claim per week",
+        "Escalations opened per week, by severity",
+    ]
+    assert all(len(ids) == 2 and found.texts.get(ids[1]) for ids in found.charts)
+    trend = re.search(r'<table data-table="trend">.*?</table>', page, re.S)
+    assert trend, "the weekly trend's numbers are not on the page"
+    rows = re.findall(r"<tr><th scope=\"row\">[^<]+</th><td>(\d+)</td>", trend.group(0))
+    assert len(rows) == 13 and rows[-1] == "3"  # this week's three escalations, in the last row
 
 
 @pytest.mark.parametrize("bot_overrides", [{"public_url": "https://leads.example.test", "slack_lead_user_ids": [LEAD]}])

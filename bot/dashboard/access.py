@@ -73,7 +73,9 @@ class SlackAccess(Access):
                     client = await self.workspaces.client_for(workspace_id, "reads")
                     info: dict[str, Any] = (await client.users_info(user=user_id)).get("user") or {}
                 except Exception as exc:  # shown as the id until the next look
-                    log.warning("users.info for %s failed: %s", user_id, type(exc).__name__)
+                    answer = getattr(exc, "response", None)
+                    said = answer.get("error") if answer is not None and hasattr(answer, "get") else None
+                    log.warning("users.info for %s failed: %s", user_id, said or type(exc).__name__)
                     return user_id
                 profile = info.get("profile") or {}
                 found = profile.get("display_name") or profile.get("real_name") or info.get("real_name")

@@ -4,6 +4,7 @@ too)."""
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 220, 44, 28, 12
@@ -11,10 +12,13 @@ SEVERITY_COLOURS = {"P1": "#a4001e", "P2": "#b54700", "P3": "#0b57d0", "P4": "#4
 
 
 def _frame(title: str, description: str, body: str) -> str:
+    # The ids are the page's: with one pair shared by every chart, a screen reader read the first
+    # chart's title and description for all of them.
+    key = "chart-" + (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "untitled")
     return (
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="t d" '
-        f'xmlns="http://www.w3.org/2000/svg"><title id="t">{escape(title)}</title>'
-        f'<desc id="d">{escape(description)}</desc>{body}</svg>'
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{key}-t {key}-d" '
+        f'xmlns="http://www.w3.org/2000/svg"><title id="{key}-t">{escape(title)}</title>'
+        f'<desc id="{key}-d">{escape(description)}</desc>{body}</svg>'
     )
 
 
