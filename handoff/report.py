@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -181,7 +182,7 @@ class PeriodReport:
     queue: str | None = None
     per_queue: list[tuple[str, int, int, float | None]] = field(default_factory=list)
 
-    @property
+    @cached_property
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
 

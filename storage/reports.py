@@ -34,8 +34,9 @@ class epoch(FunctionElement[float]):
 
 @compiles(epoch, "postgresql")
 def _epoch_pg(element: epoch, compiler: Any, **kw: Any) -> str:
-    # float8, not numeric: a float is what the figures need, and decoding numerics is slow.
-    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS DOUBLE PRECISION)"
+    # date_part gives float8; EXTRACT computes a numeric (PostgreSQL 14 and later), which cost 2-3x
+    # as much over a year's rows, cast or not.
+    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"
 
 
 @compiles(epoch, "sqlite")
