@@ -26,7 +26,7 @@ import yaml
 from bot.config import Settings
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.process import ServeProcess
-from bot.sandbox.simulator import SlackSimulator
+from bot.sandbox.simulator import SlackSimulator, button_value
 from bot.slack.modals import escalate_modal
 from tests.conftest import ESC_CHANNEL, PG_URL, SECRET, SENIORS, TEAM, TOKEN, _drop_pg_database, _fresh_pg_database
 from tests.helpers import FORM, card_text
@@ -178,9 +178,12 @@ async def test_the_stacks_services_run_as_processes_migrate_then_two_replicas_cl
             assert answer.status == 200 and not answer.body, answer.body
             card = (await fake_slack.wait_for(lambda: fake_slack.channel_messages(ESC_CHANNEL), timeout=20))[0]
             assert "Stack test" in card.text
+            # The second senior presses Claim on the card as they saw it: by then the first claim
+            # may already have changed it (and taken its button away), as it did in one CI run.
+            claim = button_value(card, "claim")
             first = await one.click(SENIORS[0], card, "claim")
             await fake_slack.wait_for(lambda: fake_slack.replies_to(SENIORS[0]), timeout=10)
-            second = await two.click(SENIORS[1], card, "claim")
+            second = await two.click(SENIORS[1], card, "claim", value=claim)
             assert first.status == second.status == 200
             won = await fake_slack.wait_for(lambda: fake_slack.replies_to(SENIORS[0]), timeout=10)
             lost = await fake_slack.wait_for(lambda: fake_slack.replies_to(SENIORS[1]), timeout=10)
