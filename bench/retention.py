@@ -5,7 +5,8 @@ For each database: the history is seeded, then a bot is started with retention o
 claim a stream of new escalations (after 20 not counted; the baseline: time from Claim to the
 clicker's reply, p50/p99); then the same bot is restarted with RETENTION_DAYS=14, so its
 scheduler purges the whole backlog in batches while the same claims go on. Printed: rows erased
-and deleted per second, and the claim p99 during the purge against the baseline from the same run (target: within 10%).
+and deleted per second, and the claim p99 during the purge against the baseline from the same
+run (target: within 10%).
 
     python bench/retention.py [--escalations 1000000] [--claims 300] [--only sqlite|postgresql]
 """
