@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, or_, select, text, update
+from sqlalchemy import and_, any_, bindparam, case, delete, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.tables import UNERASED, handoff_events, handoffs, outbox, processed_events
@@ -49,6 +50,16 @@ async def closed_before(conn: AsyncConnection, workspace_id: int, before: dateti
     return [int(r[0]) for r in (await conn.execute(stmt)).all()]
 
 
+def _among(conn: AsyncConnection, column: Any, values: list[Any]) -> Any:
+    """`column IN values`; on PostgreSQL as one array parameter (`= ANY`), so a batch's statement is
+    the same text each time, compiled and prepared once. Rendered with one placeholder per id, each
+    batch's four statements took the bot's event loop for 5-20 ms apiece (while the claims it serves
+    waited: the retention bench's claim p99 was 1.7x during the purge)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def _without_typed(value: Any) -> Any:
     """JSON data with what was typed taken out (its shape kept)."""
     if isinstance(value, dict):
@@ -63,7 +74,7 @@ async def erase_text(conn: AsyncConnection, ids: list[int], now: datetime) -> in
     them; keep every number. Returns how many escalations."""
     if not ids:
         return 0
-    chosen = handoffs.c.id.in_(ids)
+    chosen = _among(conn, handoffs.c.id, ids)
     with_handovers = select(handoffs.c.id, handoffs.c.handovers).where(chosen, handoffs.c.handovers.is_not(None))
     moved = (await conn.execute(with_handovers)).all()
     result = await conn.execute(
@@ -87,7 +98,7 @@ async def erase_text(conn: AsyncConnection, ids: list[int], now: datetime) -> in
     events = (
         await conn.execute(
             select(handoff_events.c.id, handoff_events.c.data).where(
-                handoff_events.c.handoff_id.in_(ids), handoff_events.c.data.is_not(None)
+                _among(conn, handoff_events.c.handoff_id, ids), handoff_events.c.data.is_not(None)
             )
         )
     ).all()
@@ -96,7 +107,7 @@ async def erase_text(conn: AsyncConnection, ids: list[int], now: datetime) -> in
         if cleaned != data:
             await conn.execute(update(handoff_events).where(handoff_events.c.id == eid).values(data=cleaned))
     await conn.execute(
-        update(outbox).where(outbox.c.handoff_id.in_(ids), outbox.c.status != "pending").values(payload={})
+        update(outbox).where(_among(conn, outbox.c.handoff_id, ids), outbox.c.status != "pending").values(payload={})
     )
     return int(result.rowcount or 0)
 
@@ -117,7 +128,7 @@ async def prune_delivered(conn: AsyncConnection, before: datetime, reports_befor
     ids = [int(r[0]) for r in (await conn.execute(oldest, {"before": before, "reports_before": reports_before})).all()]
     if not ids:
         return 0
-    result = await conn.execute(delete(outbox).where(outbox.c.id.in_(ids), outbox.c.status == "sent"))
+    result = await conn.execute(delete(outbox).where(_among(conn, outbox.c.id, ids), outbox.c.status == "sent"))
     return int(result.rowcount or 0)
 
 
@@ -135,7 +146,9 @@ async def prune_processed_events(conn: AsyncConnection, before: datetime, limit:
     for source in {r[0] for r in rows}:
         ids = [r[1] for r in rows if r[0] == source]
         result = await conn.execute(
-            delete(processed_events).where(processed_events.c.source == source, processed_events.c.event_id.in_(ids))
+            delete(processed_events).where(
+                processed_events.c.source == source, _among(conn, processed_events.c.event_id, ids)
+            )
         )
         gone += int(result.rowcount or 0)
     return gone
