@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from bot.config import Settings
 from bot.metrics import Metrics
@@ -29,11 +30,13 @@ class Scheduler:
         *,
         every_seconds: float = 20.0,
         metrics: Metrics | None = None,
+        give_way: Callable[[], bool] | None = None,
     ):
         self.service = service
         self.settings = settings
         self.every = every_seconds
         self.metrics = metrics
+        self.give_way = give_way  # whether this replica has people's requests in hand (retention waits)
         self._stopping = asyncio.Event()
         self._last_purge: float | None = None
 
@@ -59,7 +62,9 @@ class Scheduler:
     async def purge(self) -> None:
         """Erase what is past its retention, delete what was delivered long enough ago: log and count it."""
         s = self.settings
-        done = await self.service.purge(retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days)
+        done = await self.service.purge(
+            retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days, give_way=self.give_way
+        )
         if done.more:
             self._last_purge = None  # a backlog (retention just switched on, say): go on at the next tick
         if not done.anything:

@@ -74,8 +74,14 @@ class Runtime:
     teams: Any = None
 
     acknowledged: AcknowledgedWork = field(default_factory=AcknowledgedWork)
+    requests_in_hand: int = 0  # Slack's and Teams' requests being answered now
     stopping_since: float | None = None  # monotonic time the replica was told to stop
     _finished_before_stop: int = 0
+
+    def busy(self) -> bool:
+        """Whether people's requests are in hand here (being answered, or the work behind an ack):
+        retention's next batch waits for them."""
+        return self.requests_in_hand > 0 or len(self.acknowledged) > 0
 
     def begin_stopping(self) -> None:
         """Told to stop (SIGTERM): take no more work, say so. The HTTP server has stopped listening."""
@@ -278,7 +284,9 @@ async def start_runtime(
         rt.tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
         rt.watches.append(asyncio.create_task(watch_loop_lag(metrics), name="loop-lag"))
     if run_scheduler:
-        rt.scheduler = Scheduler(service, settings, every_seconds=settings.scheduler_seconds, metrics=metrics)
+        rt.scheduler = Scheduler(
+            service, settings, every_seconds=settings.scheduler_seconds, metrics=metrics, give_way=rt.busy
+        )
         rt.tasks.append(asyncio.create_task(rt.scheduler.run(), name="scheduler"))
     if connect_socket and settings.slack_app_token is not None and rt.slack_app is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -422,10 +430,21 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
         rt.metrics.ack.labels("teams", "activity").observe(time.perf_counter() - started)
         return response
 
-    if settings.teams_app_id:
-        app.router.add_post("/api/messages", teams_messages)
+    def counted(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        async def answer(request: web.Request) -> web.StreamResponse:
+            rt = request.app[RUNTIME]
+            rt.requests_in_hand += 1
+            try:
+                return await handler(request)
+            finally:
+                rt.requests_in_hand -= 1
 
-    app.router.add_post("/slack/events", slack_events)
+        return answer
+
+    if settings.teams_app_id:
+        app.router.add_post("/api/messages", counted(teams_messages))
+
+    app.router.add_post("/slack/events", counted(slack_events))
     if settings.slack_enabled and settings.slack_oauth_enabled:
         # Bolt's install page and OAuth redirect (browser GETs, not signed by Slack).
         async def slack_oauth(request: web.Request) -> web.StreamResponse:

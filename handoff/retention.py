@@ -1,12 +1,14 @@
 """Data with a lifetime (the scheduler runs this): after the retention period a closed escalation's
 free text is erased and its numbers kept, so old weeks' reports keep their figures; delivered
 messages are deleted after a few days, and platform event ids after two, so no table grows with
-history. In small batches, each a short transaction, one replica at a time. Cards already in Slack
-or Teams stay as they are: the bot does not edit old messages."""
+history. In small batches, each a short transaction, one replica at a time, each batch waiting (a
+second at most) while the replica has people's requests in hand. Cards already in Slack or Teams
+stay as they are: the bot does not edit old messages."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +17,9 @@ from storage import dashboard as sign_ins
 from storage import retention as rt
 
 EVENT_IDS_KEPT = timedelta(days=2)  # Slack retries an event for an hour at most
+# The longest a batch waits for the replica's requests in hand to be done: under steady traffic the
+# purge goes on between them, more slowly.
+GIVE_WAY_SECONDS = 1.0
 
 
 @dataclass
@@ -33,17 +38,23 @@ class Purged:
 
 class Retention(ServiceCore):
     _more = False
+    _give_way: Callable[[], bool] | None = None
 
     async def purge(
         self,
         *,
         retention_days: int | None,
         outbox_keep_days: int,
-        batch: int = 500,
+        batch: int = 100,
         max_batches: int | None = 40,
+        give_way: Callable[[], bool] | None = None,
     ) -> Purged:
-        """One run: up to `max_batches` batches of `batch` rows of each kind (None: until done)."""
+        """One run: up to `max_batches` batches of `batch` rows of each kind (None: until done).
+        `give_way` says whether people's requests are in hand: while it does, the next batch waits
+        (up to GIVE_WAY_SECONDS). A batch shares the database's CPU and disk with a claim that
+        overlaps it; batches of 500 rows unpaced made the claim p99 1.7x on PostgreSQL."""
         now = self.clock()
+        self._give_way = give_way
         done = Purged()
         async with self.db.read() as conn:
             workspaces = await rt.workspace_retention(conn)
@@ -102,6 +113,7 @@ class Retention(ServiceCore):
         total = taken = 0
         self._more = False
         while max_batches is None or taken < max_batches:
+            await self._wait_turn()
             n = await work()
             if n < 0:
                 return -1
@@ -112,3 +124,14 @@ class Retention(ServiceCore):
             await asyncio.sleep(0)  # the bot's own writes go between batches
         self._more = True
         return total
+
+    async def _wait_turn(self) -> None:
+        """Before a batch: while people's requests are in hand, wait for them (a second at most)."""
+        busy = self._give_way
+        if busy is None:
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + GIVE_WAY_SECONDS
+        # Polled: `busy` is the replica's own predicate (requests and acknowledged work), no event to wait on.
+        while busy() and loop.time() < until:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)

@@ -12,6 +12,8 @@ import pytest
 import time_machine
 from sqlalchemy import func, select, update
 
+from bot.sandbox.fake_slack import RESPONSE_URL
+from bot.sandbox.faults import Fail
 from bot.scheduler import Scheduler
 from handoff.report import build_report
 from handoff.schedule import week_start_of
@@ -176,3 +178,30 @@ async def test_a_workspace_admin_sets_their_own_retention_in_slack(bot: Bot) -> 
     assert done.erased == 1 and (await row(bot, number))["summary"] == "(erased)"
     again = await command_form(bot, ADMIN, "config")
     assert block(again, "retention_days")["element"]["initial_value"] == "10"
+
+
+@pytest.mark.parametrize("bot_overrides", [{"retention_days": 30}])
+async def test_the_purge_waits_while_the_replica_is_answering_a_senior(bot: Bot) -> None:
+    """Retention gives way to people: while the work behind a senior's Claim is in hand (Slack slow to
+    take a reply), the purge's batches wait; the old escalation is erased once that work is done."""
+    _card, old = await closed_escalation(bot, summary=SECRET_TEXT)
+    card = await escalate(bot, summary="Checkout is down")
+    scheduler = bot.runtime.scheduler
+    assert scheduler is not None
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):
+        bot.fake.fail_next(RESPONSE_URL, Fail(stall=0.5))  # Slack takes half a second to take the reply
+        answer = await bot.slack.click(SENIORS[0], card, "claim")
+        assert answer.status == 200 and bot.runtime.busy()  # acknowledged; the work behind it in hand
+        await scheduler.purge()
+        in_hand_after = bot.runtime.busy()
+    assert (await row(bot, old))["summary"] == "(erased)"
+    assert not in_hand_after, "the purge went ahead while the work behind the senior's click was in hand"
+    assert bot.fake.replies_to(SENIORS[0])
+
+
+async def test_a_replica_that_is_never_idle_still_purges(bot: Bot) -> None:
+    """Under steady traffic each batch waits a second at most: the text still goes."""
+    _card, old = await closed_escalation(bot, summary=SECRET_TEXT)
+    with time_machine.travel(utcnow() + timedelta(days=2), tick=True):
+        done = await bot.runtime.service.purge(retention_days=1, outbox_keep_days=7, give_way=lambda: True)
+    assert done.erased == 1 and (await row(bot, old))["summary"] == "(erased)"
