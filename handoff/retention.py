@@ -52,7 +52,7 @@ class Retention(ServiceCore):
         """One run: up to `max_batches` batches of `batch` rows of each kind (None: until done).
         `give_way` says whether people's requests are in hand: while it does, the next batch waits
         (up to GIVE_WAY_SECONDS). A batch shares the database's CPU and disk with a claim that
-        overlaps it; batches of 500 rows unpaced made the claim p99 1.7x on PostgreSQL."""
+        overlaps it; batches of 500 rows unpaced made the claim p99 1.7-2.1x on PostgreSQL."""
         now = self.clock()
         self._give_way = give_way
         done = Purged()
