@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class AcknowledgedWork:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.finished = 0
+        self.last_done = 0.0  # time.monotonic() when the latest one finished
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -37,6 +39,7 @@ class AcknowledgedWork:
         if task in self._tasks:
             self._tasks.discard(task)
             self.finished += 1
+            self.last_done = time.monotonic()
 
     async def finish(self, timeout: float) -> int:
         """Wait up to `timeout` seconds for everything in hand, including work that starts meanwhile

@@ -30,13 +30,13 @@ class Scheduler:
         *,
         every_seconds: float = 20.0,
         metrics: Metrics | None = None,
-        give_way: Callable[[], bool] | None = None,
+        idle: Callable[[], float] | None = None,
     ):
         self.service = service
         self.settings = settings
         self.every = every_seconds
         self.metrics = metrics
-        self.give_way = give_way  # whether this replica has people's requests in hand (retention waits)
+        self.idle = idle  # how long this replica has been without people's requests (retention waits)
         self._stopping = asyncio.Event()
         self._last_purge: float | None = None
 
@@ -63,7 +63,7 @@ class Scheduler:
         """Erase what is past its retention, delete what was delivered long enough ago: log and count it."""
         s = self.settings
         done = await self.service.purge(
-            retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days, give_way=self.give_way
+            retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days, idle=self.idle
         )
         if done.more:
             self._last_purge = None  # a backlog (retention just switched on, say): go on at the next tick

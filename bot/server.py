@@ -75,13 +75,20 @@ class Runtime:
 
     acknowledged: AcknowledgedWork = field(default_factory=AcknowledgedWork)
     requests_in_hand: int = 0  # Slack's and Teams' requests being answered now
+    request_answered: float = 0.0  # time.monotonic() when the latest one was answered
     stopping_since: float | None = None  # monotonic time the replica was told to stop
     _finished_before_stop: int = 0
 
     def busy(self) -> bool:
-        """Whether people's requests are in hand here (being answered, or the work behind an ack):
-        retention's next batch waits for them."""
+        """Whether people's requests are in hand here (being answered, or the work behind an ack)."""
         return self.requests_in_hand > 0 or len(self.acknowledged) > 0
+
+    def idle_for(self) -> float:
+        """Seconds this replica has been without people's requests (0 while it has some): retention's
+        batches wait for it to be quiet."""
+        if self.busy():
+            return 0.0
+        return time.monotonic() - max(self.request_answered, self.acknowledged.last_done)
 
     def begin_stopping(self) -> None:
         """Told to stop (SIGTERM): take no more work, say so. The HTTP server has stopped listening."""
@@ -285,7 +292,7 @@ async def start_runtime(
         rt.watches.append(asyncio.create_task(watch_loop_lag(metrics), name="loop-lag"))
     if run_scheduler:
         rt.scheduler = Scheduler(
-            service, settings, every_seconds=settings.scheduler_seconds, metrics=metrics, give_way=rt.busy
+            service, settings, every_seconds=settings.scheduler_seconds, metrics=metrics, idle=rt.idle_for
         )
         rt.tasks.append(asyncio.create_task(rt.scheduler.run(), name="scheduler"))
     if connect_socket and settings.slack_app_token is not None and rt.slack_app is not None:
@@ -438,6 +445,7 @@ def make_web_app(settings: Settings, **runtime_kwargs: Any) -> web.Application:
                 return await handler(request)
             finally:
                 rt.requests_in_hand -= 1
+                rt.request_answered = time.monotonic()
 
         return answer
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, any_, bindparam, case, delete, or_, select, text, update
+from sqlalchemy import Text, and_, any_, bindparam, case, cast, delete, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -106,8 +106,17 @@ async def erase_text(conn: AsyncConnection, ids: list[int], now: datetime) -> in
         cleaned = _without_typed(data)
         if cleaned != data:
             await conn.execute(update(handoff_events).where(handoff_events.c.id == eid).values(data=cleaned))
+    # Only the messages that still carry something (a card's is already empty): an UPDATE that changes
+    # nothing still writes a new row and its index entries, and its WAL is what the next claim's
+    # commit waits for.
     await conn.execute(
-        update(outbox).where(_among(conn, outbox.c.handoff_id, ids), outbox.c.status != "pending").values(payload={})
+        update(outbox)
+        .where(
+            _among(conn, outbox.c.handoff_id, ids),
+            outbox.c.status != "pending",
+            cast(outbox.c.payload, Text) != "{}",
+        )
+        .values(payload={})
     )
     return int(result.rowcount or 0)
 
