@@ -1,4 +1,5 @@
-"""Timed work, in every replica: reminders for unclaimed escalations and the weekly post.
+"""Timed work, in every replica: reminders for unclaimed escalations and the weekly post; beside
+them, retention.
 
 Every replica runs this loop; the database decides who does what (the dedupe keys of the
 outbox and the weekly_reports table), so three replicas due at the same moment post once.
@@ -18,7 +19,7 @@ from storage.db import StorageUnavailable
 log = logging.getLogger(__name__)
 
 
-# Retention runs at most this often (each run does a bounded number of small batches).
+# Retention runs this often; while a run stops at its batch limit (a backlog) the next follows at once.
 PURGE_EVERY_SECONDS = 600.0
 
 
@@ -38,7 +39,6 @@ class Scheduler:
         self.metrics = metrics
         self.idle = idle  # how long this replica has been without people's requests (retention waits)
         self._stopping = asyncio.Event()
-        self._last_purge: float | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -54,21 +54,19 @@ class Scheduler:
             weekday=s.report_weekday, at=s.report_time, timezone=s.timezone
         ):
             log.info("weekly report for week of %s queued", week, extra={"workspace": ws})
-        now = asyncio.get_running_loop().time()
-        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY_SECONDS:
-            self._last_purge = now
-            await self.purge()
 
-    async def purge(self) -> None:
-        """Erase what is past its retention, delete what was delivered long enough ago: log and count it."""
+    async def purge(self) -> bool:
+        """Erase what is past its retention, delete what was delivered long enough ago: log and count
+        it. Returns whether there is more to do now."""
         s = self.settings
         done = await self.service.purge(
-            retention_days=s.retention_days, outbox_keep_days=s.outbox_keep_days, idle=self.idle
+            retention_days=s.retention_days,
+            outbox_keep_days=s.outbox_keep_days,
+            idle=self.idle,
+            stopping=self._stopping.is_set,
         )
-        if done.more:
-            self._last_purge = None  # a backlog (retention just switched on, say): go on at the next tick
         if not done.anything:
-            return
+            return done.more
         log.info(
             "retention: erased the text of %d escalation(s) closed over %s day(s) ago; deleted %d message(s) "
             "delivered over %d day(s) ago, %d platform event id(s) and %d expired sign-in(s) to the leads' page",
@@ -88,16 +86,41 @@ class Scheduler:
             ):
                 if n:
                     self.metrics.retention.labels(what).inc(n)
+        return done.more
 
     async def run(self) -> None:
+        """The ticks, and retention in a task of its own: a backlog's runs wait for quiet moments
+        (minutes under steady traffic), and reminders must not wait for them."""
+        purging = asyncio.create_task(self._purging(), name="retention")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.tick()
+                except StorageUnavailable as exc:
+                    log.warning("scheduler skipped a beat, database unavailable: %s", exc)
+                except Exception:
+                    log.exception("scheduler error")
+                await self._pause(self.every)
+        finally:
+            await purging  # it stops between batches once told
+
+    async def _purging(self) -> None:
+        # A tick after the start: a replica's first moments (its first requests, cold caches) are not
+        # the purge's, and whoever ran the replica before it may still be finishing a batch.
+        await self._pause(self.every)
         while not self._stopping.is_set():
+            more = False
             try:
-                await self.tick()
+                more = await self.purge()
             except StorageUnavailable as exc:
-                log.warning("scheduler skipped a beat, database unavailable: %s", exc)
+                log.warning("retention skipped a run, database unavailable: %s", exc)
             except Exception:
-                log.exception("scheduler error")
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.every)
-            except TimeoutError:
-                pass
+                log.exception("retention error")
+            if not more:
+                await self._pause(PURGE_EVERY_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass

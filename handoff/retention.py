@@ -51,13 +51,15 @@ class Retention(ServiceCore):
         batch: int = 50,
         max_batches: int | None = 40,
         idle: Callable[[], float] | None = None,
+        stopping: Callable[[], bool] | None = None,
     ) -> Purged:
         """One run: up to `max_batches` batches of `batch` rows of each kind (None: until done).
         `idle` says how long the replica has been without people's requests (0 while it has some):
         each batch waits for it to be quiet (see _wait_turn). A batch shares the database's CPU and
         WAL with a claim that overlaps it; batches of 500 rows unpaced made the claim p99 1.7-2.1x on
         PostgreSQL, and a claim's commit waits for the WAL a batch wrote before it (3.5 MB for 50
-        escalations on a year of history)."""
+        escalations on a year of history). Once `stopping` says so, it ends after the batch in hand
+        (with `more` set)."""
         now = self.clock()
         done = Purged()
         async with self.db.read() as conn:
@@ -74,7 +76,7 @@ class Retention(ServiceCore):
                         return -1
                     return await rt.erase_text(conn, await rt.closed_before(conn, ws, before, batch), now)
 
-            n = await self._batches(erase, batch, max_batches, idle)
+            n = await self._batches(erase, batch, max_batches, idle, stopping)
             if n < 0:
                 done.skipped = True
                 return done
@@ -105,7 +107,7 @@ class Retention(ServiceCore):
                 return await sign_ins.prune(conn, now, batch)
 
         for work, field in ((prune, "delivered"), (forget_events, "event_ids"), (expired_sign_ins, "sign_ins")):
-            n = await self._batches(work, batch, max_batches, idle)
+            n = await self._batches(work, batch, max_batches, idle, stopping)
             if n < 0:
                 done.skipped = True
                 return done
@@ -113,11 +115,20 @@ class Retention(ServiceCore):
             done.more = done.more or self._more
         return done
 
-    async def _batches(self, work, batch: int, max_batches: int | None, idle: Callable[[], float] | None) -> int:  # type: ignore[no-untyped-def]
+    async def _batches(  # type: ignore[no-untyped-def]
+        self,
+        work,
+        batch: int,
+        max_batches: int | None,
+        idle: Callable[[], float] | None,
+        stopping: Callable[[], bool] | None,
+    ) -> int:
         total = taken = 0
         self._more = False
         while max_batches is None or taken < max_batches:
-            await _wait_turn(idle)
+            await _wait_turn(idle, stopping)
+            if stopping is not None and stopping():
+                break
             n = await work()
             if n < 0:
                 return -1
@@ -130,15 +141,18 @@ class Retention(ServiceCore):
         return total
 
 
-async def _wait_turn(idle: Callable[[], float] | None) -> None:
+async def _wait_turn(idle: Callable[[], float] | None, stopping: Callable[[], bool] | None) -> None:
     """Before a batch: wait for the replica to be quiet (QUIET_SECONDS without people's requests), a
     GIVE_WAY_SECONDS at most; then, if it is still answering someone, for that to be done (as long
-    again at most): a batch started in a gap does not meet the request that just ended."""
+    again at most): a batch started in a gap does not meet the request that just ended. Not once the
+    replica is stopping."""
     if idle is None:
         return
     loop = asyncio.get_running_loop()
     # Polled: `idle` is the replica's own reading (its requests and acknowledged work), no event to wait on.
     for enough in (QUIET_SECONDS, 1e-9):
         until = loop.time() + GIVE_WAY_SECONDS
-        while idle() < enough and loop.time() < until:  # noqa: ASYNC110
+        while idle() < enough and loop.time() < until:
+            if stopping is not None and stopping():
+                return
             await asyncio.sleep(0.005)

@@ -51,11 +51,26 @@ async def test_after_the_retention_period_the_text_goes_and_the_numbers_and_repo
     before = (await build_report(bot.runtime.db, ws, week, timezone="UTC", baseline_minutes=30)).to_json()
     kept = await row(bot, old)
     service = bot.runtime.service
+    async with bot.runtime.db.write() as conn:  # a card it left when moved, saying why: the mover's note
+        await conn.execute(
+            outbox.insert().values(
+                workspace_id=ws,
+                handoff_id=kept["id"],
+                kind="moved_card",
+                dedupe_key=f"moved_card:{kept['id']}:1",
+                payload={"note": f"Moved: {SECRET_TEXT}", "channel": "C0ESCALATE", "ref": "1.2"},
+                status="sent",
+                attempts=1,
+                next_attempt_at=utcnow(),
+                created_at=utcnow(),
+                sent_at=utcnow(),
+            )
+        )
 
     with time_machine.travel(utcnow() + timedelta(days=29), tick=True):
-        assert (await service.purge(retention_days=30, outbox_keep_days=7)).erased == 0  # not yet
-    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):
-        done = await service.purge(retention_days=30, outbox_keep_days=7)
+        assert (await service.purge(retention_days=30, outbox_keep_days=60)).erased == 0  # not yet
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):  # messages kept longer than the text
+        done = await service.purge(retention_days=30, outbox_keep_days=60)
     assert done.erased == 1
     erased = await row(bot, old)
     assert (erased["summary"], erased["details"], erased["tried"], erased["customer"]) == ("(erased)", "", "", "")
@@ -74,6 +89,9 @@ async def test_after_the_retention_period_the_text_goes_and_the_numbers_and_repo
     async with bot.runtime.db.read() as conn:
         events = (await conn.execute(select(handoff_events.c.data).where(handoff_events.c.data.is_not(None)))).all()
     assert not any(SECRET_TEXT in str(d) for (d,) in events)
+    async with bot.runtime.db.read() as conn:  # nor in the messages sent about it, kept meanwhile
+        payloads = (await conn.execute(select(outbox.c.payload).where(outbox.c.handoff_id == erased["id"]))).all()
+    assert payloads and not any(SECRET_TEXT in str(p) for (p,) in payloads)
     # Erased text is out of the full-text search too: a new card with the same words lists it no more.
     probe_after = await escalate(bot, summary=SECRET_TEXT, tried="Restarted the checkout service")
     assert f"ESC-{old}" not in card_text(probe_after)
@@ -220,6 +238,22 @@ async def test_the_purge_waits_for_the_replica_to_be_quiet(bot: Bot) -> None:
         quiet = bot.runtime.idle_for()
     assert (await row(bot, old))["summary"] == "(erased)"
     assert quiet >= QUIET_SECONDS, f"the purge began {quiet:.3f} s after the senior's claim was answered"
+
+
+@pytest.mark.parametrize("bot_overrides", [{"retention_days": 30}])
+async def test_a_replica_told_to_stop_does_not_wait_for_retention(bot: Bot) -> None:
+    """Retention works through a backlog in the quiet moments between people's requests; a replica
+    told to stop (SIGTERM) ends it before the next batch instead of waiting for a quiet moment and
+    purging on, so its stop is not held up by a backlog: the rest is left for the next run."""
+    _card, old = await closed_escalation(bot, summary=SECRET_TEXT)
+    scheduler = Scheduler(bot.runtime.service, bot.runtime.settings, idle=lambda: 0.0)  # never quiet
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):
+        purging = asyncio.create_task(scheduler.purge())
+        await asyncio.sleep(0.2)  # waiting for a quiet moment
+        scheduler.stop()
+        more = await asyncio.wait_for(purging, timeout=1.5)  # not the 2 s a batch waits at most
+    assert more, "the purge said it was done though it stopped before its batch"
+    assert SECRET_TEXT in (await row(bot, old))["summary"]
 
 
 async def test_a_replica_that_is_never_idle_still_purges(bot: Bot) -> None:
