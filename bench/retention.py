@@ -20,6 +20,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -44,12 +45,11 @@ WARM_UP = 20
 FORM = {"severity": "P3", "tried": "Restarted it", "details": "", "customer": ""}
 
 
-async def due(url: str) -> tuple[int, int]:
-    """(closed escalations past RETENTION_DAYS whose text is still there, messages delivered over a week
-    ago still kept): what the purge has left to do."""
-    from datetime import UTC, datetime, timedelta
-
-    now = datetime.now(UTC)
+async def due(url: str, now: datetime) -> tuple[int, int]:
+    """(closed escalations past RETENTION_DAYS at `now` whose text is still there, messages delivered
+    over a week before it still kept): what the purge has left of the backlog it started with. A
+    fixed `now`: a year of history has an escalation cross the line every half minute, and the
+    next run after a complete one is ten minutes later."""
     db = Database(url)
     try:
         async with db.read() as conn:
@@ -140,7 +140,8 @@ async def run(kind: str, escalations: int, n: int, tmp: Path) -> dict[str, float
         await db.dispose()
         seeded = await seed_history(url, escalations)
         print(f"  {kind}: seeded {escalations:,} escalations in {seeded:.0f} s", file=sys.stderr, flush=True)
-        texts, sent = await due(url)
+        as_of = datetime.now(UTC)
+        texts, sent = await due(url, as_of)
         env = slack_bot_env(url, fake)
         env.update(SLACK_SENIOR_USER_IDS="", SCHEDULER_SECONDS="1", LOG_LEVEL="WARNING", OUTBOX_KEEP_DAYS="3650")
         async with aiohttp.ClientSession() as session:
@@ -158,9 +159,9 @@ async def run(kind: str, escalations: int, n: int, tmp: Path) -> dict[str, float
                 await bot.wait_ready(60)
                 await claims(bot.url, fake.url, session, WARM_UP, "WB")
                 during = await claims(bot.url, fake.url, session, n, "B")
-                busy, after_claims = time.monotonic() - started, await due(url)
+                busy, after_claims = time.monotonic() - started, await due(url, as_of)
                 assert sum(after_claims) > 0, "the purge ended before the claims did: seed more history"
-                while sum(left := await due(url)) > 0:
+                while sum(left := await due(url, as_of)) > 0:
                     await asyncio.sleep(2)
                     if time.monotonic() - started > 3600:
                         raise TimeoutError(f"still due after an hour: {left}")
