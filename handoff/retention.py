@@ -43,8 +43,6 @@ class Purged:
 
 
 class Retention(ServiceCore):
-    _more = False
-
     async def purge(
         self,
         *,
@@ -78,12 +76,12 @@ class Retention(ServiceCore):
                         return -1
                     return await rt.erase_text(conn, await rt.closed_before(conn, ws, before, batch), now)
 
-            n = await self._batches(erase, batch, max_batches, idle, stopping)
+            n, more = await _batches(erase, batch, max_batches, idle, stopping)
             if n < 0:
                 done.skipped = True
                 return done
             done.erased += n
-            done.more = done.more or self._more
+            done.more = done.more or more
 
         keep_until, reports_until = (
             now - timedelta(days=outbox_keep_days),
@@ -109,38 +107,38 @@ class Retention(ServiceCore):
                 return await sign_ins.prune(conn, now, batch)
 
         for work, field in ((prune, "delivered"), (forget_events, "event_ids"), (expired_sign_ins, "sign_ins")):
-            n = await self._batches(work, batch, max_batches, idle, stopping)
+            n, more = await _batches(work, batch, max_batches, idle, stopping)
             if n < 0:
                 done.skipped = True
                 return done
             setattr(done, field, n)
-            done.more = done.more or self._more
+            done.more = done.more or more
         return done
 
-    async def _batches(  # type: ignore[no-untyped-def]
-        self,
-        work,
-        batch: int,
-        max_batches: int | None,
-        idle: Callable[[], float] | None,
-        stopping: Callable[[], bool] | None,
-    ) -> int:
-        total = taken = 0
-        self._more = False
-        while max_batches is None or taken < max_batches:
-            await _wait_turn(idle, stopping)
-            if stopping is not None and stopping():
-                break
-            n = await work()
-            if n < 0:
-                return -1
-            total += n
-            taken += 1
-            if n < batch:
-                return total
-            await asyncio.sleep(0)  # the bot's own writes go between batches
-        self._more = True
-        return total
+
+async def _batches(  # type: ignore[no-untyped-def]
+    work,
+    batch: int,
+    max_batches: int | None,
+    idle: Callable[[], float] | None,
+    stopping: Callable[[], bool] | None,
+) -> tuple[int, bool]:
+    """Batches of `work` until one comes back short: (rows, whether there is more to do now); rows
+    -1 when another replica was purging."""
+    total = taken = 0
+    while max_batches is None or taken < max_batches:
+        await _wait_turn(idle, stopping)
+        if stopping is not None and stopping():
+            break
+        n = await work()
+        if n < 0:
+            return -1, False
+        total += n
+        taken += 1
+        if n < batch:
+            return total, False
+        await asyncio.sleep(0)  # the bot's own writes go between batches
+    return total, True
 
 
 async def _wait_turn(idle: Callable[[], float] | None, stopping: Callable[[], bool] | None) -> None:
