@@ -4,7 +4,7 @@ reminders for unclaimed escalations, with time moved by time-machine."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,10 +40,12 @@ def bot_overrides() -> dict[str, Any]:
     }
 
 
-def next_monday(hour: int, minute: int = 0) -> datetime:
-    today = datetime.now(BERLIN).date()
+def next_monday(hour: int, minute: int = 0, tz: tzinfo = BERLIN) -> datetime:
+    """The coming Monday at `hour` in `tz`, the workspace's time zone: the week before it holds now
+    there (from Sunday 23:00 UTC it is Monday in Berlin but still Sunday in UTC)."""
+    today = datetime.now(tz).date()
     monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
-    return datetime(monday.year, monday.month, monday.day, hour, minute, tzinfo=BERLIN)
+    return datetime(monday.year, monday.month, monday.day, hour, minute, tzinfo=tz)
 
 
 def report_posts(bot: Bot) -> list:  # type: ignore[type-arg]

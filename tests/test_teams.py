@@ -270,7 +270,8 @@ async def test_reminders_and_the_weekly_report_reach_teams(teams: TeamsHarness) 
             lambda: [a for a in t.connector.in_conversation(LEADS) if "nobody has claimed it" in a.text]
         )
         assert "ESC-1" in alerts[0].text
-    with time_machine.travel(next_monday(11, 0), tick=True):  # 10:00 UTC: the 09:00 UTC post is due
+    # A Teams workspace's reports keep UTC: 10:00 UTC on its coming Monday, the 09:00 UTC post is due.
+    with time_machine.travel(next_monday(10, 0, UTC), tick=True):
         await scheduler.tick()
         t.runtime.worker.wake()
         reports = await t.connector.wait_for(
