@@ -102,7 +102,9 @@ class Scheduler:
                     log.exception("scheduler error")
                 await self._pause(self.every)
         finally:
-            await purging  # it stops between batches once told
+            if not self._stopping.is_set():
+                purging.cancel()  # cancelled without being told to stop: retention would wait on
+            await asyncio.gather(purging, return_exceptions=True)  # told: it stops between batches
 
     async def _purging(self) -> None:
         # A tick after the start: a replica's first moments (its first requests, cold caches) are not

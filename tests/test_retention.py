@@ -257,6 +257,26 @@ async def test_a_replica_told_to_stop_does_not_wait_for_retention(bot: Bot) -> N
     assert SECRET_TEXT in (await row(bot, old))["summary"]
 
 
+@pytest.mark.parametrize("bot_overrides", [{"retention_days": 30}])
+async def test_a_scheduler_cancelled_without_being_told_to_stop_takes_retention_with_it(bot: Bot) -> None:
+    """A scheduler task cancelled outright (its owner went away without stop()) ends at once and
+    leaves no retention task behind, waiting for a quiet moment and then erasing on its own."""
+    _card, old = await closed_escalation(bot, summary=SECRET_TEXT)
+    scheduler = Scheduler(bot.runtime.service, bot.runtime.settings, every_seconds=0.05, idle=lambda: 0.0)
+    theirs = {t for t in asyncio.all_tasks() if t.get_name() == "retention"}  # the bot's own scheduler's
+    with time_machine.travel(utcnow() + timedelta(days=31), tick=True):
+        running = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.3)  # its retention task waits for a quiet moment (GIVE_WAY_SECONDS)
+        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=1.5)  # not the 20 s a batch waits at most
+        left = [t for t in asyncio.all_tasks() - theirs if t.get_name() == "retention" and not t.done()]
+        for task in left:
+            task.cancel()
+    assert done, "the cancelled scheduler waited for its retention task"
+    assert not left, "the retention task outlived its scheduler"
+    assert SECRET_TEXT in (await row(bot, old))["summary"]
+
+
 async def test_a_replica_that_is_never_idle_still_purges(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under steady traffic each batch waits a while at most (twice GIVE_WAY_SECONDS, shortened
     here so the test does not wait 20 s): the text still goes."""
