@@ -13,8 +13,9 @@ What can wait goes to the thread as before, so the loop never sleeps on it:
 * the statements of a connection marked `offload` (a full-text search or a weekly report over a
   long history: milliseconds to seconds of work), with the fetches that follow them.
 * the WAL checkpoint, which writes and syncs the database file. The connections do not
-  checkpoint on commit (`wal_autocheckpoint=0`); every CHECKPOINT_EVERY-th commit runs on the
-  thread and checkpoints after committing (PASSIVE: it never waits for readers).
+  checkpoint on commit (`wal_autocheckpoint=0`); every CHECKPOINT_EVERY-th commit (or sooner, after
+  CHECKPOINT_ROWS rows changed) runs on the thread and checkpoints after committing (PASSIVE: it never
+  waits for readers).
 
 In WAL mode a reader never waits for a writer, so the reads that run in place do not block
 the loop. Each connection is used by one task at a time (SQLAlchemy's pool), so the thread and
@@ -23,7 +24,6 @@ the loop never use one sqlite3 connection at once.
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -33,9 +33,27 @@ from typing import Any
 import aiosqlite
 
 CHECKPOINT_EVERY = 100
+# ... or sooner, once the commits since the last have changed this many rows (sqlite3's total_changes:
+# rows written by the statements and their triggers). The WAL holds every page written since the last
+# checkpoint: retention's batches each rewrite hundreds of rows with their index and full-text
+# entries, and a hundred of them between checkpoints grew it to 3.6 GB purging a year of history.
+CHECKPOINT_ROWS = 2000
 
 
-_COMMITS = itertools.count(1)  # every commit of this process, for the checkpoint every CHECKPOINT_EVERY-th
+class _SinceCheckpoint:
+    """This process's commits and rows changed since its last checkpoint (all on the event loop)."""
+
+    commits = 0
+    rows = 0
+
+    @classmethod
+    def due(cls, rows: int) -> bool:
+        cls.commits += 1
+        cls.rows += rows
+        if cls.commits < CHECKPOINT_EVERY and cls.rows < CHECKPOINT_ROWS:
+            return False
+        cls.commits = cls.rows = 0
+        return True
 
 
 def _commit_and_checkpoint(conn: sqlite3.Connection) -> None:
@@ -56,6 +74,7 @@ class InlineConnection(aiosqlite.Connection):
         # is never used from two threads at once.
         self._on_thread = 0
         self._count = threading.Lock()
+        self._changes_counted = 0  # this connection's total_changes at its last commit
 
     @property
     def all_on_loop(self) -> bool:
@@ -114,7 +133,9 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         if not self._connection.in_transaction:
             return  # nothing written: a read's transaction
-        if next(_COMMITS) % CHECKPOINT_EVERY == 0:
+        total = self._connection.total_changes
+        changed, self._changes_counted = total - self._changes_counted, total
+        if _SinceCheckpoint.due(changed):
             await self._thread_call(_commit_and_checkpoint, self._connection)
         elif self._on_thread:
             await self._thread_call(self._connection.commit)

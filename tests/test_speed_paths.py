@@ -5,7 +5,6 @@ first; replies to clicks share connections; the event loop's lag is measured."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import sqlite3
 import threading
@@ -59,8 +58,9 @@ async def test_a_quick_sqlite_write_is_done_within_its_turn_of_the_loop(
     # transaction that waits for turns (SQLAlchemy closes a connection in a task of its own, two
     # turns) makes the card's change wait for them. Count the turns a write block takes.
     # Every 100th commit of the process checkpoints the WAL on the driver's thread, on purpose (see
-    # the test below); the count starts afresh so that none of these five is one.
-    monkeypatch.setattr(sqlite_inline, "_COMMITS", itertools.count(1))
+    # the tests below); the count starts afresh so that none of these five is one.
+    monkeypatch.setattr(sqlite_inline._SinceCheckpoint, "commits", 0)
+    monkeypatch.setattr(sqlite_inline._SinceCheckpoint, "rows", 0)
     turns = 0
 
     async def count_turns() -> None:
@@ -131,6 +131,23 @@ async def test_the_wal_is_checkpointed_off_the_loop_so_it_stays_small(sqlite_db:
     assert wal <= 2 * per_checkpoint, wal
     async with sqlite_db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 1000
+
+
+async def test_big_transactions_checkpoint_sooner_so_the_wal_stays_small(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hundred transactions of 50 rows each (retention's batches are of this kind): 5,000 pages of
+    # WAL, 20 MB, if only every 100th commit checkpoints. CHECKPOINT_ROWS is lowered so the test
+    # writes little: with it, a checkpoint every 4 transactions.
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_ROWS", 200)
+    body = "x" * 3000  # about a page a row
+    for _ in range(100):
+        async with sqlite_db.write() as conn:
+            await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), [{"b": body}] * 50)
+    wal = await asyncio.to_thread(os.path.getsize, (make_url(sqlite_db.url).database or "") + "-wal")
+    assert wal <= 2 * 200 * 2 * 4096, f"{wal / 2**20:.1f} MB of WAL"
+    async with sqlite_db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 5000
 
 
 async def test_an_urgent_writer_goes_before_those_waiting_but_not_before_the_one_writing() -> None:
