@@ -30,6 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from storage import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The WAL file is cut back to this once a checkpoint has emptied it. SQLite reuses the file rather than
+# shrinking it, so without a limit a burst of writes under a long read (which no checkpoint can pass)
+# keeps its size on disk: 991 MB after a year's purge, 3.6 GB once.
+SQLITE_WAL_KEPT_BYTES = 64 * 2**20
 SQLITE_POOL_SIZE = 8  # at most this many kept (and as many again at a peak); DATABASE_POOL_SIZE if smaller
 POSTGRES_POOL_SIZE = 10  # DATABASE_POOL_SIZE's default: the connections a replica keeps (see Database)
 # DATABASE_POOLER: what stands between the bot and PostgreSQL. "pgbouncer": PgBouncer in transaction
@@ -422,6 +426,7 @@ class Database:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the loop (sqlite_inline)
+            cur.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_KEPT_BYTES}")
             cur.close()
 
         @event.listens_for(sync_engine.pool, "checkout")

@@ -35,8 +35,9 @@ import aiosqlite
 CHECKPOINT_EVERY = 100
 # ... or sooner, once the commits since the last have changed this many rows (sqlite3's total_changes:
 # rows written by the statements and their triggers). The WAL holds every page written since the last
-# checkpoint: retention's batches each rewrite hundreds of rows with their index and full-text
-# entries, and a hundred of them between checkpoints grew it to 3.6 GB purging a year of history.
+# checkpoint, and a retention batch (50 escalations: their rows, index and full-text entries) writes
+# 85 KB to 4 MB of it: a hundred of those between two checkpoints is up to 400 MB. (A long read holds
+# the WAL too; see SQLITE_WAL_KEPT_BYTES in storage/db.py.)
 CHECKPOINT_ROWS = 2000
 
 

@@ -20,6 +20,7 @@ from bot.sandbox.simulator import button_value
 from handoff.domain import Draft, Severity
 from handoff.service import HandoffService
 from handoff.ttl import TtlCache
+from storage import db as storage_db
 from storage import handoffs as handoffs_store
 from storage import sqlite_inline
 from storage.db import Database, WriteTurn
@@ -148,6 +149,30 @@ async def test_big_transactions_checkpoint_sooner_so_the_wal_stays_small(
     assert wal <= 2 * 200 * 2 * 4096, f"{wal / 2**20:.1f} MB of WAL"
     async with sqlite_db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 5000
+
+
+async def test_a_burst_of_writes_does_not_leave_its_wal_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reuses its WAL file instead of shrinking it: a 20 MB transaction (a purge's burst under a
+    # long read, at scale a gigabyte) would keep 20 MB on disk for good. The limit is lowered to 1 MB here.
+    monkeypatch.setattr(storage_db, "SQLITE_WAL_KEPT_BYTES", 2**20)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'burst.db'}")
+    wal = str(tmp_path / "burst.db-wal")
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE scratch (id INTEGER PRIMARY KEY, body TEXT)"))
+            await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), [{"b": "x" * 3000}] * 5000)
+        peak = await asyncio.to_thread(os.path.getsize, wal)
+        for i in range(3):  # the bot's next writes: the checkpoint has emptied the WAL, the next one restarts it
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), {"b": f"row {i}"})
+        after = await asyncio.to_thread(os.path.getsize, wal)
+        assert peak > 15 * 2**20 and after <= 2**20, f"WAL {peak / 2**20:.1f} MB, then {after / 2**20:.1f} MB"
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 5003
+    finally:
+        await db.dispose()
 
 
 async def test_an_urgent_writer_goes_before_those_waiting_but_not_before_the_one_writing() -> None:
