@@ -122,12 +122,17 @@ async def test_a_write_waiting_for_another_process_does_not_hold_the_event_loop(
         assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 1
 
 
+async def _wal_bytes(db: Database) -> int:
+    """The size of the database's write-ahead log file."""
+    return await asyncio.to_thread(os.path.getsize, (make_url(db.url).database or "") + "-wal")
+
+
 async def test_the_wal_is_checkpointed_off_the_loop_so_it_stays_small(sqlite_db: Database) -> None:
     body = "x" * 3000  # about a page a transaction: 1000 of them are 4 MB of WAL if nothing checkpoints
     for _ in range(1000):
         async with sqlite_db.write() as conn:
             await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), {"b": body})
-    wal = await asyncio.to_thread(os.path.getsize, (make_url(sqlite_db.url).database or "") + "-wal")
+    wal = await _wal_bytes(sqlite_db)
     per_checkpoint = sqlite_inline.CHECKPOINT_EVERY * 2 * 4096
     assert wal <= 2 * per_checkpoint, wal
     async with sqlite_db.read() as conn:
@@ -145,7 +150,7 @@ async def test_big_transactions_checkpoint_sooner_so_the_wal_stays_small(
     for _ in range(100):
         async with sqlite_db.write() as conn:
             await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), [{"b": body}] * 50)
-    wal = await asyncio.to_thread(os.path.getsize, (make_url(sqlite_db.url).database or "") + "-wal")
+    wal = await _wal_bytes(sqlite_db)
     assert wal <= 2 * 200 * 2 * 4096, f"{wal / 2**20:.1f} MB of WAL"
     async with sqlite_db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 5000
@@ -158,16 +163,15 @@ async def test_a_burst_of_writes_does_not_leave_its_wal_on_disk(
     # long read, at scale a gigabyte) would keep 20 MB on disk for good. The limit is lowered to 1 MB here.
     monkeypatch.setattr(storage_db, "SQLITE_WAL_KEPT_BYTES", 2**20)
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'burst.db'}")
-    wal = str(tmp_path / "burst.db-wal")
     try:
         async with db.write() as conn:
             await conn.execute(text("CREATE TABLE scratch (id INTEGER PRIMARY KEY, body TEXT)"))
             await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), [{"b": "x" * 3000}] * 5000)
-        peak = await asyncio.to_thread(os.path.getsize, wal)
+        peak = await _wal_bytes(db)
         for i in range(3):  # the bot's next writes: the checkpoint has emptied the WAL, the next one restarts it
             async with db.write() as conn:
                 await conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), {"b": f"row {i}"})
-        after = await asyncio.to_thread(os.path.getsize, wal)
+        after = await _wal_bytes(db)
         assert peak > 15 * 2**20 and after <= 2**20, f"WAL {peak / 2**20:.1f} MB, then {after / 2**20:.1f} MB"
         async with db.read() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM scratch"))).scalar_one() == 5003
